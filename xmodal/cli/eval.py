@@ -1,0 +1,11 @@
+"""``xmodal eval ...``: one module per family of metrics, each adding its commands to ``eval_app``."""
+
+from __future__ import annotations
+
+import typer
+
+eval_app = typer.Typer(help="Evaluate predictions or generated media with the field's standard metrics.",
+                       no_args_is_help=True)
+
+# Imported for their side effect of registering commands on eval_app.
+from xmodal.cli import eval_text, eval_audio, eval_music, eval_vision  # noqa: E402,F401
