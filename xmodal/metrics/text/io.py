@@ -1,0 +1,68 @@
+"""Readers for caption files: COCO annotations, COCO results, and plain JSON mappings."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from xmodal.errors import CorruptFileError, DataError
+
+
+def _load(path: str | Path) -> object:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("file not found", path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CorruptFileError(f"not valid UTF-8 JSON ({e})", path) from e
+
+
+def _entries(data: object, path: str | Path) -> list[tuple[object, object]] | None:
+    """(image_id, caption) pairs of a COCO annotation or result file, or None for a plain mapping."""
+    if isinstance(data, dict) and "annotations" in data:
+        data = data["annotations"]
+    if isinstance(data, list):
+        out = []
+        for n, item in enumerate(data):
+            if not isinstance(item, dict) or "image_id" not in item or "caption" not in item:
+                raise DataError(f"entry {n} lacks 'image_id' or 'caption'", path)
+            out.append((item["image_id"], item["caption"]))
+        return out
+    if isinstance(data, dict):
+        return None
+    raise DataError("expected COCO annotations, a COCO result list, or a JSON object of captions", path)
+
+
+def read_references(path: str | Path) -> dict[object, list[str]]:
+    """``{id: [captions]}`` from a COCO annotation file, a COCO result-style list, or plain JSON."""
+    data = _load(path)
+    pairs = _entries(data, path)
+    if pairs is None:
+        return {k: (v if isinstance(v, list) else [v]) for k, v in data.items()}  # type: ignore[union-attr]
+    refs: dict[object, list[str]] = defaultdict(list)
+    for k, c in pairs:
+        refs[k].append(c)  # type: ignore[arg-type]
+    return dict(refs)
+
+
+def read_candidates(path: str | Path) -> dict[object, str]:
+    """``{id: caption}`` from a COCO result file (``[{"image_id", "caption"}]``) or plain JSON."""
+    data = _load(path)
+    pairs = _entries(data, path)
+    if pairs is None:
+        out = {}
+        for k, v in data.items():  # type: ignore[union-attr]
+            if isinstance(v, list):
+                if len(v) != 1:
+                    raise DataError(f"id {k!r}: expected one candidate caption, got {len(v)}", path)
+                v = v[0]
+            out[k] = v
+        return out
+    out: dict[object, str] = {}
+    for k, c in pairs:
+        if k in out:
+            raise DataError(f"id {k!r}: more than one candidate caption", path)
+        out[k] = c  # type: ignore[assignment]
+    return out
