@@ -1,0 +1,83 @@
+"""Graphs: node features and an edge index, stored as .npz (``x``, ``edge_index``, optional ``edge_attr``,
+``y``) or JSON (``{"x": [[...], ...], "edge_index": [[src...], [dst...]]}`` or ``"edges": [[s, d], ...]``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from xmodal.data.io._common import PathLike, decoding, existing
+from xmodal.errors import CorruptFileError, EmptyInputError, ShapeError
+
+
+@dataclass
+class Graph:
+    """``x``: float32 (N, F) node features; ``edge_index``: int64 (2, E) source/target rows (PyG layout)."""
+
+    x: np.ndarray
+    edge_index: np.ndarray
+    edge_attr: np.ndarray | None = None  # (E, D)
+    y: np.ndarray | None = None
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def num_edges(self) -> int:
+        return int(self.edge_index.shape[1])
+
+
+def check_graph(g: Graph, source: str | Path | None = None) -> Graph:
+    """Shapes and index ranges, with errors naming ``source``."""
+    if g.x.ndim != 2:
+        raise ShapeError(f"node features have shape {g.x.shape}, expected (nodes, features)", source=source)
+    if g.x.shape[0] == 0:
+        raise EmptyInputError("graph has no nodes", source=source)
+    if g.edge_index.ndim != 2 or g.edge_index.shape[0] != 2:
+        raise ShapeError(f"edge_index has shape {g.edge_index.shape}, expected (2, edges)", source=source)
+    if g.edge_index.size and (g.edge_index.min() < 0 or g.edge_index.max() >= g.num_nodes):
+        raise CorruptFileError(f"edge_index refers to nodes outside [0, {g.num_nodes})", source=source)
+    if g.edge_attr is not None and g.edge_attr.shape[0] != g.num_edges:
+        raise ShapeError(f"edge_attr has {g.edge_attr.shape[0]} rows for {g.num_edges} edges", source=source)
+    return g
+
+
+def read_graph(path: PathLike) -> Graph:
+    """Read a graph from .npz or .json (layouts in the module docstring)."""
+    p = existing(path)
+    with decoding(p, "graph"):
+        if p.suffix.lower() == ".npz":
+            with np.load(p, allow_pickle=False) as z:
+                d = {k: z[k] for k in z.files}
+        else:
+            d = json.loads(p.read_text())
+            if "edges" in d and "edge_index" not in d:
+                d["edge_index"] = np.asarray(d.pop("edges"), dtype=np.int64).reshape(-1, 2).T
+        if "x" not in d or "edge_index" not in d:
+            raise CorruptFileError(f"graph needs keys 'x' and 'edge_index', found {sorted(d)}", source=p)
+        g = Graph(
+            x=np.asarray(d["x"], dtype=np.float32),
+            edge_index=np.asarray(d["edge_index"], dtype=np.int64).reshape(2, -1),
+            edge_attr=None if d.get("edge_attr") is None else np.asarray(d["edge_attr"], dtype=np.float32),
+            y=None if d.get("y") is None else np.asarray(d["y"]),
+        )
+    return check_graph(g, p)
+
+
+def write_graph(path: PathLike, graph: Graph) -> None:
+    """Write ``graph`` as .npz or .json (by suffix)."""
+    p = Path(path)
+    check_graph(graph, p)
+    d = {"x": graph.x, "edge_index": graph.edge_index}
+    if graph.edge_attr is not None:
+        d["edge_attr"] = graph.edge_attr
+    if graph.y is not None:
+        d["y"] = graph.y
+    if p.suffix.lower() == ".npz":
+        np.savez(p, **d)
+    else:
+        p.write_text(json.dumps({k: np.asarray(v).tolist() for k, v in d.items()}))
