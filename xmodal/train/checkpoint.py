@@ -1,0 +1,231 @@
+"""Atomic checkpoints without pickle: tensors in safetensors, everything else in a JSON state.
+
+Layout: ``<root>/step_000000120/{tensors.safetensors, state.json}``. The tensor file holds the model
+(``model/<name>``) and the optimizer's per-parameter tensors (``optim/<param name>/<slot>``); ``state.json``
+holds the step, epoch and position in the epoch, the RNG states of every rank, the optimizer's param groups,
+the scheduler and grad-scaler states and the recipe. Each file is written to a temporary name, flushed, fsynced
+and moved into place with ``os.replace``; ``state.json`` goes last and is the commit marker, so a crash at any
+moment leaves either the previous checkpoint or the new one, never a half one that :func:`find_latest` accepts.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import re
+import shutil
+import signal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from xmodal.errors import CorruptFileError
+
+TENSORS = "tensors.safetensors"
+STATE = "state.json"
+FORMAT = "xmodal-checkpoint/1"
+# Fault injection for tests: kill this process after the tensors of checkpoint <step> are written, before its
+# JSON commit marker, as a power cut or OOM kill would.
+FAULT_ENV = "XMODAL_FAULT_CHECKPOINT_STEP"
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+def step_dir(root: Path, step: int) -> Path:
+    return root / f"step_{step:09d}"
+
+
+# ----------------------------------------------------------------------------------------------- RNG state
+def _b64(t: torch.Tensor) -> str:
+    return base64.b64encode(t.cpu().numpy().tobytes()).decode("ascii")
+
+
+def _unb64(s: str) -> torch.Tensor:
+    return torch.frombuffer(bytearray(base64.b64decode(s)), dtype=torch.uint8).clone()
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's RNG states (torch CPU and CUDA, numpy, random) as JSON-safe values."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    return {
+        "torch": _b64(torch.get_rng_state()),
+        "cuda": [_b64(s) for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else [],
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "python": [py_state[0], list(py_state[1]), py_state[2]],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned."""
+    torch.set_rng_state(_unb64(state["torch"]))
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([_unb64(s) for s in state["cuda"]])
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+# ------------------------------------------------------------------------------------------ state dicts
+def _options(**kw: bool):
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, **kw)
+
+
+def gather_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Full (unsharded, CPU) model and optimizer state as flat tensors plus JSON-safe optimizer fields.
+
+    Collective under FSDP: every rank must call it; rank 0 gets the full state (other ranks may get less).
+    Works the same for a plain module and DDP (names have no ``module.`` prefix).
+    """
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+
+    msd = get_model_state_dict(model, options=_options(cpu_offload=True))
+    osd = get_optimizer_state_dict(model, optimizer, options=_options(cpu_offload=True))
+    tensors: dict[str, torch.Tensor] = {}
+    for name, value in msd.items():
+        tensors[f"model/{name}"] = value.detach().cpu().contiguous().clone()  # clone: no shared storage
+    scalars: dict[str, dict[str, Any]] = {}
+    for pname, slots in osd.get("state", {}).items():
+        for slot, value in slots.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim/{pname}/{slot}"] = value.detach().cpu().contiguous().clone()
+            else:
+                scalars.setdefault(pname, {})[slot] = value
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in osd.get("param_groups", [])]
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def restore_state(
+    model: nn.Module, optimizer: torch.optim.Optimizer | None, tensors: dict[str, torch.Tensor], optim_json: dict[str, Any] | None
+) -> None:
+    """Load model (and optimizer) state saved by :func:`gather_state` into a possibly wrapped/sharded model."""
+    from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
+
+    msd = {k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")}
+    set_model_state_dict(model, msd, options=_options(strict=True))
+    if optimizer is None or optim_json is None:
+        return
+    state: dict[str, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim/"):
+            pname, slot = key[len("optim/") :].rsplit("/", 1)
+            state.setdefault(pname, {})[slot] = value
+    for pname, slots in optim_json.get("scalars", {}).items():
+        state.setdefault(pname, {}).update(slots)
+    groups = []
+    for g in optim_json["param_groups"]:
+        g = dict(g)
+        if "betas" in g:  # JSON turned the tuple into a list
+            g["betas"] = tuple(g["betas"])
+        groups.append(g)
+    set_optimizer_state_dict(model, optimizer, {"state": state, "param_groups": groups}, options=_options())
+
+
+# ------------------------------------------------------------------------------------------ atomic files
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # some filesystems do not allow opening directories
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _commit(tmp: Path, final: Path) -> None:
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+
+
+def write_checkpoint(root: Path, step: int, tensors: dict[str, torch.Tensor], state: dict[str, Any], keep_last: int) -> Path:
+    """Write one checkpoint atomically (call on one rank only), then prune to the last ``keep_last`` complete ones."""
+    directory = step_dir(root, step)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / STATE).unlink(missing_ok=True)  # re-writing a step: un-commit it first
+    tmp = directory / f".{TENSORS}.tmp{os.getpid()}"
+    save_file(tensors, str(tmp), metadata={"format": "pt"})
+    _commit(tmp, directory / TENSORS)
+
+    if os.environ.get(FAULT_ENV) == str(step):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    state = dict(state, format=FORMAT, step=step, tensors=TENSORS, tensors_bytes=(directory / TENSORS).stat().st_size)
+    tmp = directory / f".{STATE}.tmp{os.getpid()}"
+    tmp.write_text(json.dumps(state, indent=1, sort_keys=True, default=str), encoding="utf-8")  # str: YAML dates
+    _commit(tmp, directory / STATE)
+    prune(root, keep_last)
+    return directory
+
+
+def _read_state(directory: Path) -> dict[str, Any] | None:
+    """The committed state of ``directory``, or None when it is incomplete (no marker, unreadable, size mismatch)."""
+    try:
+        state = json.loads((directory / STATE).read_text(encoding="utf-8"))
+        if state.get("format") != FORMAT:
+            return None
+        if (directory / state["tensors"]).stat().st_size != state["tensors_bytes"]:
+            return None
+        return state
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def list_checkpoints(root: Path) -> list[tuple[int, Path, bool]]:
+    """``(step, directory, complete)`` for every step directory under ``root``, oldest first."""
+    if not root.is_dir():
+        return []
+    found = []
+    for child in root.iterdir():
+        match = _STEP_DIR.match(child.name)
+        if match and child.is_dir():
+            found.append((int(match.group(1)), child, _read_state(child) is not None))
+    return sorted(found)
+
+
+def find_latest(root: Path) -> Path | None:
+    """The newest complete checkpoint under ``root``; incomplete ones (crash mid-write) are ignored."""
+    complete = [path for _, path, ok in list_checkpoints(root) if ok]
+    return complete[-1] if complete else None
+
+
+def prune(root: Path, keep_last: int) -> None:
+    """Keep the newest ``keep_last`` complete checkpoints; drop older ones and incomplete leftovers before them."""
+    entries = list_checkpoints(root)
+    complete = [step for step, _, ok in entries if ok]
+    keep = set(complete[-keep_last:])
+    newest = complete[-1] if complete else -1
+    for step, path, ok in entries:
+        if step in keep or (not ok and step > newest):  # a newer incomplete one may be being written
+            continue
+        (path / STATE).unlink(missing_ok=True)  # un-commit first, so a crash mid-delete leaves nothing "complete"
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def read_checkpoint(directory: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors and JSON state of a complete checkpoint directory."""
+    state = _read_state(directory)
+    if state is None:
+        raise CorruptFileError("checkpoint is incomplete or not an xmodal checkpoint (no valid state.json)", directory)
+    try:
+        tensors = load_file(str(directory / state["tensors"]))
+    except Exception as exc:  # safetensors raises its own error types
+        raise CorruptFileError(f"cannot read tensors: {exc}", directory / state["tensors"]) from exc
+    return tensors, state
+
+
+def load_model_weights(directory: Path, model: nn.Module) -> dict[str, Any]:
+    """Load only the model weights of a checkpoint (e.g. for evaluation); returns the JSON state."""
+    tensors, state = read_checkpoint(directory)
+    restore_state(model, None, tensors, None)
+    return state

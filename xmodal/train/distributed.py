@@ -1,0 +1,168 @@
+"""``torch.distributed`` plumbing: process group from torchrun's environment, rank helpers, DDP / FSDP2 wrapping.
+
+Only PyTorch's own engine is used: ``torchrun`` launches the processes and sets ``RANK``, ``WORLD_SIZE``,
+``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``; we call ``init_process_group`` with gloo on CPU and nccl on
+GPU. Without those variables everything runs in one process and the helpers answer rank 0 of 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """Where this process stands: its rank, the world size, its device and whether we created the group."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+    owns_group: bool
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def launched_by_torchrun() -> bool:
+    """True when torchrun's variables describe more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init_distributed() -> DistEnv:
+    """Initialise the default process group from torchrun's environment (gloo on CPU, nccl on CUDA)."""
+    use_cuda = torch.cuda.is_available()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    if dist.is_available() and dist.is_initialized():  # someone else (a test, a notebook) made the group
+        return DistEnv(dist.get_rank(), dist.get_world_size(), local_rank, device, owns_group=False)
+    if not launched_by_torchrun():
+        return DistEnv(0, 1, 0, device, owns_group=False)
+    backend = "nccl" if use_cuda else "gloo"
+    dist.init_process_group(backend=backend, device_id=device if use_cuda else None)
+    return DistEnv(dist.get_rank(), dist.get_world_size(), local_rank, device, owns_group=True)
+
+
+def shutdown(env: DistEnv) -> None:
+    """Destroy the process group if :func:`init_distributed` created it."""
+    if env.owns_group and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        dist.barrier()
+
+
+def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
+    """Mean of a tensor over ranks (a copy; the input is unchanged). Identity in one process."""
+    if world_size() == 1:
+        return value.detach().clone()
+    out = value.detach().clone()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out / world_size()
+
+
+def broadcast_object(obj: object, src: int = 0) -> object:
+    """Send a picklable Python object from ``src`` to every rank (used for small decisions, never for files)."""
+    if world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def wrap_model(model: nn.Module, env: DistEnv, strategy: str) -> nn.Module:
+    """Wrap ``model`` (already on ``env.device``) for data-parallel training: DDP, or FSDP2 ``fully_shard``.
+
+    FSDP2 shards each direct child that owns parameters (looking inside ModuleDict/ModuleList, which have no
+    forward), then the root, which takes the rest (e.g. a scalar logit scale): the usual per-block policy.
+    """
+    if not env.distributed:
+        return model
+    if strategy == "ddp":
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        device_ids = [env.device.index] if env.device.type == "cuda" else None
+        return DDP(model, device_ids=device_ids)
+    if strategy == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        def shard_blocks(module: nn.Module) -> None:
+            for child in module.children():
+                if isinstance(child, (nn.ModuleDict, nn.ModuleList)):  # containers have no forward to hook
+                    shard_blocks(child)
+                elif any(p.requires_grad and p.ndim > 0 for p in child.parameters()):
+                    fully_shard(child)
+
+        # FSDP2 cannot shard 0-d parameters (a CLIP logit scale): they stay replicated, outside FSDP, and
+        # their gradients are averaged by :func:`reduce_replicated_grads`.
+        scalars = [p for p in model.parameters() if p.ndim == 0]
+        shard_blocks(model)
+        fully_shard(model, ignored_params=set(scalars) or None)
+        model._xmodal_replicated = scalars  # type: ignore[assignment]
+        return model
+    raise ValueError(f"unknown strategy {strategy!r}")
+
+
+def reduce_replicated_grads(model: nn.Module) -> None:
+    """Average the gradients of parameters FSDP2 left replicated (see :func:`wrap_model`); no-op otherwise."""
+    params = getattr(model, "_xmodal_replicated", [])
+    if world_size() == 1 or not params:
+        return
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+        p.grad.div_(world_size())
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The user's module inside a DDP wrapper (FSDP2 modules are the user's module already)."""
+    return model.module if hasattr(model, "module") and hasattr(model, "no_sync") else model
+
+
+@contextlib.contextmanager
+def no_grad_sync(model: nn.Module, enabled: bool) -> Iterator[None]:
+    """Skip the gradient all-reduce while accumulating micro-batches (DDP ``no_sync``, FSDP2 flag)."""
+    if not enabled:
+        yield
+        return
+    if hasattr(model, "no_sync"):  # DDP
+        with model.no_sync():
+            yield
+        return
+    if hasattr(model, "set_requires_gradient_sync"):  # FSDP2
+        model.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            model.set_requires_gradient_sync(True)
+        return
+    yield

@@ -1,0 +1,517 @@
+"""The training loop: one function, :func:`train`, driven by a :class:`~xmodal.tasks.base.TaskBundle`.
+
+What it guarantees:
+- Reproducible and resumable: the data order of epoch ``e`` depends only on ``(seed, e, rank, world size)``;
+  a checkpoint records the position inside the epoch and every rank's RNG state, so a run killed and resumed
+  from its last checkpoint ends with the same weights as one that was never interrupted (tested bit for bit).
+- Gradient accumulation that is exact for contrastive losses (``bundle.coupled_loss``): the GradCache scheme of
+  Gao et al. 2021 ("Scaling Deep Contrastive Learning Batch Size under Memory Limited Setup"). Summing
+  micro-batch InfoNCE losses would only contrast samples within a micro-batch, a different (weaker) objective.
+- AdamW with linear warm-up and cosine decay, autocast mixed precision (bf16, fp16 with a grad scaler), global
+  gradient-norm clipping, a typed error naming the step when the loss is NaN or infinite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from xmodal.errors import ConfigError, NonFiniteError
+from xmodal.tasks.base import Batch, Outputs, TaskBundle
+from xmodal.train import checkpoint as ckpt
+from xmodal.train import distributed as xdist
+from xmodal.train.config import TrainConfig, train_config_from
+from xmodal.train.logging import RunLogger, progress_bar
+
+RESULT_NAME = "train_result.json"
+
+
+@dataclass
+class TrainResult:
+    """What a run produced. ``history`` holds the CSV log rows (step, loss, lr, ...) of the whole run."""
+
+    out_dir: Path
+    steps: int
+    epochs: float
+    final_loss: float | None
+    checkpoint: Path | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    train_seconds: float = 0.0
+    samples_per_second: float = 0.0
+    resumed_from: int | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices). Call before building the model so every rank inits alike."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ---------------------------------------------------------------------------------------------- batches
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Move every tensor of a (nested) batch to ``device``; other values are kept."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def split_batch(batch: Any, size: int, parts: int) -> list[Any]:
+    """Split a collated batch of ``size`` samples into ``parts`` equal micro-batches.
+
+    Tensors whose first dimension is ``size`` are chunked along it, lists/tuples of length ``size`` are sliced,
+    dicts are split value by value; anything else (a shared mask length, a string) is given to every part.
+    Padded tensors keep their padded length in every part, which masks make harmless.
+    """
+    step = size // parts
+    if isinstance(batch, dict):
+        split = {k: split_batch(v, size, parts) for k, v in batch.items()}
+        return [{k: split[k][i] for k in batch} for i in range(parts)]
+    if isinstance(batch, torch.Tensor) and batch.ndim >= 1 and batch.shape[0] == size:
+        return list(batch.split(step, dim=0))
+    if isinstance(batch, (list, tuple)) and len(batch) == size:
+        return [batch[i * step : (i + 1) * step] for i in range(parts)]
+    return [batch] * parts
+
+
+def _per_sample_keys(outputs: Outputs, micro_size: int) -> tuple[list[str], list[str]]:
+    """Outputs with one row per sample (concatenated across micro-batches) and shared ones (``logit_scale``)."""
+    per_sample, shared = [], []
+    for key, value in outputs.items():
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            continue
+        if value.ndim >= 1 and value.shape[0] == micro_size:
+            per_sample.append(key)
+        else:
+            shared.append(key)
+    return per_sample, shared
+
+
+# ------------------------------------------------------------------------------------------ train steps
+def _check_finite(loss: torch.Tensor, step: int) -> float:
+    """Mean loss over ranks as a float; every rank raises together when it is NaN or infinite."""
+    value = xdist.all_reduce_mean(loss.detach().float()).item()
+    if not math.isfinite(value):
+        raise NonFiniteError(
+            f"training loss is {value}: check the inputs of this batch, lower train.lr, "
+            "or use precision fp32",
+            source=f"step {step}",
+        )
+    return value
+
+
+def _rng_snapshot(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), cuda
+
+
+def _rng_restore(snapshot: tuple[torch.Tensor, torch.Tensor | None], device: torch.device) -> None:
+    torch.set_rng_state(snapshot[0])
+    if snapshot[1] is not None:
+        torch.cuda.set_rng_state(snapshot[1], device)
+
+
+def accumulate_naive(
+    model: nn.Module,
+    loss_fn: Callable[[Outputs, Batch], torch.Tensor],
+    micro_batches: list[Batch],
+    *,
+    step: int = 0,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    scale: Callable[[torch.Tensor], torch.Tensor] = lambda t: t,
+    sync: bool = False,
+) -> float:
+    """Classic accumulation: backprop the mean of the micro-batch losses. Exact for losses that are means over
+    independent samples; for contrastive losses it optimises a different objective (see :func:`accumulate_gradcache`)."""
+    total: torch.Tensor | float = 0.0
+    n = len(micro_batches)
+    for i, micro in enumerate(micro_batches):
+        with xdist.no_grad_sync(model, enabled=sync and i < n - 1):
+            with autocast():
+                loss = loss_fn(model(micro), micro) / n
+            total = total + loss.detach().float()
+            scale(loss).backward()
+    return _check_finite(torch.as_tensor(total), step)
+
+
+def accumulate_gradcache(
+    model: nn.Module,
+    loss_fn: Callable[[Outputs, Batch], torch.Tensor],
+    micro_batches: list[Batch],
+    full_batch: Batch,
+    *,
+    step: int = 0,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    scale: Callable[[torch.Tensor], torch.Tensor] = lambda t: t,
+    sync: bool = False,
+    device: torch.device | None = None,
+    micro_size: int | None = None,
+) -> float:
+    """GradCache accumulation for losses that couple the samples of a batch; gradients equal the full batch's.
+
+    1. Forward every micro-batch without autograd and cache its outputs (and the RNG state, so dropout replays).
+    2. Compute the loss on the concatenated outputs and backprop it to those outputs only: ``dL/d(outputs)``.
+    3. Forward each micro-batch again with autograd and backprop ``<outputs, cached gradient>``; by the chain
+       rule the parameter gradients sum to those of the full batch. Outputs shared by all micro-batches (a
+       learnable ``logit_scale``) take their gradient once, in the last micro-batch, whose backward is the one
+       that synchronises under DDP (so every parameter has a gradient in the synchronised pass).
+
+    Exact for models without cross-sample interactions in the forward; BatchNorm normalises each micro-batch by
+    its own statistics (as any accumulation does), and its running statistics are updated once per micro-batch.
+    """
+    device = device or torch.device("cpu")
+    n = len(micro_batches)
+    if n == 1:  # nothing to accumulate: the plain step is the same computation with one forward instead of two
+        with autocast():
+            loss = loss_fn(model(micro_batches[0]), full_batch)
+        value = _check_finite(loss, step)
+        scale(loss).backward()
+        return value
+    snapshots, cached = [], []
+    # The caching pass must not update buffers (BatchNorm running statistics): the recomputation will.
+    buffers = [b.detach().clone() for b in model.buffers()]
+    with torch.no_grad():
+        for micro in micro_batches:
+            snapshots.append(_rng_snapshot(device))
+            with autocast():
+                cached.append(model(micro))
+        for buf, saved in zip(model.buffers(), buffers):
+            buf.copy_(saved)
+    del buffers
+    if micro_size is None:  # the first output with a batch axis tells
+        micro_size = next(v.shape[0] for v in cached[0].values() if isinstance(v, torch.Tensor) and v.ndim >= 1)
+    per_sample, shared = _per_sample_keys(cached[0], micro_size)
+    reps: dict[str, Any] = dict(cached[0])
+    for key in per_sample:
+        reps[key] = torch.cat([out[key] for out in cached], dim=0).detach().requires_grad_(True)
+    for key in shared:
+        reps[key] = cached[0][key].detach().requires_grad_(True)
+    with autocast():
+        loss = loss_fn(reps, full_batch)
+    value = _check_finite(loss, step)
+    scale(loss).backward()
+    grads = {k: reps[k].grad for k in per_sample + shared if reps[k].grad is not None}
+    del cached, reps, loss
+
+    for i, micro in enumerate(micro_batches):
+        last = i == n - 1
+        with xdist.no_grad_sync(model, enabled=sync and not last):
+            _rng_restore(snapshots[i], device)
+            with autocast():
+                out = model(micro)
+            terms = []
+            for key in per_sample:
+                if key in grads:
+                    rows = grads[key][i * micro_size : (i + 1) * micro_size]
+                    terms.append((out[key] * rows.to(out[key].dtype)).sum())
+            if last:
+                for key in shared:
+                    if key in grads:
+                        terms.append((out[key] * grads[key].to(out[key].dtype)).sum())
+            if terms:
+                torch.stack([t.float() for t in terms]).sum().backward()
+    return value
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def cosine_with_warmup(total_steps: int, warmup: int, min_ratio: float) -> Callable[[int], float]:
+    """LR multiplier: linear from 1/(warmup+1) to 1 over ``warmup`` steps, then cosine down to ``min_ratio``."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def _autocast_factory(precision: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
+    if precision == "fp32":
+        return contextlib.nullcontext
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    if not torch.amp.autocast_mode.is_autocast_available(device.type):
+        raise ConfigError(f"train.precision: {precision} autocast is not available on {device.type}; use fp32")
+    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _epoch_batches(
+    dataset: Dataset, bundle: TaskBundle, tc: TrainConfig, env: xdist.DistEnv, epoch: int, skip: int, steps: int
+) -> Iterator[Batch]:
+    """Batches ``skip .. steps-1`` of epoch ``epoch`` for this rank, in an order fixed by (seed, epoch)."""
+    sampler = DistributedSampler(
+        dataset, num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=tc.seed, drop_last=True
+    )
+    sampler.set_epoch(epoch)
+    indices = list(sampler)[skip * tc.batch_size : steps * tc.batch_size]
+    # A generator of its own: the DataLoader draws worker seeds from it, not from the global RNG, so creating
+    # a loader mid-epoch on resume leaves the global RNG exactly where the uninterrupted run had it.
+    generator = torch.Generator().manual_seed(tc.seed * 1_000_003 + epoch)
+    loader = DataLoader(
+        dataset,
+        batch_size=tc.batch_size,
+        sampler=indices,
+        drop_last=True,
+        collate_fn=bundle.collate,
+        num_workers=tc.num_workers,
+        generator=generator,
+    )
+    yield from loader
+
+
+def _gather_rng(env: xdist.DistEnv) -> list[dict[str, Any]]:
+    state = ckpt.rng_state()
+    if not env.distributed:
+        return [state]
+    import torch.distributed as dist
+
+    states: list[Any] = [None] * env.world_size
+    dist.all_gather_object(states, state)
+    return states
+
+
+def _read_history(path: Path) -> list[dict[str, float]]:
+    import csv
+
+    if not path.exists():
+        return []
+    rows = []
+    with open(path, newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            rows.append({k: float(v) for k, v in row.items() if v not in ("", None)})
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- train
+def train(
+    bundle: TaskBundle,
+    cfg: dict[str, Any] | TrainConfig,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    env: xdist.DistEnv | None = None,
+) -> TrainResult:
+    """Train ``bundle.model`` as the recipe ``cfg`` (whole recipe or its validated ``train:`` section) says.
+
+    ``out_dir`` (default ``train.out_dir``, then ``runs/<task>``) receives ``checkpoints/``, ``log.csv``,
+    ``tensorboard/`` and ``train_result.json``. With ``resume`` the newest complete checkpoint there is loaded
+    and training continues from it (a fresh start, with a warning, when there is none). Under torchrun, call
+    it on every rank; the process group is created here when nobody made one.
+    """
+    tc = train_config_from(cfg)
+    recipe = cfg if isinstance(cfg, dict) else {"train": asdict(tc)}
+    out = Path(out_dir or tc.out_dir or f"runs/{recipe.get('task', 'train')}")
+    own_env = env is None
+    env = env or xdist.init_distributed()
+    try:
+        return _train(bundle, tc, recipe, out, resume, env)
+    finally:
+        if own_env:
+            xdist.shutdown(env)
+
+
+def _train(
+    bundle: TaskBundle, tc: TrainConfig, recipe: dict[str, Any], out: Path, resume: bool, env: xdist.DistEnv
+) -> TrainResult:
+    from rich.console import Console
+
+    console = Console(stderr=True, quiet=not env.is_main)
+    if tc.threads is not None:
+        torch.set_num_threads(tc.threads)
+    root = out / "checkpoints"
+    per_rank = len(bundle.train_set) // env.world_size  # type: ignore[arg-type]
+    steps_per_epoch = per_rank // tc.batch_size
+    if steps_per_epoch == 0:
+        raise ConfigError(
+            f"train.batch_size: {tc.batch_size} is larger than the {per_rank} training samples each of the "
+            f"{env.world_size} process(es) gets"
+        )
+    total = min(s for s in (tc.max_steps, tc.epochs and tc.epochs * steps_per_epoch) if s)
+
+    model = bundle.model.to(env.device)
+    model.train()
+    model = xdist.wrap_model(model, env, tc.strategy)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(total, tc.warmup, tc.min_lr_ratio))
+    scaler = torch.amp.GradScaler(env.device.type) if tc.precision == "fp16" else None
+    autocast = _autocast_factory(tc.precision, env.device)
+
+    step, epoch, in_epoch, resumed_from = 0, 0, 0, None
+    loss_value: float | None = None
+    latest = ckpt.find_latest(root) if resume else None
+    if resume and latest is None:
+        console.print(f"[yellow]--resume: no complete checkpoint in {root}; starting from scratch[/]")
+    if latest is not None:
+        tensors, state = ckpt.read_checkpoint(latest)
+        ckpt.restore_state(model, optimizer, tensors, state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        step, epoch, in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        resumed_from, loss_value = step, state.get("loss")
+        if state.get("world_size") == env.world_size:
+            ckpt.set_rng_state(state["rng"][env.rank])
+        else:
+            warnings.warn(
+                f"{latest}: saved with {state.get('world_size')} processes, resuming with {env.world_size}: "
+                "the data order and random streams will differ from an uninterrupted run",
+                stacklevel=2,
+            )
+            seed_everything(tc.seed + 1000 * env.rank + step)
+        if state.get("train_config") != asdict(tc):
+            warnings.warn(f"{latest}: the train section differs from the one the checkpoint was made with", stacklevel=2)
+        console.print(f"resuming from {latest} (step {step})")
+        del tensors
+    else:
+        # Model init used `seed` on every rank (DDP also broadcasts rank 0's weights); training randomness
+        # (dropout, augmentation) gets a stream per rank.
+        seed_everything(tc.seed + 1000 * env.rank)
+    if in_epoch >= steps_per_epoch:
+        epoch, in_epoch = epoch + 1, 0
+
+    logger = RunLogger(out, env.is_main, tensorboard=tc.tensorboard, resume_step=resumed_from)
+    coupled = bundle.coupled_loss
+    scale = scaler.scale if scaler is not None else (lambda t: t)
+    bar = progress_bar(total, step, enabled=env.is_main and tc.progress)
+    last_saved: Path | None = latest
+    saved_step = step if latest is not None else -1
+    window: list[float] = []
+    t0 = time.perf_counter()
+    start_step = step
+
+    def save() -> Path | None:
+        tensors, optim_json = ckpt.gather_state(model, optimizer)
+        rng = _gather_rng(env)
+        path = None
+        if env.is_main:
+            state = {
+                "epoch": epoch,
+                "batch_in_epoch": in_epoch,
+                "world_size": env.world_size,
+                "rng": rng,
+                "optimizer": optim_json,
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "train_config": asdict(tc),
+                "recipe": recipe,
+                "loss": loss_value,
+            }
+            path = ckpt.write_checkpoint(root, step, tensors, state, tc.keep_last)
+        xdist.barrier()
+        return path
+
+    try:
+        while step < total:
+            for batch in _epoch_batches(bundle.train_set, bundle, tc, env, epoch, in_epoch, steps_per_epoch):
+                batch = to_device(batch, env.device)
+                micro = split_batch(batch, tc.batch_size, tc.grad_accum)
+                common = {"step": step + 1, "autocast": autocast, "scale": scale, "sync": env.distributed}
+                try:
+                    if coupled:
+                        loss_value = accumulate_gradcache(
+                            model, bundle.loss, micro, batch, device=env.device, micro_size=tc.micro_batch_size, **common
+                        )
+                    else:
+                        loss_value = accumulate_naive(model, bundle.loss, micro, **common)
+                except NonFiniteError as exc:
+                    if f"step {step + 1}" in str(exc):
+                        raise
+                    # raised inside the model or loss (NaN inputs, embeddings): say at which step it happened
+                    raise NonFiniteError(f"(epoch {epoch}, batch {in_epoch + 1} of the epoch) {exc}", source=f"step {step + 1}") from exc
+                xdist.reduce_replicated_grads(model)
+                if scaler is not None:
+                    scaler.unscale_(optimizer)
+                grad_norm = float("nan")
+                if tc.grad_clip is not None:
+                    norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
+                    norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+                    grad_norm = float(norm)
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                lr = scheduler.get_last_lr()[0]
+                with warnings.catch_warnings():
+                    # fp16: the grad scaler skips the optimizer step while it calibrates; the schedule goes on
+                    warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
+                    scheduler.step()
+                step += 1
+                in_epoch += 1
+                window.append(loss_value)
+                bar.update(1)
+                if step % tc.log_every == 0 or step == total:
+                    elapsed = time.perf_counter() - t0
+                    rate = (step - start_step) * tc.batch_size * env.world_size / max(elapsed, 1e-9)
+                    row = {
+                        "epoch": epoch,
+                        "loss": sum(window) / len(window),
+                        "lr": lr,
+                        "grad_norm": grad_norm,
+                        "samples_per_s": rate,
+                        "elapsed_s": elapsed,
+                    }
+                    logger.log(step, row)
+                    bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{lr:.2e}")
+                    window.clear()
+                if tc.checkpoint_every and step % tc.checkpoint_every == 0 and step < total:
+                    last_saved, saved_step = save(), step
+                if step >= total:
+                    break
+            if in_epoch >= steps_per_epoch:
+                epoch, in_epoch = epoch + 1, 0
+        if saved_step != step:
+            last_saved = save()
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - t0
+
+    metrics: dict[str, float] = {}
+    if tc.evaluate and bundle.evaluate is not None and bundle.val_set is not None:
+        # FSDP2 shards live on every rank, so every rank must take part in the forward passes.
+        if env.is_main or tc.strategy == "fsdp" and env.distributed:
+            inner = xdist.unwrap(model)
+            inner.eval()
+            with torch.no_grad():
+                metrics = bundle.evaluate(inner, bundle.val_set)
+            inner.train()
+        xdist.barrier()
+        logger.log_metrics(step, metrics)
+    logger.close()
+
+    result = TrainResult(
+        out_dir=out,
+        steps=step,
+        epochs=step / steps_per_epoch,
+        final_loss=loss_value,
+        checkpoint=last_saved if env.is_main else None,
+        metrics={k: float(v) for k, v in metrics.items()},
+        train_seconds=seconds,
+        samples_per_second=(step - start_step) * tc.batch_size * env.world_size / max(seconds, 1e-9),
+        resumed_from=resumed_from,
+        history=_read_history(logger.path) if env.is_main else [],
+    )
+    if env.is_main:
+        summary = {k: v for k, v in asdict(result).items() if k != "history"}
+        summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in summary.items()}
+        (out / RESULT_NAME).write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    return result
