@@ -16,8 +16,9 @@ import numpy as np
 from xmodal.errors import MetricInputError
 from xmodal.metrics.text.bleu import bleu
 from xmodal.metrics.text.cider import cider_d_scores
+from xmodal.metrics.text.ngrams import count_ngrams_encoded, encode
 from xmodal.metrics.text.ptb_tokenizer import tokenize_caption
-from xmodal.metrics.text.rouge import rouge_l_scores
+from xmodal.metrics.text.rouge import rouge_l_encoded, rouge_l_scores
 
 __all__ = ["evaluate", "METRICS", "DEFAULT_METRICS"]
 
@@ -81,23 +82,37 @@ def evaluate(references: Mapping[object, Sequence[str]], candidates: Mapping[obj
     ids, refs, cands = _check(references, candidates)
     if tokenize:
         cache: dict[str, str] = {}
-
-        def tok(s: str) -> str:
-            t = cache.get(s)
-            if t is None:
-                t = cache[s] = tokenize_caption(s)
-            return t
-
-        refs = [[tok(r) for r in rs] for rs in refs]
-        cands = [tok(c) for c in cands]
+        flat = [r for rs in refs for r in rs]
+        for text in dict.fromkeys(cands + flat):  # each distinct caption once
+            cache[text] = tokenize_caption(text)
+        refs = [[cache[r] for r in rs] for rs in refs]
+        cands = [cache[c] for c in cands]
     scores: dict[str, float] = {}
     items: dict[str, np.ndarray | list[float]] = {}
+    n_refs = np.fromiter(map(len, refs), dtype=np.int64, count=len(refs))
+    sentences = cands + [r for rs in refs for r in rs]
+    # BLEU and CIDEr-D take str.split() tokens, ROUGE-L str.split(" ") ones: token ids are computed once and
+    # shared when the two agree (every sentence is its words joined by single spaces, or empty). Captions repeat
+    # (references shared between images), so each distinct one is split and encoded once, in order of first
+    # appearance, which numbers the tokens exactly as encoding every sentence would.
+    if {"bleu", "rouge_l", "cider_d"} & set(wanted):
+        uniq = list(dict.fromkeys(sentences))
+        where: dict[str, int] = {t: i for i, t in enumerate(uniq)}
+        u_toks = [t.split() for t in uniq]
+        u_ids, u_len, n_vocab = encode(u_toks)
+        sel = np.fromiter(map(where.__getitem__, sentences), dtype=np.int64, count=len(sentences))
+        toks = [u_toks[i] for i in sel.tolist()]
+        lengths = u_len[sel]
+        offs = np.cumsum(lengths) - lengths
+        pos = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(offs, lengths)
+        tok_ids = u_ids[np.repeat((np.cumsum(u_len) - u_len)[sel], lengths) + pos]
     if "bleu" in wanted or "cider_d" in wanted:
-        cand_toks = [c.split() for c in cands]
-        ref_toks = [[r.split() for r in rs] for rs in refs]
-        from xmodal.metrics.text.ngrams import count_ngrams
-
-        counts = count_ngrams(cand_toks + [r for rs in ref_toks for r in rs], 4)
+        cand_toks = toks[: len(cands)]
+        ref_toks, k = [], len(cands)
+        for n in n_refs.tolist():
+            ref_toks.append(toks[k: k + n])
+            k += n
+        counts = count_ngrams_encoded(tok_ids, lengths, n_vocab, 4)
     if "bleu" in wanted:
         corpus, per = bleu(cand_toks, ref_toks, 4, counts)
         for k in range(4):
@@ -108,7 +123,16 @@ def evaluate(references: Mapping[object, Sequence[str]], candidates: Mapping[obj
 
         scores["METEOR"], items["METEOR"] = meteor(cands, refs, meteor_jar)
     if "rouge_l" in wanted:
-        per_r = rouge_l_scores(cands, refs)
+        if list(map(" ".join, u_toks)) == uniq:
+            # split(" ") == split() for every sentence but the empty one, which split(" ") makes one empty
+            # token: give it a fresh id.
+            empty = np.flatnonzero(lengths == 0)
+            if len(empty):
+                starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+                tok_ids, lengths = np.insert(tok_ids, starts[empty], n_vocab), np.maximum(lengths, 1)
+            per_r = rouge_l_encoded(tok_ids, lengths, n_refs)
+        else:
+            per_r = rouge_l_scores(cands, refs)
         scores["ROUGE-L"], items["ROUGE-L"] = float(np.mean(per_r)), per_r
     if "cider_d" in wanted:
         per_c = cider_d_scores(cand_toks, ref_toks, counts=counts)
