@@ -1,0 +1,1 @@
+"""Self-contained reports of runs: ``metrics.json`` and a ``report.html`` with everything inlined."""
