@@ -74,9 +74,21 @@ def _polyphase_plan(p: int, q: int, n_in: int):
     m_taps = -(-width // down)
     bank = np.pad(bank, ((0, 0), (0, m_taps * down - width))).reshape(up, m_taps, down).transpose(0, 2, 1)
     m_len = n_frames + m_taps - 1
-    n_fft = sfft.next_fast_len(m_len + m_taps, real=True)
+    n_fft = _fft_len(m_len + m_taps)
     bank_f = np.conj(sfft.rfft(bank, n_fft, axis=-1))  # (up, down, freq)
     return up, down, n_out, n_frames, pad_left, start, m_len, n_fft, bank_f
+
+
+def _fft_len(need: int) -> int:
+    """Smallest length >= ``need`` of the form 2^k, 3 * 2^k or 5 * 2^k: pocketfft is fastest on mostly-radix-2
+    lengths (10240 is about 20% faster than next_fast_len's 10125 for a 5 s signal, measured)."""
+    best = 1 << max(0, (need - 1).bit_length())
+    for odd in (3, 5):
+        k = max(0, math.ceil(math.log2(need / odd)))
+        while odd << k < need:
+            k += 1
+        best = min(best, odd << k)
+    return best
 
 
 def resample_to(x: np.ndarray, fs_out: int, fs_in: int) -> np.ndarray:
@@ -91,12 +103,27 @@ def resample_to(x: np.ndarray, fs_out: int, fs_in: int) -> np.ndarray:
     n_in = x.shape[-1]
     up, down, n_out, n_frames, pad_left, start, m_len, n_fft, bank_f = _polyphase_plan(fs_out, fs_in, n_in)
     lead = x.shape[:-1]
-    total = m_len * down
-    xp = np.zeros(lead + (pad_left + max(n_in, total + start),))
-    xp[..., pad_left : pad_left + n_in] = x
-    streams = xp[..., start : start + total].reshape(lead + (m_len, down))  # stream s holds x[m*down + s]
-    streams_f = sfft.rfft(streams, n_fft, axis=-2)  # (..., freq, down)
-    # Cross-correlate every stream with its filter phase and sum over streams, for every output phase.
-    out_f = np.einsum("...fs,rsf->...rf", streams_f, bank_f)
+    # Stream s holds the padded input at start + m*down + s, i.e. x[off + m*down + s], zero outside x. Each stream
+    # is copied straight into a zero-padded (..., down, n_fft) buffer: an FFT along a strided axis is about twice
+    # as slow, and rfft's own padding to n_fft would copy again.
+    off = start - pad_left
+    buf = np.zeros(lead + (down, n_fft))
+    for s in range(down):
+        i0 = off + s
+        m_lo = max(0, -(i0 // down))  # first m with i0 + m*down >= 0
+        m_hi = min(m_len, -(-(n_in - i0) // down))  # one past the last m with i0 + m*down < n_in
+        if m_hi > m_lo:
+            buf[..., s, m_lo:m_hi] = x[..., i0 + m_lo * down : i0 + (m_hi - 1) * down + 1 : down]
+    streams_f = sfft.rfft(buf, axis=-1)  # (..., down, freq)
+    # Cross-correlate every stream with its filter phase and sum over streams, for every output phase. Plain
+    # multiply-adds into preallocated arrays beat einsum's generic complex loop here.
+    out_f = np.empty(lead + (up, streams_f.shape[-1]), dtype=complex)
+    tmp = np.empty(lead + (streams_f.shape[-1],), dtype=complex)
+    for r in range(up):
+        acc = out_f[..., r, :]
+        np.multiply(streams_f[..., 0, :], bank_f[r, 0], out=acc)
+        for s in range(1, down):
+            np.multiply(streams_f[..., s, :], bank_f[r, s], out=tmp)
+            acc += tmp
     y = sfft.irfft(out_f, n_fft, axis=-1)[..., :n_frames]  # (..., up, n_frames)
     return np.swapaxes(y, -1, -2).reshape(lead + (n_frames * up,))[..., :n_out]
