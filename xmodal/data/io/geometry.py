@@ -201,7 +201,7 @@ def write_mesh(path: PathLike, vertices: np.ndarray, faces: np.ndarray | None = 
         p.write_text("\n".join(lines) + "\n")
     elif suffix == ".ply":
         fmt = "binary_little_endian" if binary else "ascii"
-        header = [f"ply", f"format {fmt} 1.0", f"element vertex {len(v)}",
+        header = ["ply", f"format {fmt} 1.0", f"element vertex {len(v)}",
                   "property float x", "property float y", "property float z"]
         if len(f):
             header += [f"element face {len(f)}", "property list uchar int vertex_indices"]
