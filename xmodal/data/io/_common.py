@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from xmodal.errors import CorruptFileError, DataError
+from xmodal.errors import CorruptFileError, DataError, EmptyInputError
 
 PathLike = str | Path
 
@@ -28,3 +28,15 @@ def decoding(path: PathLike, what: str) -> Iterator[None]:
         raise
     except Exception as exc:  # decoders raise many unrelated types (RuntimeError, EOFError, av.error...)
         raise CorruptFileError(f"cannot decode {what}: {type(exc).__name__}: {exc}", source=path) from exc
+
+
+def list_files(folder: PathLike, suffixes: tuple[str, ...], what: str) -> list[Path]:
+    """Files under ``folder`` (recursive) whose suffix is in ``suffixes``, sorted; EmptyInputError naming the
+    folder when it is not a directory or holds none."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise EmptyInputError("is not a directory", source=root)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+    if not files:
+        raise EmptyInputError(f"holds no {what} ({', '.join(suffixes)})", source=root)
+    return files

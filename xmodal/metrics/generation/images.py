@@ -10,12 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
-from xmodal.errors import CorruptFileError, EmptyInputError, MetricInputError
+from xmodal.data.io import read_image
+from xmodal.data.io._common import list_files
+from xmodal.errors import MetricInputError
 from xmodal.metrics.generation.cache import FeatureCache, files_digest, model_fingerprint
 from xmodal.metrics.vision import fid_from_features, inception_score_from_logits, kid_from_features
 
@@ -24,23 +24,12 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 def list_images(folder: str | Path) -> list[Path]:
     """Image files under ``folder`` (recursive), sorted; raises if there are none."""
-    root = Path(folder)
-    if not root.is_dir():
-        raise EmptyInputError("is not a directory", source=root)
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise EmptyInputError(f"holds no images ({', '.join(IMAGE_SUFFIXES)})", source=root)
-    return files
+    return list_files(folder, IMAGE_SUFFIXES, "images")
 
 
 def read_rgb_uint8(path: Path) -> torch.Tensor:
     """``(3, h, w)`` uint8 RGB."""
-    try:
-        with Image.open(path) as im:
-            arr = np.array(im.convert("RGB"), dtype=np.uint8)
-    except Exception as exc:
-        raise CorruptFileError(f"cannot decode image ({exc})", source=path) from exc
-    return torch.from_numpy(arr).permute(2, 0, 1)
+    return torch.from_numpy(read_image(path)).permute(2, 0, 1)
 
 
 def _batches_same_size(files: list[Path], batch_size: int) -> Iterable[torch.Tensor]:

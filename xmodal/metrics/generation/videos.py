@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from xmodal.data.io._common import list_files
 from xmodal.errors import CorruptFileError, EmptyInputError, MetricInputError
 from xmodal.metrics.generation.cache import FeatureCache, files_digest, model_fingerprint
 from xmodal.metrics.vision import fid_from_features
@@ -25,13 +26,8 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif")
 
 
 def list_videos(folder: str | Path) -> list[Path]:
-    root = Path(folder)
-    if not root.is_dir():
-        raise EmptyInputError("is not a directory", source=root)
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
-    if not files:
-        raise EmptyInputError(f"holds no videos ({', '.join(VIDEO_SUFFIXES)})", source=root)
-    return files
+    """Video files under ``folder`` (recursive), sorted; raises if there are none."""
+    return list_files(folder, VIDEO_SUFFIXES, "videos")
 
 
 def read_clip(path: Path, clip_length: int, offset: int = 0) -> np.ndarray | None:
