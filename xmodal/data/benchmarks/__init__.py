@@ -1,0 +1,1 @@
+"""Readers and writers for benchmark datasets in their official on-disk formats."""
