@@ -54,13 +54,16 @@ def retrieval_ranks(sim: np.ndarray | torch.Tensor, ties: Ties = "pessimistic") 
     return ahead.astype(np.int64)
 
 
-def metrics_from_ranks(ranks: np.ndarray, ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
-    """R@K in percent, MedianR and MeanR (1-based) from 0-based ranks, as CLIP4Clip computes them."""
+def metrics_from_ranks(ranks: np.ndarray, ks: tuple[int, ...] = (1, 5, 10),
+                       floor_median: bool = False) -> dict[str, float]:
+    """R@K in percent, MedianR and MeanR (1-based) from 0-based ranks, as CLIP4Clip computes them;
+    ``floor_median`` rounds the median down first, as VSE++ ``evaluation.py`` (``np.floor(np.median(r)) + 1``)."""
     r = np.asarray(ranks)
     if r.size == 0:
         raise MetricInputError("no ranks to summarise", "ranks")
     out = {f"R@{k}": float(100.0 * np.mean(r < k)) for k in ks}
-    out["MedR"] = float(np.median(r) + 1)
+    median = np.median(r)
+    out["MedR"] = float((np.floor(median) if floor_median else median) + 1)
     out["MeanR"] = float(np.mean(r) + 1)
     return out
 
@@ -150,12 +153,14 @@ def ranks_any_positive(sim: np.ndarray | torch.Tensor, positives: list[list[int]
 
 
 def text_item_retrieval(sim: np.ndarray | torch.Tensor, caption_item: list[int], directions: tuple[str, str],
-                        ties: Ties = "pessimistic", ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
+                        ties: Ties = "pessimistic", ks: tuple[int, ...] = (1, 5, 10),
+                        floor_median: bool = False) -> dict[str, float]:
     """Both directions of text-item retrieval from one (captions, items) similarity matrix.
 
     ``caption_item[c]`` is the item that caption c describes. Text-to-item ranks each caption's one item;
     item-to-text ranks the best of the item's captions (any-of-five). ``directions`` names the two, e.g.
-    ``("t2i", "i2t")``; keys are ``"<direction>_R@1"``, ..., ``"<direction>_MedR"``, ``"<direction>_MeanR"``."""
+    ``("t2i", "i2t")``; keys are ``"<direction>_R@1"``, ..., ``"<direction>_MedR"``, ``"<direction>_MeanR"``.
+    ``floor_median`` as in :func:`metrics_from_ranks` (VSE++ and the audio-text code derived from it)."""
     s = _matrix(sim, "sim")
     if len(caption_item) != s.shape[0]:
         raise ShapeError(f"{len(caption_item)} captions but the matrix has {s.shape[0]} rows", "sim")
@@ -164,8 +169,8 @@ def text_item_retrieval(sim: np.ndarray | torch.Tensor, caption_item: list[int],
         if not 0 <= item < s.shape[1]:
             raise MetricInputError(f"caption {c} describes item {item}, not one of {s.shape[1]}", "caption_item")
         captions_of[item].append(c)
-    t2x = metrics_from_ranks(ranks_any_positive(s, [[i] for i in caption_item], ties), ks)
-    x2t = metrics_from_ranks(ranks_any_positive(s.T, captions_of, ties), ks)
+    t2x = metrics_from_ranks(ranks_any_positive(s, [[i] for i in caption_item], ties), ks, floor_median)
+    x2t = metrics_from_ranks(ranks_any_positive(s.T, captions_of, ties), ks, floor_median)
     out = {f"{directions[0]}_{k}": v for k, v in t2x.items()}
     out.update({f"{directions[1]}_{k}": v for k, v in x2t.items()})
     return out

@@ -9,6 +9,9 @@ The matrix is (captions, items) in the protocol's order (its transpose is accept
 - ``msrvtt-1ka``: the rows of ``MSRVTT_JSFUSION_test.csv``, sentence i describing video i.
 - ``clotho``: the files of a Clotho captions CSV in order, captions 1-5 each; ``audiocaps``: the captions of an
   AudioCaps CSV in file order, the clips (youtube_id, start_time) in first-seen order.
+
+MedR is VSE++'s ``np.floor(np.median(ranks)) + 1`` for the image and audio protocols (VSE++ and the audio-text
+retrieval code built on it) and CLIP4Clip's ``np.median(ranks) + 1`` for MSR-VTT.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from xmodal.metrics.retrieval import Ties, fold_average, text_item_retrieval
 PROTOCOLS = ("coco-5k", "coco-1k", "flickr", "msrvtt-1ka", "clotho", "audiocaps")
 DIRECTIONS = {"coco-5k": ("t2i", "i2t"), "coco-1k": ("t2i", "i2t"), "flickr": ("t2i", "i2t"),
               "msrvtt-1ka": ("t2v", "v2t"), "clotho": ("t2a", "a2t"), "audiocaps": ("t2a", "a2t")}
+FLOOR_MEDIAN = {"coco-5k": True, "coco-1k": True, "flickr": True, "msrvtt-1ka": False, "clotho": True,
+                "audiocaps": True}
 KARPATHY_CAPTIONS_PER_IMAGE = 5
 COCO_1K_FOLD = 1000
 
@@ -98,7 +103,8 @@ def evaluate_protocol(sim: np.ndarray, layout: RetrievalLayout, ties: Ties = "pe
                          f"matrix, got {sim.shape}", "similarity")
     directions = DIRECTIONS[layout.protocol]
     if layout.protocol != "coco-1k":
-        return text_item_retrieval(sim, layout.caption_item, directions, ties)
+        return text_item_retrieval(sim, layout.caption_item, directions, ties,
+                                   floor_median=FLOOR_MEDIAN[layout.protocol])
     if n_items % COCO_1K_FOLD:
         raise ShapeError(f"coco-1k splits the gallery into folds of {COCO_1K_FOLD} images; {n_items} is not a "
                          "multiple", "similarity")
@@ -107,5 +113,5 @@ def evaluate_protocol(sim: np.ndarray, layout: RetrievalLayout, ties: Ties = "pe
     for lo in range(0, n_items, COCO_1K_FOLD):
         rows = np.nonzero((caption_item >= lo) & (caption_item < lo + COCO_1K_FOLD))[0]
         block = sim[rows][:, lo: lo + COCO_1K_FOLD]
-        folds.append(text_item_retrieval(block, list(caption_item[rows] - lo), directions, ties))
+        folds.append(text_item_retrieval(block, list(caption_item[rows] - lo), directions, ties, floor_median=True))
     return fold_average(folds)
