@@ -107,7 +107,7 @@ def random_baseline(
 # ---------------------------------------------------------------------------------------------------------------
 # Benchmark protocols with several ground-truth items per query (COCO / Flickr30k any-of-five, Clotho, AudioCaps)
 
-_ROWS_PER_CHUNK = 1024  # a 25,000 x 5,000 COCO matrix in float64 would need 1 GB at once
+_CHUNK_ELEMENTS = 1 << 22  # rows scored at once (32 MB in float64): a 25,000 x 5,000 COCO matrix would need 1 GB
 
 
 def _matrix(sim: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
@@ -134,12 +134,13 @@ def ranks_any_positive(sim: np.ndarray | torch.Tensor, positives: list[list[int]
     if ties not in ("pessimistic", "optimistic"):
         raise MetricInputError(f"ties must be 'pessimistic' or 'optimistic', got {ties!r}", "ties")
     out = np.empty(s.shape[0], dtype=np.int64)
-    for lo in range(0, s.shape[0], _ROWS_PER_CHUNK):
-        block = s[lo: lo + _ROWS_PER_CHUNK].astype(np.float64)  # (rows, items)
+    step = max(1, _CHUNK_ELEMENTS // s.shape[1])
+    for lo in range(0, s.shape[0], step):
+        block = s[lo: lo + step].astype(np.float64)  # (rows, items)
         if not np.isfinite(block).all():
             raise NonFiniteError(f"the similarity matrix holds NaN or infinity (rows {lo}..)", "sim")
         correct = np.zeros(block.shape, dtype=bool)
-        for r, items in enumerate(positives[lo: lo + _ROWS_PER_CHUNK]):
+        for r, items in enumerate(positives[lo: lo + step]):
             if not items or min(items) < 0 or max(items) >= s.shape[1]:
                 raise MetricInputError(f"query {lo + r}: ground-truth items {items} are not columns of the "
                                        f"{s.shape[1]}-item gallery", "positives")
