@@ -72,6 +72,7 @@ def test_eval_grounding(tmp_path, refcoco_files, monkeypatch):
     pred.write_text(json.dumps({"100": [0, 0, 10, 10], "101": [5, 5, 10, 10], "102": [20, 20, 5, 5]}))
     assert run_ok(*args, "--split", "testA") == {"accuracy": 100 / 3, "n": 3}
     assert run_ok(*args, "--split", "testB") == {"accuracy": 100.0, "n": 1}
+    assert run_ok(*args, "--split", "test-u") == {"accuracy": 50.0, "n": 4}  # RefCOCOg's name for "test"
     pred.write_text(json.dumps({"100": [0, 0, 10]}))
     assert exit_status(monkeypatch, *args, "--split", "testA") == 2
     pred.write_text(json.dumps({"999": [0, 0, 10, 10]}))

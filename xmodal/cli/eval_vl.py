@@ -38,13 +38,14 @@ def grounding(
     refs: Annotated[Path, typer.Option("--refs", help="refs(unc).p / refs(umd).p of the refer toolkit.")],
     instances: Annotated[Path, typer.Option("--instances", help="COCO instances.json of the same dataset.")],
     predictions: Annotated[Path, typer.Option("--predictions", help='JSON {"<sent_id>": [x, y, w, h]}.')],
-    split: Annotated[str, typer.Option("--split", help="val, testA, testB (RefCOCO/+), val or test (RefCOCOg umd).")],
+    split: Annotated[str, typer.Option("--split", help="val, testA, testB (RefCOCO/+), val-u or test-u (RefCOCOg umd).")],
 ) -> None:
     """Referring-expression accuracy (IoU >= 0.5, MAttNet's inclusive-pixel IoU) on one split."""
     from xmodal.data.benchmarks.refcoco import read_instances, read_refs, select_split
     from xmodal.errors import DataError
     from xmodal.metrics.grounding import rec_accuracy
 
+    split = {"val-u": "val", "test-u": "test"}.get(split, split)  # RefCOCOg (umd)'s names in the papers
     all_refs = read_refs(refs)
     boxes = {a.id: a.bbox for a in read_instances(instances).annotations}
     targets = {}
