@@ -77,6 +77,10 @@ def test_eval_grounding(tmp_path, refcoco_files, monkeypatch):
     assert exit_status(monkeypatch, *args, "--split", "testA") == 2
     pred.write_text(json.dumps({"999": [0, 0, 10, 10]}))
     assert exit_status(monkeypatch, *args, "--split", "testA") == 2
+    pred.write_text('{"100": [0, 0, NaN, 10]}')  # Python's json would read it
+    assert exit_status(monkeypatch, *args, "--split", "testA") == 2
+    pred.write_text('{"100": [0, 0, 10, 10], "0100": [0, 0, 10, 10]}')
+    assert exit_status(monkeypatch, *args, "--split", "testA") == 2
     pred.write_text("{not json")
     assert exit_status(monkeypatch, *args, "--split", "testA") == 2
 

@@ -66,6 +66,8 @@ def grounding(
             raise DataError(f"key {key!r} is not a sentence id", source=predictions) from None
         if sent_id not in known:
             raise DataError(f"sentence {sent_id} is not in {refs}", source=predictions)
+        if sent_id in preds:
+            raise DataError(f"sentence {sent_id} is predicted twice (key {key!r})", source=predictions)
         preds[sent_id] = _numbers(box, 4, f"sentence {key}", predictions)
     _log(f"{split}: {len(targets)} sentences, {len(set(preds) & set(targets))} predicted")
     _emit(rec_accuracy(preds, targets))
