@@ -15,6 +15,7 @@ import csv
 import json
 import xml.etree.ElementTree as ET
 
+import numpy as np
 import pytest
 
 from xmodal.data.benchmarks.ave import AVE_HEADER, AVEAnnotation, ave_segment_labels, read_ave, write_ave
@@ -22,6 +23,7 @@ from xmodal.data.benchmarks.avvp import (
     AVVP_CLASSES,
     AVVPEvent,
     AVVPWeakLabel,
+    events_from_grid,
     rasterize,
     read_avvp_classes,
     read_avvp_events,
@@ -142,6 +144,19 @@ def test_avvp_rasterize_merges_and_ignores_empty_spans():
     assert grids["v1"][speech].tolist() == [1, 1, 1, 1, 1, 1, 1, 0, 0, 0]
     assert grids["v1"][dog].tolist() == [0] * 8 + [1, 1]
     assert grids["v1"].sum() == 9 and grids["empty"].sum() == 0 and grids["v1"].shape == (25, 10)
+
+
+def test_avvp_events_from_grid_inverts_rasterize(tmp_path):
+    grid = np.zeros((25, 10), dtype=int)
+    grid[0, [0, 1, 2, 5, 9]] = 1
+    grid[24, :] = 1
+    rows = events_from_grid("v_0_10", grid)
+    assert rows == [AVVPEvent("v_0_10", 0, 3, "Speech"), AVVPEvent("v_0_10", 5, 6, "Speech"),
+                    AVVPEvent("v_0_10", 9, 10, "Speech"), AVVPEvent("v_0_10", 0, 10, "Clapping")]
+    write_avvp_events(tmp_path / "audio.csv", rows)
+    assert np.array_equal(rasterize(read_avvp_events(tmp_path / "audio.csv"), ["v_0_10"])["v_0_10"], grid)
+    with pytest.raises(DataError, match="0/1 grid"):
+        events_from_grid("v", grid[:3])
 
 
 @pytest.mark.parametrize("content, message", [

@@ -28,6 +28,7 @@ __all__ = [
     "WEAK_HEADER",
     "AVVPEvent",
     "AVVPWeakLabel",
+    "events_from_grid",
     "rasterize",
     "read_avvp_classes",
     "read_avvp_events",
@@ -176,3 +177,17 @@ def weak_labels_by_file(rows: Iterable[AVVPWeakLabel]) -> Mapping[str, tuple[str
             raise DataError("listed twice", r.filename)
         out[r.filename] = r.event_labels
     return out
+
+
+def events_from_grid(filename: str, grid: np.ndarray, classes: Sequence[str] = AVVP_CLASSES) -> list[AVVPEvent]:
+    """The rows that :func:`rasterize` turns back into ``grid`` (``(n_classes, 10)`` 0/1): one row per run of
+    consecutive ones, class by class, so predictions can be written in the ``AVVP_eval_*.csv`` layout."""
+    g = np.asarray(grid)
+    if g.shape != (len(classes), N_SEGMENTS) or not np.isin(g, (0, 1)).all():
+        raise DataError(f"expected a 0/1 grid of shape {(len(classes), N_SEGMENTS)}, got {g.shape}", filename)
+    rows = []
+    for c, name in enumerate(classes):
+        padded = np.concatenate([[0], g[c], [0]])
+        edges = np.flatnonzero(np.diff(padded))
+        rows += [AVVPEvent(filename, int(on), int(off), name) for on, off in zip(edges[::2], edges[1::2])]
+    return rows
