@@ -9,6 +9,7 @@ import torch
 from xmodal.errors import ShapeError
 from xmodal.metrics.avvp import avvp_postprocess
 from xmodal.tasks.models.ave_attention import AVEAttentionNet, ave_loss
+from xmodal.tasks.models.avst import AVST, avst_loss
 from xmodal.tasks.models.han import HANParser, han_loss
 from xmodal.tasks.models.lvs import LVSNet, lvs_loss
 
@@ -62,12 +63,13 @@ def test_ave_overfits_a_tiny_batch():
 
 def test_han_official_shapes_and_postprocess():
     model = HANParser()
-    out = model(torch.randn(2, 10, 128), torch.randn(2, 80, 2048), torch.randn(2, 10, 512))
+    with torch.no_grad():
+        out = model(torch.randn(2, 10, 128), torch.randn(2, 80, 2048), torch.randn(2, 10, 512))
     assert out["frame_prob"].shape == (2, 10, 2, 25)
     assert all(out[k].shape == (2, 25) for k in ("video_prob", "audio_prob", "visual_prob"))
     assert 0 <= float(out["video_prob"].min()) and float(out["video_prob"].max()) <= 1
-    frame = out["frame_prob"].detach().numpy()
-    pred_a, pred_v = avvp_postprocess(frame[0, :, 0], frame[0, :, 1], out["video_prob"][0].detach().numpy())
+    frame = out["frame_prob"].numpy()
+    pred_a, pred_v = avvp_postprocess(frame[0, :, 0], frame[0, :, 1], out["video_prob"][0].numpy())
     assert pred_a.shape == pred_v.shape == (25, 10)
     with pytest.raises(ShapeError, match="T\\*8"):
         model(torch.randn(2, 10, 128), torch.randn(2, 10, 2048), torch.randn(2, 10, 512))
@@ -95,3 +97,27 @@ def test_lvs_shapes_and_overfit():
     end = _fit(model, lambda: lvs_loss(model(image, spectrogram)), 40, 1e-3)
     assert end < 0.2 * start
     assert (model(image, spectrogram)["logits"].argmax(1) == 0).all()
+
+
+def test_avst_official_shapes():
+    model = AVST(vocab_size=93)
+    with torch.no_grad():
+        out = model(torch.randn(2, 10, 128), torch.randn(2, 10, 512, 14, 14), torch.randint(0, 93, (2, 14)))
+    assert out["answer_logits"].shape == (2, 42)
+    assert out["match_positive"].shape == out["match_negative"].shape == (20, 2)
+    assert out["spatial_attention"].shape == (2, 10, 196)
+    assert torch.allclose(out["spatial_attention"].sum(-1), torch.ones(2, 10))
+    with pytest.raises(ShapeError, match="visual_negative"):
+        model(torch.randn(1, 10, 128), torch.randn(1, 10, 512, 14, 14), torch.randint(0, 93, (1, 14)))
+
+
+def test_avst_overfits_answers_and_matching():
+    model = AVST(vocab_size=20, num_answers=5, audio_dim=16, visual_dim=8, dim=32, heads=2)
+    audio, visual = torch.randn(4, 4, 16), torch.randn(4, 4, 8, 3, 3)
+    question, answers = torch.randint(1, 20, (4, 6)), torch.tensor([0, 1, 2, 3])
+    _fit(model, lambda: avst_loss(model(audio, visual, question), answers), 60, 3e-3)
+    with torch.no_grad():
+        out = model(audio, visual, question)
+    assert (out["answer_logits"].argmax(1) == answers).all()
+    assert (out["match_positive"].argmax(1) == 1).float().mean() > 0.9
+    assert (out["match_negative"].argmax(1) == 0).float().mean() > 0.9
