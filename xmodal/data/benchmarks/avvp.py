@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -32,6 +33,7 @@ __all__ = [
     "rasterize",
     "read_avvp_classes",
     "read_avvp_events",
+    "read_avvp_features",
     "read_avvp_weak",
     "weak_labels_by_file",
     "write_avvp_classes",
@@ -191,3 +193,27 @@ def events_from_grid(filename: str, grid: np.ndarray, classes: Sequence[str] = A
         edges = np.flatnonzero(np.diff(padded))
         rows += [AVVPEvent(filename, int(on), int(off), name) for on, off in zip(edges[::2], edges[1::2])]
     return rows
+
+
+# Shapes of the official per-clip features: VGGish, ResNet-152 at 8 fps, R(2+1)D-18.
+FEATURE_SHAPES = {"audio": (10, 128), "visual": (80, 2048), "motion": (10, 512)}
+
+
+def read_avvp_features(filename: str, audio_dir: PathLike, visual_dir: PathLike,
+                       motion_dir: PathLike) -> dict[str, np.ndarray]:
+    """The official ``<dir>/<filename>.npy`` features of one clip as float32: ``{"audio": (10, 128), "visual":
+    (80, 2048), "motion": (10, 512)}`` (the vggish, res152 and r2plus1d_18 folders); a missing file, a pickled
+    array or another shape is a DataError naming the file."""
+    out = {}
+    for name, folder in (("audio", audio_dir), ("visual", visual_dir), ("motion", motion_dir)):
+        path = Path(folder) / f"{filename}.npy"
+        if not path.is_file():
+            raise DataError("file not found", path)
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise DataError(f"not a readable .npy array ({exc})", path) from exc
+        if array.shape != FEATURE_SHAPES[name]:
+            raise DataError(f"expected {name} features of shape {FEATURE_SHAPES[name]}, got {array.shape}", path)
+        out[name] = array.astype(np.float32, copy=False)
+    return out
