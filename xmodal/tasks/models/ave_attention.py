@@ -7,8 +7,9 @@ visual BiLSTM (``xmodal.nn`` :class:`BiLSTM`) run over the segments, their outpu
 segment classifier (:class:`SegmentClassifierHead`) gives 29 logits per segment (28 events + background).
 The reference applies a softmax and MultiLabelSoftMarginLoss; this module returns logits, and
 :func:`ave_loss` is that loss on the softmax. Official features: audio ``(N, 10, 128)`` VGGish, visual
-``(N, 10, 7, 7, 512)`` VGG-19 pool5 (channels last). ``acoustic_dim > 0`` adds per-segment acoustic
-descriptors (pitch, spectral shape, onsets) to the audio stream.
+``(N, 10, 7, 7, 512)`` VGG-19 pool5 (channels last). ``acoustic_dim > 0`` (9 for
+:func:`xmodal.data.acoustic.segment_acoustic_features`) adds per-segment acoustic descriptors (pitch, spectral
+shape, onsets) to the audio stream.
 """
 
 from __future__ import annotations

@@ -47,7 +47,8 @@ class HANLayer(nn.Module):
 class HANParser(nn.Module):
     """``forward(audio (N, T, audio_dim), visual (N, T * pool, visual_dim), motion (N, T, motion_dim))`` ->
     ``{"video_prob": (N, C), "audio_prob": (N, C), "visual_prob": (N, C), "frame_prob": (N, T, 2, C)}``
-    (index 0 of the modality axis is audio). ``acoustic_dim > 0`` adds per-segment acoustic descriptors to the
+    (index 0 of the modality axis is audio). ``acoustic_dim > 0`` adds per-segment acoustic descriptors
+    (:func:`xmodal.data.acoustic.segment_acoustic_features`) to the
     audio stream."""
 
     def __init__(self, num_classes: int = 25, audio_dim: int = 128, visual_dim: int = 2048, motion_dim: int = 512,
