@@ -6,10 +6,10 @@ softmax over the cells) and the visual feature is the attention-weighted sum of 
 visual BiLSTM (``xmodal.nn`` :class:`BiLSTM`) run over the segments, their outputs are concatenated and a
 segment classifier (:class:`SegmentClassifierHead`) gives 29 logits per segment (28 events + background).
 The reference applies a softmax and MultiLabelSoftMarginLoss; this module returns logits, and
-:func:`ave_loss` is that loss on the softmax. Official features: audio ``(N, 10, 128)`` VGGish, visual
-``(N, 10, 7, 7, 512)`` VGG-19 pool5 (channels last). ``acoustic_dim > 0`` (9 for
-:func:`xmodal.data.acoustic.segment_acoustic_features`) adds per-segment acoustic descriptors (pitch, spectral
-shape, onsets) to the audio stream.
+:func:`ave_loss` is that loss on the softmax (the head's hidden activation is GELU, the reference's ReLU).
+Official features: audio ``(N, 10, 128)`` VGGish, visual ``(N, 10, 7, 7, 512)`` VGG-19 pool5 (channels last).
+``acoustic_dim > 0`` (9 for :func:`xmodal.data.acoustic.segment_acoustic_features`) adds per-segment acoustic
+descriptors (pitch, spectral shape, onsets) to the audio stream.
 """
 
 from __future__ import annotations
