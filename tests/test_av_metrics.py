@@ -163,6 +163,12 @@ def test_binarize_ties_at_the_median():
     assert np.array_equal(binarize_lvs(three), (three == 2).astype(float))
 
 
+def test_binarize_integer_maps_do_not_wrap():
+    heatmap = np.zeros((224, 224), dtype=np.uint8)  # already 224 x 224: no resize, still computed as float
+    heatmap[:50, :50] = 200
+    assert np.array_equal(binarize_lvs(heatmap), (heatmap > 0).astype(float))
+
+
 def test_binarize_constant_maps_follow_lvs_arithmetic():
     # normalize_img leaves a constant map as is, then LVS takes 1 - (-h): 1 + h, all 1 when h >= 0.
     assert binarize_lvs(np.zeros((14, 14))).sum() == 224 * 224
