@@ -1,1 +1,1 @@
-"""Readers and writers for benchmark datasets in their official on-disk formats."""
+"""Readers and writers of benchmark annotation files in their official on-disk layouts, one module per benchmark."""
