@@ -225,8 +225,9 @@ def test_eval_retrieval_karpathy(tmp_path, monkeypatch):
     assert run_ok("retrieval", "--annotations", str(ann), "--similarity", str(sim)) == out
     np.save(sim, np.zeros((40, 8), dtype=np.float32))  # a constant model
     flat = ["retrieval", "--annotations", str(ann), "--similarity", str(sim)]
-    assert run_ok(*flat)["t2i_R@1"] == 100.0  # the strict rule: nothing scores strictly higher
-    pessimistic = run_ok(*flat, "--ties", "pessimistic")
+    assert run_ok(*flat, "--ties", "optimistic")["t2i_R@1"] == 100.0  # nothing scores strictly higher
+    pessimistic = run_ok(*flat)  # the default: ties count against the model, so a constant model ranks last
+    assert pessimistic == run_ok(*flat, "--ties", "pessimistic")
     assert pessimistic["t2i_R@1"] == 0.0 and pessimistic["t2i_MeanR"] == 8.0 and pessimistic["i2t_MeanR"] == 36.0
     # any-of-five with ties: image 0's best caption (0.5) ties two wrong ones and one wrong scores 0.9
     scores = perfect.copy()
@@ -235,8 +236,8 @@ def test_eval_retrieval_karpathy(tmp_path, monkeypatch):
     scores[[5, 8], 0] = 0.5
     scores[6, 0] = 0.9
     np.save(sim, scores)
-    strict, pess = run_ok(*flat), run_ok(*flat, "--ties", "pessimistic")
-    # ranks of images 0..7 in i2t: strict 1 (only 0.9 above), pessimistic 3 (0.9, 0.5, 0.5); others 0
+    strict, pess = run_ok(*flat, "--ties", "optimistic"), run_ok(*flat)
+    # ranks of images 0..7 in i2t: optimistic 1 (only 0.9 above), pessimistic 3 (0.9, 0.5, 0.5); others 0
     assert strict["i2t_MeanR"] == pytest.approx(1 + 1 / 8) and pess["i2t_MeanR"] == pytest.approx(1 + 3 / 8)
     assert strict["i2t_R@1"] == 87.5 and pess["i2t_R@1"] == 87.5 and strict["i2t_R@5"] == 100.0
     np.save(sim, np.zeros((40, 8), dtype=np.float32))

@@ -214,20 +214,20 @@ def retrieval(
                                            help="coco-5k, coco-1k, flickr, msrvtt-1ka, clotho or audiocaps "
                                                 "(default: from the file).")] = None,
     ties: Annotated[str, typer.Option("--ties",
-                             help="strict: rank = number of wrong items scored strictly higher than the best "
-                                  "correct one (CLIP4Clip's first tied position); pessimistic: items scored as "
-                                  "high count too, so a constant model ranks last.")] = "strict",
+                             help="pessimistic: a wrong item scored as high as the best correct one ranks ahead "
+                                  "of it, so a constant model ranks last; optimistic: only wrong items scored "
+                                  "strictly higher count (CLIP4Clip's first tied position).")] = "pessimistic",
 ) -> None:
-    """R@1/5/10, MedR and MeanR in both directions, any-of-five for item-to-text, ranks by the strict tie rule
-    ``rank = #(s > s_gt)`` unless ``--ties pessimistic``."""
+    """R@1/5/10, MedR and MeanR in both directions, any-of-five for item-to-text; one rank per query, ties
+    counted against the model unless ``--ties optimistic``."""
     import numpy as np
 
     from xmodal.errors import CorruptFileError, DataError
     from xmodal.metrics.retrieval_protocols import evaluate_protocol, guess_protocol, read_layout
 
-    rule = {"strict": "optimistic", "optimistic": "optimistic", "pessimistic": "pessimistic"}.get(ties)
-    if rule is None:
-        raise DataError(f"--ties must be strict or pessimistic, got {ties!r}", source="--ties")
+    if ties not in ("pessimistic", "optimistic"):
+        raise DataError(f"--ties must be pessimistic or optimistic, got {ties!r}", source="--ties")
+    rule = ties
     name = protocol or guess_protocol(annotations)
     layout = read_layout(annotations, name)
     if not similarity.is_file():
