@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from xmodal.errors import DataError
 
 _VARIABLE_AXES = ("time", "tokens", "notes", "points", "vertices", "nodes")
-FAMILIES = ("visual", "audio", "music", "text", "token", "geometry", "motion", "graph")
+FAMILIES = ("visual", "audio", "music", "text", "token", "geometry", "motion", "graph", "tabular")
 STRUCTURES = ("grid", "sequence", "set", "relations")
 
 
@@ -168,6 +168,13 @@ _SPECS: tuple[ModalitySpec, ...] = (
                  "SMPL pose (72) + shape (10) + translation (3) per frame", rate=30.0, rate_unit="frames/s",
                  long_sequence=True, file_types=(".npz", ".pkl"),
                  rationale="long, low-dimensional parameter sequences (dance, full performances): state-space"),
+    # table columns
+    ModalitySpec("numeric", "tabular", True, False, ("features",), "grid",
+                 "continuous scalar(s) of a table column", file_types=("inline",),
+                 rationale="a few continuous values: a small MLP"),
+    ModalitySpec("categorical", "tabular", False, False, (), "grid",
+                 "discrete category index of a table column", dtype="int64", file_types=("inline",),
+                 rationale="a category index: an embedding followed by an MLP"),
 )
 
 MODALITIES: dict[str, ModalitySpec] = {s.name: s for s in _SPECS}

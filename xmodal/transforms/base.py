@@ -1,0 +1,121 @@
+"""The transform contract, the registry of transforms and ``transform_for(spec, **params)``.
+
+A transform turns one value of a field (a file path, or an inline value such as a string or a number) into
+what the modality's encoder expects: a tensor, or a dict of tensors (a graph's ``x`` and ``edge_index``).
+Transforms whose work is expensive (decoding, resampling, spectrograms) are cached on disk when they are given
+a file: the key hashes the file's bytes, the transform's name, its parameters and any weights it uses
+(:mod:`xmodal.transforms.cache`). Transforms that learn from the training data (a word vocabulary, a column's
+mean and standard deviation) have ``fit(values)`` and a JSON ``state()`` that a run directory keeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from xmodal.errors import ConfigError
+from xmodal.modalities import ModalitySpec, get_modality
+from xmodal.transforms.cache import TransformCache, file_digest, make_key
+
+Output = torch.Tensor | dict[str, torch.Tensor]
+
+
+class Transform:
+    """Base class. Subclasses set ``name``, ``defaults`` (every accepted parameter with its default) and
+    ``expensive``, and implement :meth:`apply`; fitted ones also :meth:`fit`, :meth:`state`, :meth:`load_state`."""
+
+    name: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any]] = {}
+    expensive: ClassVar[bool] = False
+
+    def __init__(self, cache: TransformCache | None = None, **params: Any) -> None:
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            raise ConfigError(f"transform {self.name!r}: unknown parameter(s) {', '.join(unknown)}; "
+                              f"accepted: {', '.join(sorted(self.defaults)) or 'none'}")
+        self.params: dict[str, Any] = {**self.defaults, **params}
+        self.cache = cache
+
+    def apply(self, value: Any) -> Output:
+        raise NotImplementedError
+
+    def fit(self, values: Iterable[Any]) -> Transform:
+        """Learn from training values (no-op for transforms that learn nothing)."""
+        return self
+
+    def state(self) -> dict[str, Any]:
+        """What :meth:`fit` learnt, as JSON-able data (saved beside a trained model)."""
+        return {}
+
+    def load_state(self, state: Mapping[str, Any]) -> Transform:
+        return self
+
+    def weights_fingerprint(self) -> str | None:
+        """A digest of the weights the transform uses (part of the cache key), or None."""
+        return None
+
+    def cache_key(self, path: str | Path) -> str:
+        return make_key(file_digest(path), self.name, self.params, self.weights_fingerprint())
+
+    def __call__(self, value: Any) -> Output:
+        if self.cache is None or not self.expensive or not isinstance(value, (str, Path)):
+            return self.apply(value)
+        found = self.cache.get_or_compute(self.cache_key(value), lambda: _as_tensors(self.apply(value)))
+        return found["value"] if set(found) == {"value"} else found
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params.items())})"
+
+
+def _as_tensors(out: Output) -> dict[str, torch.Tensor]:
+    return {"value": out} if isinstance(out, torch.Tensor) else dict(out)
+
+
+_REGISTRY: dict[str, type[Transform]] = {}
+_DEFAULTS: dict[str, str] = {}  # modality name -> transform name
+
+
+def register_transform(name: str, modalities: Iterable[str] = ()) -> Callable[[type[Transform]], type[Transform]]:
+    """Class decorator: register a transform under ``name``, the default one of ``modalities``."""
+    def wrap(cls: type[Transform]) -> type[Transform]:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ConfigError(f"transform {name!r} is already registered by {_REGISTRY[name].__qualname__}")
+        cls.name = name
+        _REGISTRY[name] = cls
+        for m in modalities:
+            _DEFAULTS[m] = name
+        return cls
+    return wrap
+
+
+def list_transforms() -> dict[str, str]:
+    """``{transform name: class name}`` of every registered transform."""
+    _load_builtin()
+    return {k: v.__qualname__ for k, v in sorted(_REGISTRY.items())}
+
+
+def default_transform_name(spec: ModalitySpec | str) -> str:
+    _load_builtin()
+    spec = get_modality(spec) if isinstance(spec, str) else spec
+    return _DEFAULTS[spec.name]
+
+
+def transform_for(spec: ModalitySpec | str, transform: str | None = None, cache: TransformCache | None = None,
+                  **params: Any) -> Transform:
+    """The transform a modality's encoder expects (``transform=`` picks another registered one), configured
+    by ``params``; ConfigError naming an unknown transform or parameter."""
+    _load_builtin()
+    spec = get_modality(spec) if isinstance(spec, str) else spec
+    name = transform or _DEFAULTS.get(spec.name)
+    if name not in _REGISTRY:
+        raise ConfigError(f"no transform {name!r} for modality {spec.name!r}; registered: "
+                          f"{', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name](cache=cache, **params)
+
+
+def _load_builtin() -> None:
+    # Importing the modules runs their @register_transform decorators.
+    from xmodal.transforms import audio, geometry, graph, image, midi, motion, tabular, text, video  # noqa: F401
