@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,6 +25,14 @@ def _waveform(value: Any, sample_rate: int, max_seconds: float | None) -> np.nda
     if max_seconds is not None:
         wav = wav[: round(max_seconds * sample_rate)]
     return np.ascontiguousarray(wav, dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _mel_module(sample_rate: int, options_json: str) -> torch.nn.Module:
+    """One log-mel module per (rate, options): building the filterbank per file would dominate the cost."""
+    from xmodal.data.features import MelSpectrogram
+
+    return MelSpectrogram(sample_rate, log=True, **json.loads(options_json))
 
 
 @register_transform("waveform", modalities=("waveform",))
@@ -48,10 +58,9 @@ class LogMelTransform(Transform):
     expensive = True
 
     def apply(self, value: Any) -> torch.Tensor:
-        from xmodal.data.features import MelSpectrogram
-
         p = self.params
         wav = _waveform(value, p["sample_rate"], p["max_seconds"])
-        mel = MelSpectrogram(p["sample_rate"], n_fft=p["n_fft"], hop_length=p["hop_length"], n_mels=p["n_mels"],
-                             fmin=p["fmin"], fmax=p["fmax"], log=True, top_db=p["top_db"])
-        return mel(torch.from_numpy(wav)).float()
+        options = {k: p[k] for k in ("n_fft", "hop_length", "n_mels", "fmin", "fmax", "top_db")}
+        mel = _mel_module(p["sample_rate"], json.dumps(options, sort_keys=True))
+        with torch.no_grad():
+            return mel(torch.from_numpy(wav)).float()
