@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
 import torch
 
 from xmodal.errors import ConfigError, DataError, NonFiniteError
-from xmodal.transforms import TransformCache, collate_graphs, default_transform_name, transform_for
+from xmodal.transforms import Transform, TransformCache, collate_graphs, default_transform_name, transform_for
+from xmodal.transforms.cache import model_fingerprint
 from xmodal.transforms.geometry import mesh_edges
 
 ALSA = Path("/usr/share/sounds/alsa/Front_Center.wav")
@@ -53,6 +55,7 @@ def test_image_grey_rgba_rgb_become_normalised_rgb(tmp_path: Path) -> None:
     assert torch.equal(grey[0], grey[2])
 
 
+@pytest.mark.slow  # loads MiniLM or librosa (numba): over 10 s on a busy machine
 def test_log_mel_matches_librosa_on_real_speech() -> None:
     import librosa
     import soundfile as sf
@@ -207,3 +210,47 @@ def test_cache_is_safe_with_several_processes(tmp_path: Path) -> None:
     for i in range(5):
         assert torch.equal(cache.get(f"k{i}")["value"], torch.full((1000,), float(i)))
     assert not list(tmp_path.glob("*.tmp")) and cache.stats() == {"hits": 5, "misses": 0}
+
+
+class _Projection(Transform):
+    """A transform with weights: a fixed linear map of the log-mel's mean frame."""
+
+    defaults: ClassVar[dict[str, Any]] = {}
+    expensive = True
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        torch.manual_seed(0)
+        self.net = torch.nn.Linear(64, 4)
+        self.calls = 0
+
+    def weights_fingerprint(self) -> str:
+        return model_fingerprint(self.net)
+
+    def apply(self, value: Any) -> torch.Tensor:
+        self.calls += 1
+        with torch.no_grad():
+            return self.net(transform_for("spectrogram")(value).mean(1))
+
+
+def test_cache_key_follows_the_weights(tmp_path: Path) -> None:
+    cache = TransformCache(tmp_path)
+    t = _Projection(cache=cache)
+    first = t(ALSA)
+    assert torch.equal(t(ALSA), first) and t.calls == 1
+    with torch.no_grad():
+        t.net.weight.add_(1.0)  # new weights: the old entry must not be served
+    assert not torch.allclose(t(ALSA), first) and t.calls == 2 and cache.stats() == {"hits": 1, "misses": 2}
+
+
+@pytest.mark.slow  # loads MiniLM or librosa (numba): over 10 s on a busy machine
+def test_minilm_embedding_cached_by_text_and_weights(tmp_path: Path) -> None:
+    from xmodal.pretrained.minilm import encode
+
+    cache = TransformCache(tmp_path)
+    emb = transform_for("caption", transform="minilm_embedding", cache=cache)
+    a = emb("a dog barking in the rain")
+    assert a.shape == (384,) and torch.allclose(a, encode(["a dog barking in the rain"])[0], atol=1e-6)
+    assert torch.equal(emb("a dog barking in the rain"), a) and cache.stats() == {"hits": 1, "misses": 1}
+    emb("a cat")
+    assert cache.stats() == {"hits": 1, "misses": 2}

@@ -103,9 +103,10 @@ def _file_column(name: str, files: list[Path | None], cells: list[Any], n_missin
         raise CorruptFileError(f"column {name!r}: none of the {len(picked) + len(absent)} files checked can be "
                                f"read: {first}", source=name)
     modality, count = votes.most_common(1)[0]
-    if modality == "caption":
-        modality = _text_spec(texts)
     detail = [f"{'/'.join(sorted(formats))} content in {count} of {len(picked)} decoded files"]
+    if modality == "caption":
+        modality, why = _text_spec(texts, name)
+        detail.append(why)
     if len(votes) > 1:
         detail.append("others: " + ", ".join(f"{m} x{c}" for m, c in votes.items() if m != votes.most_common(1)[0][0]))
     if example:
@@ -124,16 +125,24 @@ def _file_column(name: str, files: list[Path | None], cells: list[Any], n_missin
                       len(picked))
 
 
-def _text_spec(texts: list[str]) -> str:
-    """caption, question (mostly ends with '?') or dialog (several "speaker:" turns)."""
-    if not texts:
-        return "caption"
-    if sum(t.rstrip().endswith("?") for t in texts) >= 0.8 * len(texts):
-        return "question"
+_TEXT_NAMES = (("ocr", "ocr_transcript"), ("asr", "asr_transcript"), ("transcript", "asr_transcript"),
+               ("answer", "answer"), ("question", "question"), ("dialog", "dialog"), ("caption", "caption"))
+
+
+def _text_spec(texts: list[str], column: str) -> tuple[str, str]:
+    """(spec, why): question (mostly ends with '?'), dialog (several "speaker:" turns), else the kind the
+    column's name says (answer, ASR or OCR transcript: the form of the words cannot tell them apart), else
+    caption."""
+    if texts and sum(t.rstrip().endswith("?") for t in texts) >= 0.8 * len(texts):
+        return "question", "questions by their form"
     turns = [len(re.findall(r"(?m)^\s*[\w ]{1,20}:\s", t)) for t in texts]
-    if sum(k >= 2 for k in turns) >= 0.8 * len(texts):
-        return "dialog"
-    return "caption"
+    if texts and sum(k >= 2 for k in turns) >= 0.8 * len(texts):
+        return "dialog", "dialog by its speaker turns"
+    words = set(re.split(r"[^a-z]+", column.lower()))
+    for hint, spec in _TEXT_NAMES:
+        if hint in words:
+            return spec, f"{spec} by the column's name"
+    return "caption", "free text"
 
 
 def _number_column(name: str, cells: list[Any], n_missing: int, rows: int, junk: list[Any]) -> ColumnType:
@@ -170,10 +179,9 @@ def _text_column(name: str, cells: list[str], n_missing: int, rows: int) -> Colu
     if words <= 3 and uniq <= max(2, len(cells) // 2):
         return ColumnType(name, "input", "categorical", f"short strings ({words:.1f} words) with {uniq} distinct "
                           f"values over {len(cells)} rows: categories" + miss, rows, n_missing)
-    spec = _text_spec(cells)
+    spec, why = _text_spec(cells, name)
     return ColumnType(name, "input", spec, f"inline text: {words:.1f} words on average, {uniq} distinct of "
-                      f"{len(cells)}" + (f", {spec}s by their form" if spec != "caption" else "") + miss,
-                      rows, n_missing)
+                      f"{len(cells)}; {why}" + miss, rows, n_missing)
 
 
 def infer_column(name: str, values: list[Any], root: Path) -> ColumnType:

@@ -109,6 +109,12 @@ def classify_arrays(arrays: dict[str, np.ndarray], p: Path | str, fmt: str = "NP
     if pts_key and len(shapes[pts_key]) == 2 and shapes[pts_key][1] == 3:
         has_faces = "faces" in keys and arrays["faces"].size > 0
         return Sniffed("mesh" if has_faces else "point_cloud", fmt, facts)
+    for k in keys & {"mel", "logmel", "log_mel", "spectrogram", "spec"}:
+        if arrays[k].ndim == 2:
+            return Sniffed("spectrogram", fmt, facts)
+    for k in keys & {"roll", "piano_roll", "pianoroll"}:
+        if arrays[k].ndim == 2 and arrays[k].shape[0] == 128:
+            return Sniffed("piano_roll", fmt, facts)
     skel = next((k for k in SKELETON_KEYS if k in keys), None)
     if skel is None and len(keys) == 1:
         skel = next(iter(keys))

@@ -122,7 +122,7 @@ def write_shards(source: ShardSource, out: str | Path, shard_size: int = 1000, c
     ``params`` overrides transform parameters per field; fitted transforms learn from ``source.fit_rows``.
     A row whose file cannot be decoded raises its typed error naming the file: nothing is skipped.
     """
-    from xmodal.transforms import transform_for
+    from xmodal.transforms import build_transforms
 
     wds = require_module("webdataset", extra="scale")
     if shard_size < 1:
@@ -131,13 +131,10 @@ def write_shards(source: ShardSource, out: str | Path, shard_size: int = 1000, c
     out.mkdir(parents=True, exist_ok=True)
     if (out / INDEX).exists():
         raise ConfigError(f"{out} already holds shards ({INDEX}); choose an empty folder")
-    transforms = {}
-    for field, modality in source.fields.items():
-        if get_modality(modality).is_text:
-            continue
-        extra = {"column": field} if get_modality(modality).family == "tabular" else {}
-        t = transform_for(modality, cache=cache, **extra, **dict((params or {}).get(field, {})))
-        transforms[field] = t.fit([r[field] for r in source.fit_rows if r.get(field) is not None])
+    fields = {f: m for f, m in source.fields.items() if not get_modality(m).is_text}
+    transforms = build_transforms(fields, cache, params)
+    for field, t in transforms.items():
+        t.fit([r[field] for r in source.fit_rows if r.get(field) is not None])
     shards: list[dict[str, Any]] = []
     writer, count = None, 0
     try:

@@ -7,6 +7,7 @@ bytes, the transform's name, parameters and weights.
 
 from xmodal.transforms.base import (
     Transform,
+    build_transforms,
     default_transform_name,
     list_transforms,
     register_transform,
@@ -16,6 +17,6 @@ from xmodal.transforms.cache import TransformCache, default_cache_dir, file_dige
 from xmodal.transforms.graph import collate_graphs
 
 __all__ = [
-    "Transform", "TransformCache", "collate_graphs", "default_cache_dir", "default_transform_name",
+    "Transform", "TransformCache", "build_transforms", "collate_graphs", "default_cache_dir", "default_transform_name",
     "file_digest", "list_transforms", "make_key", "register_transform", "transform_for",
 ]

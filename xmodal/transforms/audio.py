@@ -51,13 +51,18 @@ class WaveformTransform(Transform):
 @register_transform("log_mel", modalities=("spectrogram",))
 class LogMelTransform(Transform):
     """Path or array -> float32 ``(n_mels, frames)`` log-mel in dB (librosa's melspectrogram + power_to_db
-    with these parameters)."""
+    with these parameters); an .npz/.npy already holding a spectrogram is returned as stored."""
 
     defaults: ClassVar[dict[str, Any]] = {"sample_rate": 16000, "n_fft": 1024, "hop_length": 256, "n_mels": 64, "fmin": 0.0,
                 "fmax": None, "top_db": 80.0, "max_seconds": None}
     expensive = True
 
     def apply(self, value: Any) -> torch.Tensor:
+        if isinstance(value, (str, Path)) and Path(value).suffix.lower() in (".npz", ".npy"):
+            from xmodal.transforms.motion import read_npz_array  # a stored spectrogram is used as it is
+
+            return torch.from_numpy(read_npz_array(value, ("mel", "logmel", "log_mel", "spectrogram", "spec"))
+                                    .astype(np.float32))
         p = self.params
         wav = _waveform(value, p["sample_rate"], p["max_seconds"])
         options = {k: p[k] for k in ("n_fft", "hop_length", "n_mels", "fmin", "fmax", "top_db")}

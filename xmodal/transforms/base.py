@@ -10,6 +10,7 @@ mean and standard deviation) have ``fit(values)`` and a JSON ``state()`` that a 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -30,6 +31,7 @@ class Transform:
     name: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
     expensive: ClassVar[bool] = False
+    cache_inline: ClassVar[bool] = False  # also cache inline strings (keyed by their UTF-8 bytes)
 
     def __init__(self, cache: TransformCache | None = None, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.defaults))
@@ -57,11 +59,20 @@ class Transform:
         """A digest of the weights the transform uses (part of the cache key), or None."""
         return None
 
-    def cache_key(self, path: str | Path) -> str:
-        return make_key(file_digest(path), self.name, self.params, self.weights_fingerprint())
+    def cache_key(self, value: str | Path) -> str:
+        """Key of ``value``'s result: its file's bytes (or, for an inline string, its UTF-8 bytes), the
+        transform's name, parameters and weights."""
+        content = ("text:" + hashlib.sha256(value.encode()).hexdigest() if self.cache_inline
+                   else file_digest(value))
+        return make_key(content, self.name, self.params, self.weights_fingerprint())
+
+    def _cacheable(self, value: Any) -> bool:
+        if self.cache is None or not self.expensive:
+            return False
+        return isinstance(value, str) if self.cache_inline else isinstance(value, (str, Path))
 
     def __call__(self, value: Any) -> Output:
-        if self.cache is None or not self.expensive or not isinstance(value, (str, Path)):
+        if not self._cacheable(value):
             return self.apply(value)
         found = self.cache.get_or_compute(self.cache_key(value), lambda: _as_tensors(self.apply(value)))
         return found["value"] if set(found) == {"value"} else found
@@ -114,6 +125,20 @@ def transform_for(spec: ModalitySpec | str, transform: str | None = None, cache:
         raise ConfigError(f"no transform {name!r} for modality {spec.name!r}; registered: "
                           f"{', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name](cache=cache, **params)
+
+
+def build_transforms(fields: Mapping[str, str], cache: TransformCache | None = None,
+                     params: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Transform]:
+    """One transform per field (``{field: modality}``), configured by ``params[field]`` (which may name
+    another ``transform``); table columns get their field name for error messages."""
+    out = {}
+    for field, modality in fields.items():
+        extra = dict((params or {}).get(field, {}))
+        spec = get_modality(modality)
+        if spec.family == "tabular":
+            extra.setdefault("column", field)
+        out[field] = transform_for(spec, cache=cache, **extra)
+    return out
 
 
 def _load_builtin() -> None:

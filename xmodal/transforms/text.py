@@ -84,3 +84,35 @@ class MiniLMTokens(Transform):
         enc = self._tok()(_check_text(value), truncation=True, max_length=self.params["max_length"])
         return {"input_ids": torch.tensor(enc["input_ids"], dtype=torch.int64),
                 "attention_mask": torch.tensor(enc["attention_mask"], dtype=torch.int64)}
+
+
+@register_transform("minilm_embedding")
+class MiniLMEmbedding(Transform):
+    """str -> float32 ``(384,)`` unit-norm all-MiniLM-L6-v2 sentence embedding (a frozen text tower's
+    output). Cached by the text's bytes and a fingerprint of the MiniLM weights."""
+
+    defaults: ClassVar[dict[str, Any]] = {}
+    expensive = True
+    cache_inline = True
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._encoder = None
+        self._fingerprint: str | None = None
+
+    def encoder(self):
+        if self._encoder is None:
+            from xmodal.pretrained.minilm import MiniLMEncoder
+
+            self._encoder = MiniLMEncoder()
+        return self._encoder
+
+    def weights_fingerprint(self) -> str:
+        if self._fingerprint is None:
+            from xmodal.transforms.cache import model_fingerprint
+
+            self._fingerprint = model_fingerprint(self.encoder().model)
+        return self._fingerprint
+
+    def apply(self, value: Any) -> torch.Tensor:
+        return self.encoder()([_check_text(value)])[0]
