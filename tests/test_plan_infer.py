@@ -319,3 +319,14 @@ def test_cli_plan_json_and_recipe(tmp_path: Path, media) -> None:
                                "fusion": {"kind": "concat"}, "head": {"kind": "classifier", "classes": 2}}
     text = CliRunner().invoke(app, ["plan", str(root / "small.csv"), "--target", "label"])
     assert "task: binary" in text.output and "2 classes" in text.output
+
+
+def test_cli_exits_2_naming_the_column(tmp_path: Path) -> None:
+    import os
+    import sys
+
+    _write_csv(tmp_path / "t.csv", {"f": [1.5, 2.0, 3.25], "y": ["a", "a", "a"]})
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-m", "xmodal", "plan", str(tmp_path / "t.csv"), "--target", "y"],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert proc.returncode == 2 and "TargetError" in proc.stderr and "'y' is constant" in proc.stderr
