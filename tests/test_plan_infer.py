@@ -204,7 +204,7 @@ def test_reasons_report_unreadable_files_and_traps(media) -> None:
     types = infer_columns(load_data(root / "table.csv"), target="label")
     bad = types["image_some_unreadable"]
     assert {f for f, _ in bad.unreadable} == {"img/broken.png", "img/gone.png"}
-    assert "2 unreadable (1 missing)" in bad.reason and "CorruptFileError" in bad.reason
+    assert "2 of 6 checked unreadable (1 missing)" in bad.reason and "CorruptFileError" in bad.reason
     assert "noise.wav" in types["sound_all_but_one_ok"].reason
     assert "modes L, RGB, RGBA (converted to RGB)" in types["image_mixed_channels"].reason
     assert "0 with an audio track, 6 without" in types["video_without_audio"].reason

@@ -144,6 +144,10 @@ def test_table_source_and_refusals(tmp_path: Path, dataset: Path) -> None:
     assert [int(s["kind"]) for s in samples] == [1, 2, 1, 1, 2, 1]
     sizes = torch.stack([s["size"] for s in samples]).squeeze(1)
     assert abs(float(sizes.mean())) < 1e-6 and abs(float(sizes.std(unbiased=False)) - 1) < 1e-5  # standardised
+    restored = ShardDataset(tmp_path / "out").transforms()  # fitted state round-trips through index.json
+    assert int(restored["kind"]("b")) == 2 and int(restored["kind"]("new")) == 0
+    mean = sum(1.5 * i + 0.25 * (i % 2) for i in range(6)) / 6
+    assert abs(float(restored["size"](mean))) < 1e-6  # the training mean standardises to 0
     with pytest.raises(ConfigError, match="already holds shards"):
         write_shards(source_from(tmp_path / "t.csv", target="y"), tmp_path / "out")
     with pytest.raises(ConfigError, match="'nope' is not a column"):

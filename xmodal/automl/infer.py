@@ -117,7 +117,7 @@ def _file_column(name: str, files: list[Path | None], cells: list[Any], n_missin
     if facts["audio"]:
         detail.append(f"{facts['audio'][True]} with an audio track, {facts['audio'][False]} without")
     if bad:
-        detail.append(f"{len(bad)} unreadable ({len(absent)} missing): " +
+        detail.append(f"{len(bad)} of {len(picked) + len(absent)} checked unreadable ({len(absent)} missing): " +
                       ", ".join(f"{f} [{e}]" for f, e in bad[:3]) + (" ..." if len(bad) > 3 else ""))
     if n_missing:
         detail.append(f"{n_missing} empty cells")

@@ -54,6 +54,12 @@ class ShardDataset(IterableDataset):
     def fields(self) -> dict[str, str]:
         return dict(self.index["fields"])
 
+    def transforms(self) -> dict[str, Any]:
+        """The fitted transforms the shards were written with (to transform new data the same way)."""
+        from xmodal.transforms import restore_transforms
+
+        return restore_transforms(self.index.get("transforms", {}))
+
     def set_epoch(self, epoch: int) -> None:
         """Start ``epoch`` from its first shard (the sampler convention of DistributedSampler)."""
         self.epoch, self.shards_consumed = int(epoch), 0

@@ -122,7 +122,7 @@ def write_shards(source: ShardSource, out: str | Path, shard_size: int = 1000, c
     ``params`` overrides transform parameters per field; fitted transforms learn from ``source.fit_rows``.
     A row whose file cannot be decoded raises its typed error naming the file: nothing is skipped.
     """
-    from xmodal.transforms import build_transforms
+    from xmodal.transforms import build_transforms, describe_transforms
 
     wds = require_module("webdataset", extra="scale")
     if shard_size < 1:
@@ -160,8 +160,7 @@ def write_shards(source: ShardSource, out: str | Path, shard_size: int = 1000, c
             tmp.unlink()
     index = {"format": "webdataset", "shards": shards, "samples": sum(s["samples"] for s in shards),
              "fields": source.fields,
-             "transforms": {f: {"name": t.name, "params": t.params, "state": t.state()}
-                            for f, t in transforms.items()}}
+             "transforms": describe_transforms(transforms)}
     tmp = out / (INDEX + ".tmp")
     tmp.write_text(json.dumps(index, indent=1, default=str))
     os.replace(tmp, out / INDEX)

@@ -141,6 +141,24 @@ def build_transforms(fields: Mapping[str, str], cache: TransformCache | None = N
     return out
 
 
+def describe_transforms(transforms: Mapping[str, Transform]) -> dict[str, dict[str, Any]]:
+    """``{field: {"name", "params", "state"}}``: JSON-able, enough to rebuild the fitted transforms offline
+    (a run directory or a shard index keeps it)."""
+    return {f: {"name": t.name, "params": dict(t.params), "state": t.state()} for f, t in transforms.items()}
+
+
+def restore_transforms(description: Mapping[str, Mapping[str, Any]],
+                       cache: TransformCache | None = None) -> dict[str, Transform]:
+    """The transforms :func:`describe_transforms` described, with their fitted state loaded."""
+    _load_builtin()
+    out = {}
+    for field, d in description.items():
+        if d.get("name") not in _REGISTRY:
+            raise ConfigError(f"transform of field {field!r}: unknown name {d.get('name')!r}")
+        out[field] = _REGISTRY[d["name"]](cache=cache, **d.get("params", {})).load_state(d.get("state", {}))
+    return out
+
+
 def _load_builtin() -> None:
     # Importing the modules runs their @register_transform decorators.
     from xmodal.transforms import audio, geometry, graph, image, midi, motion, tabular, text, video  # noqa: F401
