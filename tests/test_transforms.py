@@ -161,6 +161,12 @@ def test_numeric_and_categorical_columns() -> None:
         num("old")
     flag = transform_for("numeric", column="age", missing="indicator").fit([1, 3])
     assert flag("").tolist() == [0.0, 1.0] and flag(3).tolist() == [1.0, 0.0]
+    vec = transform_for("numeric", column="xy", missing="indicator").fit([[0, 10], [2, None], [4, 30]])
+    # per position: mean (2, 20), std (sqrt(8/3), 10) over the values present
+    assert torch.allclose(vec([4, None]), torch.tensor([2 / np.sqrt(8 / 3), 0.0, 0.0, 1.0], dtype=torch.float32))
+    with pytest.raises(DataError, match="xy: value has 3 numbers, expected 2"):
+        vec([1, 2, 3])
+    assert vec.state() == transform_for("numeric").load_state(vec.state()).state()
     cat = transform_for("categorical", min_count=2).fit(["red", "red", "blue", 3, "3"])
     assert cat.state() == {"vocab": {"<unknown>": 0, "3": 1, "red": 2}}
     assert [int(cat(v)) for v in ("red", 3, "blue", "green")] == [2, 1, 0, 0]

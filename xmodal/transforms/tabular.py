@@ -8,9 +8,10 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
-from xmodal.errors import DataError, NonFiniteError
+from xmodal.errors import DataError, NonFiniteError, ShapeError
 from xmodal.transforms.base import Transform, register_transform
 
 UNKNOWN = "<unknown>"
@@ -27,9 +28,10 @@ def _number(value: Any, column: str) -> float:
 
 @register_transform("numeric", modalities=("numeric",))
 class NumericTransform(Transform):
-    """number -> float32 ``(1,)`` ``(x - mean) / std`` (training statistics), or ``(2,)`` ``[z, missing]`` with
-    ``missing="indicator"`` (a missing value gives ``[0, 1]``). With ``missing="error"`` (default) a NaN,
-    empty or infinite value raises :class:`NonFiniteError` naming ``column``."""
+    """number (or a fixed-length vector of numbers) -> float32 ``(d,)`` ``(x - mean) / std`` per position
+    (training statistics), or ``(2d,)`` ``[z..., missing...]`` with ``missing="indicator"`` (a missing value
+    gives z 0 and flag 1). With ``missing="error"`` (default) a NaN, empty or infinite value raises
+    :class:`NonFiniteError` naming ``column``."""
 
     defaults: ClassVar[dict[str, Any]] = {"column": "numeric", "missing": "error"}
 
@@ -38,36 +40,51 @@ class NumericTransform(Transform):
         if self.params["missing"] not in ("error", "indicator"):
             raise DataError(f"missing must be 'error' or 'indicator', got {self.params['missing']!r}",
                             source=self.params["column"])
-        self.mean, self.std = 0.0, 1.0
+        self.mean, self.std = np.zeros(1), np.ones(1)
 
-    def _value(self, value: Any) -> float:
-        x = _number(value, self.params["column"])
-        if not math.isfinite(x) and self.params["missing"] == "error":
+    def _vector(self, value: Any, dim: int | None) -> np.ndarray:
+        column = self.params["column"]
+        if isinstance(value, (list, tuple, np.ndarray)):
+            x = np.asarray([_number(v, column) for v in value], dtype=np.float64)
+        else:
+            x = np.full(dim or 1, _number(value, column))
+        if dim is not None and len(x) != dim:
+            raise ShapeError(f"value has {len(x)} numbers, expected {dim} like the training rows", source=column)
+        if not np.isfinite(x).all() and self.params["missing"] == "error":
             raise NonFiniteError(f"value {value!r} is missing or not finite (use missing='indicator' to "
-                                 "keep such rows with a missing flag)", source=self.params["column"])
+                                 "keep such rows with a missing flag)", source=column)
         return x
 
     def fit(self, values: Iterable[Any]) -> NumericTransform:
-        xs = [x for x in (self._value(v) for v in values) if math.isfinite(x)]
-        if xs:
-            self.mean = sum(xs) / len(xs)
-            var = sum((x - self.mean) ** 2 for x in xs) / len(xs)
-            self.std = math.sqrt(var) if var > 0 else 1.0
+        rows, dim = [], None
+        for v in values:
+            x = self._vector(v, dim)
+            dim = dim or len(x)
+            rows.append(x)
+        if rows:
+            table = np.stack(rows)  # (rows, d)
+            seen = np.isfinite(table)
+            counts = np.maximum(seen.sum(0), 1)
+            self.mean = np.where(seen, table, 0.0).sum(0) / counts
+            var = np.where(seen, (table - self.mean) ** 2, 0.0).sum(0) / counts
+            self.std = np.where(var > 0, np.sqrt(var), 1.0)
         return self
 
     def state(self) -> dict[str, Any]:
-        return {"mean": self.mean, "std": self.std}
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
 
     def load_state(self, state: Mapping[str, Any]) -> NumericTransform:
-        self.mean, self.std = float(state["mean"]), float(state["std"])
+        self.mean = np.atleast_1d(np.asarray(state["mean"], dtype=np.float64))
+        self.std = np.atleast_1d(np.asarray(state["std"], dtype=np.float64))
         return self
 
     def apply(self, value: Any) -> torch.Tensor:
-        x = self._value(value)
+        x = self._vector(value, len(self.mean))
+        ok = np.isfinite(x)
+        z = np.where(ok, (np.where(ok, x, 0.0) - self.mean) / self.std, 0.0)
         if self.params["missing"] == "indicator":
-            ok = math.isfinite(x)
-            return torch.tensor([(x - self.mean) / self.std if ok else 0.0, 0.0 if ok else 1.0])
-        return torch.tensor([(x - self.mean) / self.std], dtype=torch.float32)
+            z = np.concatenate([z, (~ok).astype(np.float64)])
+        return torch.from_numpy(z.astype(np.float32))
 
 
 @register_transform("categorical", modalities=("categorical",))
