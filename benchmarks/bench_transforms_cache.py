@@ -74,8 +74,9 @@ def main() -> None:
         c, w = statistics.median(cold), statistics.median(warm)
         rows.append((modality, f"{len(files)} ({unique} distinct)", c, w, c / w))
     load = os.getloadavg()[0]
-    lines = [f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, load average "
-             f"{load:.1f} at the end (shared machine: absolute times inflate, the ratio is the figure)", "",
+    machine = (f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, load average "
+               f"{load:.1f} at the end (shared machine: absolute times inflate, the ratio is the figure)")
+    lines = [machine, "",
              "| transform | files | first pass (compute + write) | cached pass (hash + read) | ratio |",
              "| --- | --- | --- | --- | --- |"]
     for m, n, c, w, r in rows:
