@@ -317,8 +317,9 @@ def test_cli_plan_json_and_recipe(tmp_path: Path, media) -> None:
     assert recipe["model"] == {"encoders": {"image_rgb": {"modality": "image", "family": "cnn2d"},
                                             "sound_oga": {"modality": "waveform", "family": "cnn1d"}},
                                "fusion": {"kind": "concat"}, "head": {"kind": "classifier", "classes": 2}}
-    text = CliRunner().invoke(app, ["plan", str(root / "small.csv"), "--target", "label"])
+    text = CliRunner().invoke(app, ["plan", str(root / "small.csv"), "--target", "label", "--sample", "2"])
     assert "task: binary" in text.output and "2 classes" in text.output
+    assert "content in 2 of 2 decoded files" in text.output  # the bound on decoding holds
 
 
 def test_cli_exits_2_naming_the_column(tmp_path: Path) -> None:

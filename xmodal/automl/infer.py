@@ -73,10 +73,10 @@ def _spread(n: int, k: int) -> list[int]:
 
 
 def _file_column(name: str, files: list[Path | None], cells: list[Any], n_missing: int, rows: int,
-                 root: Path) -> ColumnType:
+                 root: Path, sample: int) -> ColumnType:
     absent = [str(c) for c, f in zip(cells, files) if f is None]
     present = [f for f in files if f is not None]
-    picked = [present[i] for i in _spread(len(present), SAMPLE)]
+    picked = [present[i] for i in _spread(len(present), sample)]
     votes: Counter[str] = Counter()
     formats: Counter[str] = Counter()
     facts: dict[str, Counter] = {"mode": Counter(), "audio": Counter()}
@@ -184,8 +184,9 @@ def _text_column(name: str, cells: list[str], n_missing: int, rows: int) -> Colu
                       f"{len(cells)}; {why}" + miss, rows, n_missing)
 
 
-def infer_column(name: str, values: list[Any], root: Path) -> ColumnType:
-    """The :class:`ColumnType` of one column; paths are resolved against ``root``."""
+def infer_column(name: str, values: list[Any], root: Path, sample: int = SAMPLE) -> ColumnType:
+    """The :class:`ColumnType` of one column; paths are resolved against ``root``; at most ``sample`` files
+    (evenly spread over the column) are decoded, every path is checked for existence."""
     rows = len(values)
     cells = [v for v in values if v is not None and not (isinstance(v, str) and not v.strip())]
     n_missing = rows - len(cells)
@@ -197,7 +198,7 @@ def infer_column(name: str, values: list[Any], root: Path) -> ColumnType:
                        for c, f in zip(cells, files)]
     if n_files and sum(looks_like_path) >= 0.5 * len(cells):
         keep = [(c, f) for c, f, lp in zip(cells, files, looks_like_path) if lp]
-        return _file_column(name, [f for _, f in keep], [c for c, _ in keep], n_missing, rows, root)
+        return _file_column(name, [f for _, f in keep], [c for c, _ in keep], n_missing, rows, root, sample)
     if all(isinstance(c, (list, tuple)) for c in cells):
         return ColumnType(name, "input", "numeric", f"inline vectors of length {len(cells[0])}", rows, n_missing)
     numbers = [c for c in cells if _is_number(c)]
@@ -211,7 +212,7 @@ def infer_column(name: str, values: list[Any], root: Path) -> ColumnType:
     return _text_column(name, [str(c) for c in cells], n_missing, rows)
 
 
-def infer_columns(table: Table, target: str | None = None) -> dict[str, ColumnType]:
+def infer_columns(table: Table, target: str | None = None, sample: int = SAMPLE) -> dict[str, ColumnType]:
     """Every column's type; the target column is marked ``role="target"`` and not decoded as an input."""
     out = {}
     for name, values in table.columns.items():
@@ -219,5 +220,5 @@ def infer_columns(table: Table, target: str | None = None) -> dict[str, ColumnTy
             n_missing = sum(v is None for v in values)
             out[name] = ColumnType(name, "target", None, "the target", len(values), n_missing)
         else:
-            out[name] = infer_column(name, values, table.root)
+            out[name] = infer_column(name, values, table.root, sample)
     return out

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xmodal.automl.infer import ColumnType, _is_number, infer_columns
+from xmodal.automl.infer import SAMPLE, ColumnType, _is_number, infer_columns
 from xmodal.automl.sources import Table, load_data
 from xmodal.errors import ConfigError, DataError, EmptyInputError
 
@@ -133,8 +133,9 @@ def get_family(modality: str) -> str:
     return get_modality(modality).family
 
 
-def make_plan(data: str | Path | Table, target: str | None = None) -> Plan:
-    """Infer column types and the task, and choose fusion, head and metric."""
+def make_plan(data: str | Path | Table, target: str | None = None, sample: int = SAMPLE) -> Plan:
+    """Infer column types (decoding at most ``sample`` files a column) and the task, and choose fusion, head
+    and metric."""
     table = data if isinstance(data, Table) else load_data(data)
     if table.num_rows == 0:
         raise EmptyInputError("no rows", source=table.source)
@@ -145,7 +146,9 @@ def make_plan(data: str | Path | Table, target: str | None = None) -> Plan:
                           f"{', '.join(table.columns)}", source=target)
     if target is not None:  # a bad target fails before any file is decoded
         task, reason, classes = infer_task(target, table.columns[target], {})
-    types = infer_columns(table, target)
+    if sample < 1:
+        raise ConfigError(f"sample must be >= 1 file per column, got {sample}")
+    types = infer_columns(table, target, sample)
     inputs = {c: t for c, t in types.items() if t.role == "input"}
     ignored = {c: t for c, t in types.items() if t.role == "id"}
     if not inputs:

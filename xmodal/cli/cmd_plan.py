@@ -17,13 +17,15 @@ def plan(
     json_out: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False,
     recipe_out: Annotated[Path | None, typer.Option("--recipe-out", help="also write the plan as a YAML recipe "
                                                     "(data and model sections)")] = None,
+    sample: Annotated[int, typer.Option("--sample", help="files decoded per column (evenly spread; every "
+                                        "path is checked for existence)")] = 32,
 ) -> None:
     """Infer each column's modality from its content and print the task, encoders, fusion, head and metric."""
     import json
 
     from xmodal.automl import describe, make_plan
 
-    p = make_plan(data, target)
+    p = make_plan(data, target, sample)
     if recipe_out is not None:
         import os
 
