@@ -281,6 +281,11 @@ def test_bad_input_gives_typed_errors_naming_the_culprit(tmp_path: Path, media) 
     (tmp_path / "empty").mkdir()
     with pytest.raises(EmptyInputError, match="empty"):
         make_plan(tmp_path / "empty")
+    (tmp_path / "classes" / "cats").mkdir(parents=True)
+    (tmp_path / "classes" / "dogs").mkdir()
+    shutil.copy(root / "img" / "p2.png", tmp_path / "classes" / "cats" / "c.png")
+    with pytest.raises(EmptyInputError, match="class folder 'dogs' holds no files"):
+        make_plan(tmp_path / "classes")
     with pytest.raises(TargetError, match="'nope' is not in"):
         make_plan(root / "table.csv", target="nope")
     _write_csv(tmp_path / "const.csv", {"f": [1.5, 2.0, 3.25], "y": ["a", "a", "a"]})

@@ -60,6 +60,8 @@ def _class_folders(root: Path, classes: list[Path]) -> Table:
     kinds = sorted({_column_name(f.suffix) for c in classes for f in c.rglob("*") if f.is_file() and _visible(f)})
     for c in classes:
         files = sorted(f for f in c.rglob("*") if f.is_file() and _visible(f))
+        if not files:  # a class with no examples is a mistake to report, not a class to drop quietly
+            raise EmptyInputError(f"class folder {c.name!r} holds no files", source=c)
         for _stem, group in sorted(_group_by_stem(files, c).items()):
             labels.append(c.name)
             for k in kinds:
