@@ -115,6 +115,9 @@ def test_epochs_shuffle_deterministically_and_resume_at_a_shard_boundary(shards:
     ds = ShardDataset(shards, shuffle=True, seed=3)
     ds.set_epoch(1)
     full = list(ds)
+    assert sorted(s["id"] for s in full) == sorted(f"item.{i}" for i in range(N))
+    plain = [s["id"] for s in ShardDataset(shards)]
+    assert [s["id"] for s in full] != plain  # shards and the samples within them reordered
     progress = ShardProgress(ds)
     first_two = [s for s in full if s["__shard__"] < 2]
     progress.update([s["__shard__"] for s in first_two] + [full[-1]["__shard__"]])

@@ -1,6 +1,7 @@
 """``ShardDataset``: stream the shards of :mod:`xmodal.data.shards` across ranks and dataloader workers.
 
-Each epoch orders the shards (shuffled by ``seed + epoch`` when ``shuffle``), skips the first
+Each epoch orders the shards (shuffled by ``seed + epoch`` when ``shuffle``, which also reorders the samples
+within each shard, one shard in memory at a time), skips the first
 ``shards_consumed`` of that order (resume), and deals the rest round-robin: rank ``r`` of ``W`` takes every
 W-th shard from position ``r``, and worker ``w`` of ``K`` within a rank every K-th of those. The split is a
 pure function of (seed, epoch, shards_consumed, rank, world size, worker count), so every process agrees
@@ -39,6 +40,8 @@ class ShardDataset(IterableDataset):
 
     def __init__(self, directory: str | Path, *, shuffle: bool = False, seed: int = 0, rank: int | None = None,
                  world_size: int | None = None, even: bool = True) -> None:
+        """``shuffle``: a new shard order every epoch and the samples of each shard in a new order (one shard
+        is held in memory at a time); both drawn from ``seed``, the epoch and the shard's position."""
         super().__init__()
         self.directory = Path(directory)
         self.index = read_index(self.directory)
@@ -104,7 +107,11 @@ class ShardDataset(IterableDataset):
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         for position, shard in self.assigned(rank, world, worker, workers):
-            for sample in iter_tar_samples(self.directory / shard):
+            samples = iter_tar_samples(self.directory / shard)
+            if self.shuffle:
+                samples = list(samples)
+                random.Random((self.seed * 1_000_003 + self.epoch) * 100_003 + position).shuffle(samples)
+            for sample in samples:
                 sample["__shard__"] = position
                 yield sample
 
