@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from xmodal.automl import TargetError, infer_columns, load_data, make_plan
@@ -229,6 +230,30 @@ def test_jsonl_and_parquet_tables_agree_with_csv(media) -> None:
         assert plan.task == "regression" and plan.metric == "rmse"
         assert {c: t.modality for c, t in plan.inputs.items()} == {k: cols[k][1] for k in keep if k != "row_id"}
         assert "row_id" in plan.ignored
+
+
+def test_parquet_with_media_bytes_in_cells(tmp_path: Path, media) -> None:
+    """Images and sounds stored inside the table, as Hugging Face datasets write Parquet."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from xmodal.data.shard_dataset import ShardDataset
+    from xmodal.data.shards import source_from, write_shards
+    from xmodal.transforms import transform_for
+
+    root, cols = media
+    pics = [root / p for p in cols["image_mixed_channels"][0]]
+    sounds = [root / p for p in cols["sound_oga"][0]]
+    rows = [{"image": {"bytes": pics[i].read_bytes(), "path": pics[i].name}, "audio": sounds[i].read_bytes(),
+             "y": ["a", "b"][i % 2]} for i in range(ROWS)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "t.parquet")
+    plan = make_plan(tmp_path / "t.parquet", target="y")
+    assert {c: t.modality for c, t in plan.inputs.items()} == {"image": "image", "audio": "waveform"}
+    assert plan.inputs["image"].reason.startswith("media bytes in the cells: PNG")
+    write_shards(source_from(tmp_path / "t.parquet", target="y"), tmp_path / "shards", shard_size=4)
+    got = list(ShardDataset(tmp_path / "shards"))
+    assert torch.equal(got[1]["image"], transform_for("image")(pics[1]))
+    assert torch.equal(got[2]["audio"], transform_for("waveform")(sounds[2]))
 
 
 def _class_folders(root: Path) -> Path:

@@ -15,6 +15,7 @@ from xmodal.automl.sniff import sniff
 from xmodal.automl.sources import Table
 from xmodal.errors import CorruptFileError, DataError
 from xmodal.modalities import get_modality
+from xmodal.transforms.inline import inline_bytes
 
 SAMPLE = 32  # files decoded per column
 MISSING_TOKENS = ("n/a", "na", "nan", "null", "none", "-", "?", "missing")  # placeholders for "no value"
@@ -129,6 +130,28 @@ _TEXT_NAMES = (("ocr", "ocr_transcript"), ("asr", "asr_transcript"), ("transcrip
                ("answer", "answer"), ("question", "question"), ("dialog", "dialog"), ("caption", "caption"))
 
 
+def _bytes_column(name: str, inline: list[tuple[bytes, str] | None], n_missing: int, rows: int,
+                  sample: int) -> ColumnType:
+    """A column of media bytes: the sampled cells are written to a temporary folder as ``row<i><suffix>`` and
+    judged like files."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="xmodal-infer-") as d:
+        files: list[Path | None] = []
+        for i in _spread(len(inline), sample):
+            if inline[i] is None:
+                continue
+            content, suffix = inline[i]
+            f = Path(d) / f"row{i}{suffix}"
+            f.write_bytes(content)
+            files.append(f)
+        found = _file_column(name, files, [str(f) for f in files], n_missing, rows, Path(d), sample)
+    not_bytes = sum(i is None for i in inline)
+    found.reason = found.reason.replace("file paths:", "media bytes in the cells:", 1) + (
+        f"; {not_bytes} cells hold something else" if not_bytes else "")
+    return found
+
+
 def _text_spec(texts: list[str], column: str) -> tuple[str, str]:
     """(spec, why): question (mostly ends with '?'), dialog (several "speaker:" turns), else the kind the
     column's name says (answer, ASR or OCR transcript: the form of the words cannot tell them apart), else
@@ -192,6 +215,9 @@ def infer_column(name: str, values: list[Any], root: Path, sample: int = SAMPLE)
     n_missing = rows - len(cells)
     if not cells:
         raise DataError(f"column {name!r} is empty in all {rows} rows", source=name)
+    inline = [inline_bytes(c) for c in cells]
+    if sum(i is not None for i in inline) >= 0.5 * len(cells):
+        return _bytes_column(name, inline, n_missing, rows, sample)
     files = [_resolve(c, root) for c in cells]
     n_files = sum(f is not None for f in files)
     looks_like_path = [f is not None or (isinstance(c, str) and bool(_MEDIA_SUFFIX.search(c.strip())))

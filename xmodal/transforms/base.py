@@ -72,6 +72,12 @@ class Transform:
         return isinstance(value, str) if self.cache_inline else isinstance(value, (str, Path))
 
     def __call__(self, value: Any) -> Output:
+        from xmodal.transforms.inline import as_file, inline_bytes
+
+        inline = inline_bytes(value)
+        if inline is not None:  # media bytes from a table cell: decoded (and cached) as the file they are
+            with as_file(*inline) as path:
+                return self(path)
         if not self._cacheable(value):
             return self.apply(value)
         found = self.cache.get_or_compute(self.cache_key(value), lambda: _as_tensors(self.apply(value)))
