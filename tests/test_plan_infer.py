@@ -282,12 +282,26 @@ def test_class_folders_and_paired_files(tmp_path: Path, media) -> None:
         labels["tags"].append(["a|b", "b", "a|c", "c"][i])
     _write_csv(paired / "labels.csv", labels)
     plan = make_plan(paired, target="tags")
-    assert plan.task == "multilabel" and plan.classes == ["a", "b", "c"] and plan.head == "multilabel_classifier"
+    assert plan.task == "multilabel" and plan.classes == ["a", "b", "c"] and plan.head == "classifier"
     assert {c: t.modality for c, t in plan.inputs.items()} == {"png": "image", "oga": "waveform",
                                                               "txt": "caption", "mid": "midi_notes"}
     assert "stem" in plan.ignored
     retrieval = make_plan(paired, target=None)
     assert retrieval.task == "contrastive_retrieval" and retrieval.fusion == "none"
+    assert retrieval.metric == "mean/R@1"
+    # a folder layout's recipe comes with its table: absolute paths, the inputs and the target
+    import yaml
+
+    from xmodal.automl.recipe import write_recipe
+
+    recipe = yaml.safe_load(write_recipe(plan, tmp_path / "paired.yaml").read_text())
+    assert recipe["task"] == "multimodal" and recipe["data"]["kind"] == "multilabel"
+    rows = [json.loads(x) for x in Path(recipe["data"]["table"]).read_text().splitlines()]
+    assert [r["tags"] for r in rows] == ["a|b", "b", "a|c", "c"] and set(rows[0]) == {"png", "oga", "txt", "mid",
+                                                                                     "tags"}
+    assert Path(rows[2]["png"]) == (paired / "x2.png").resolve() and Path(rows[2]["png"]).is_file()
+    contrastive = yaml.safe_load(write_recipe(retrieval, tmp_path / "retrieval.yaml").read_text())
+    assert set(contrastive["model"]) == {"encoders"} and contrastive["data"]["kind"] == "contrastive"
 
 
 def test_targets_give_the_task(media) -> None:
@@ -344,9 +358,14 @@ def test_cli_plan_json_and_recipe(tmp_path: Path, media) -> None:
     assert out["inputs"]["image_rgb"]["modality"] == "image" and out["inputs"]["image_rgb"]["encoder"] == "cnn2d"
     assert set(out["inputs"]["sound_oga"]) == {"modality", "encoder", "reason"}
     recipe = yaml.safe_load((tmp_path / "r.yaml").read_text())
-    assert recipe["model"] == {"encoders": {"image_rgb": {"modality": "image", "family": "cnn2d"},
-                                            "sound_oga": {"modality": "waveform", "family": "cnn1d"}},
-                               "fusion": {"kind": "concat"}, "head": {"kind": "classifier", "classes": 2}}
+    assert recipe == {
+        "task": "multimodal",
+        "data": {"table": str((root / "small.csv").resolve()), "kind": "classification", "target": "label",
+                 "fields": {"image_rgb": "image", "sound_oga": "waveform"}},
+        "model": {"encoders": {"image_rgb": {"modality": "image", "family": "cnn2d"},
+                               "sound_oga": {"modality": "waveform", "family": "cnn1d"}},
+                  "fusion": {"kind": "concat"}, "head": {"kind": "classifier", "classes": 2}},
+        "eval": {"primary": "accuracy"}}
     text = CliRunner().invoke(app, ["plan", str(root / "small.csv"), "--target", "label", "--sample", "2"])
     assert "task: binary" in text.output and "2 classes" in text.output
     assert "content in 2 of 2 decoded files" in text.output  # the bound on decoding holds

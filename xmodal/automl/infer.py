@@ -44,12 +44,9 @@ class ColumnType:
 
 
 def encoder_family(modality: str) -> str:
-    """The encoder family a modality's nature implies; table columns get an MLP (numbers) or an embedding
-    followed by an MLP (categories)."""
-    spec = get_modality(modality)
-    if spec.family == "tabular":
-        return "mlp" if spec.name == "numeric" else "embedding"
-    return spec.default_encoder
+    """The encoder family a modality's nature implies (:attr:`ModalitySpec.default_encoder`): e.g. cnn2d for
+    images, an MLP for numbers, an embedding then an MLP for categories."""
+    return get_modality(modality).default_encoder
 
 
 def _is_number(v: Any) -> bool:

@@ -18,10 +18,14 @@ from xmodal.automl.infer import SAMPLE, ColumnType, _is_number, infer_columns
 from xmodal.automl.sources import Table, load_data
 from xmodal.errors import ConfigError, DataError, EmptyInputError
 
-METRICS = {"binary": "roc_auc", "multiclass": "accuracy", "multilabel": "mean_average_precision",
-           "regression": "rmse", "contrastive_retrieval": "recall@1"}
-HEADS = {"binary": "classifier", "multiclass": "classifier", "multilabel": "multilabel_classifier",
-         "regression": "regressor", "contrastive_retrieval": "projection"}
+# Names of the training pipeline: its heads (a multilabel classifier is a classifier trained with BCE), its
+# primary metrics ("mean/R@1": retrieval averaged over the ordered pairs of fields) and its data kinds.
+METRICS = {"binary": "accuracy", "multiclass": "accuracy", "multilabel": "mean_average_precision",
+           "regression": "rmse", "contrastive_retrieval": "mean/R@1"}
+HEADS = {"binary": "classifier", "multiclass": "classifier", "multilabel": "classifier",
+         "regression": "regression", "contrastive_retrieval": "projection"}
+KINDS = {"binary": "classification", "multiclass": "classification", "multilabel": "multilabel",
+         "regression": "regression", "contrastive_retrieval": "contrastive"}
 _DELIMITERS = ("|", ";", ",")
 MAX_REGRESSION_CLASSES = 20  # integer targets with more distinct values than this are regressed
 
@@ -46,6 +50,7 @@ class Plan:
     source: str = ""
     layout: str = ""
     rows: int = 0
+    table: Table | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         """Exactly ``{"task", "target", "inputs": {column: {"modality", "encoder", "reason"}}, "fusion",
@@ -55,21 +60,24 @@ class Plan:
                            for c, t in self.inputs.items()},
                 "fusion": self.fusion, "head": self.head, "metric": self.metric}
 
-    def to_recipe(self) -> dict[str, Any]:
-        """A recipe: ``data`` (where and which fields) and the ``model`` section that build_model reads."""
-        head: dict[str, Any] = {"kind": self.head}
-        if self.task in ("binary", "multiclass", "multilabel"):
-            head["classes"] = len(self.classes)
-        elif self.task == "regression":
-            head["outputs"] = 1
-        return {
-            "data": {"source": self.source, "layout": self.layout, "target": self.target,
-                     "fields": {c: t.modality for c, t in self.inputs.items()}, "labels": self.classes},
-            "model": {"encoders": {c: {"modality": t.modality, "family": t.encoder}
-                                   for c, t in self.inputs.items()},
-                      "fusion": {"kind": self.fusion}, "head": head},
-            "eval": {"primary": self.metric},
-        }
+    def to_recipe(self, table: str) -> dict[str, Any]:
+        """The recipe of the generic multimodal task for ``table`` (a CSV/JSONL holding the input columns
+        and the target): ``task``, ``data`` (table, fields, target, kind), the ``model`` plan that
+        build_model reads (``encoders: {column: {modality, family}}, fusion, head``; no fusion and no head
+        for contrastive retrieval) and ``eval.primary``."""
+        model: dict[str, Any] = {"encoders": {c: {"modality": t.modality, "family": t.encoder}
+                                              for c, t in self.inputs.items()}}
+        if self.task != "contrastive_retrieval":
+            model["fusion"] = {"kind": self.fusion}
+            head: dict[str, Any] = {"kind": self.head}
+            if self.head == "classifier":
+                head["classes"] = len(self.classes)
+            model["head"] = head
+        data: dict[str, Any] = {"table": table, "fields": {c: t.modality for c, t in self.inputs.items()},
+                                "kind": KINDS[self.task]}
+        if self.target is not None:
+            data["target"] = self.target
+        return {"task": "multimodal", "data": data, "model": model, "eval": {"primary": self.metric}}
 
 
 def _multilabel(values: list[str]) -> tuple[str, list[str]] | None:
@@ -155,9 +163,9 @@ def make_plan(data: str | Path | Table, target: str | None = None, sample: int =
         raise DataError(f"no input columns besides the target and ids ({', '.join(types)})", source=table.source)
     if target is None:
         task, reason, classes = infer_task(None, None, inputs)
-    fusion = "none" if task == "contrastive_retrieval" else ("concat" if len(inputs) > 1 else "identity")
+    fusion = "none" if task == "contrastive_retrieval" else "concat"  # concat of one input is that input
     return Plan(task, target, inputs, fusion, HEADS[task], METRICS[task], reason, classes, ignored,
-                str(table.source), table.layout, table.num_rows)
+                str(table.source), table.layout, table.num_rows, table)
 
 
 def describe(plan: Plan) -> str:

@@ -15,8 +15,8 @@ def plan(
     target: Annotated[str | None, typer.Option("--target", help="the column to predict (omit for contrastive "
                                                "retrieval between modality columns)")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False,
-    recipe_out: Annotated[Path | None, typer.Option("--recipe-out", help="also write the plan as a YAML recipe "
-                                                    "(data and model sections)")] = None,
+    recipe_out: Annotated[Path | None, typer.Option("--recipe-out", help="also write the plan as a recipe of the "
+                                                    "multimodal task (task, data, model, eval)")] = None,
     sample: Annotated[int, typer.Option("--sample", help="files decoded per column (evenly spread; every "
                                         "path is checked for existence)")] = 32,
 ) -> None:
@@ -27,13 +27,9 @@ def plan(
 
     p = make_plan(data, target, sample)
     if recipe_out is not None:
-        import os
+        from xmodal.automl.recipe import write_recipe
 
-        import yaml
-
-        tmp = recipe_out.with_name(recipe_out.name + ".tmp")
-        tmp.write_text(yaml.safe_dump(p.to_recipe(), sort_keys=False))
-        os.replace(tmp, recipe_out)
+        write_recipe(p, recipe_out)
     if json_out:
         typer.echo(json.dumps(p.to_json(), indent=2))
     else:
