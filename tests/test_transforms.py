@@ -53,6 +53,8 @@ def test_image_grey_rgba_rgb_become_normalised_rgb(tmp_path: Path) -> None:
     grey = transform_for("image", size=None, mean=None)(tmp_path / "grey.png")
     np.testing.assert_allclose(grey[0].numpy(), skd.camera() / 255.0, atol=1e-7)
     assert torch.equal(grey[0], grey[2])
+    stored = transform_for("image", size=None, uint8=True)(tmp_path / "rgb.png")
+    assert stored.dtype == torch.uint8 and torch.equal(stored.permute(1, 2, 0), torch.from_numpy(skd.astronaut()))
 
 
 @pytest.mark.slow  # loads MiniLM or librosa (numba): over 10 s on a busy machine
