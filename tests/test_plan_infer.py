@@ -365,7 +365,7 @@ def test_cli_plan_json_and_recipe(tmp_path: Path, media) -> None:
         "model": {"encoders": {"image_rgb": {"modality": "image", "family": "cnn2d"},
                                "sound_oga": {"modality": "waveform", "family": "cnn1d"}},
                   "fusion": {"kind": "concat"}, "head": {"kind": "classifier", "classes": 2}},
-        "eval": {"primary": "accuracy"}}
+        "train": {"epochs": 10, "batch_size": 2}, "eval": {"primary": "accuracy"}}  # half of 80% of 6 rows
     text = CliRunner().invoke(app, ["plan", str(root / "small.csv"), "--target", "label", "--sample", "2"])
     assert "task: binary" in text.output and "2 classes" in text.output
     assert "content in 2 of 2 decoded files" in text.output  # the bound on decoding holds

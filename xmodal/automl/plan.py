@@ -64,7 +64,7 @@ class Plan:
         """The recipe of the generic multimodal task for ``table`` (a CSV/JSONL holding the input columns
         and the target): ``task``, ``data`` (table, fields, target, kind), the ``model`` plan that
         build_model reads (``encoders: {column: {modality, family}}, fusion, head``; no fusion and no head
-        for contrastive retrieval) and ``eval.primary``."""
+        for contrastive retrieval), a default ``train`` section and ``eval.primary``."""
         model: dict[str, Any] = {"encoders": {c: {"modality": t.modality, "family": t.encoder}
                                               for c, t in self.inputs.items()}}
         if self.task != "contrastive_retrieval":
@@ -77,7 +77,11 @@ class Plan:
                                 "kind": KINDS[self.task]}
         if self.target is not None:
             data["target"] = self.target
-        return {"task": "multimodal", "data": data, "model": model, "eval": {"primary": self.metric}}
+        # a starting point for training (`xmodal fit` sets its own budget): batches of 32, or of half the
+        # training rows (80% of the table) when the table is small
+        train = {"epochs": 10, "batch_size": max(1, min(32, self.rows * 4 // 5 // 2))}
+        return {"task": "multimodal", "data": data, "model": model, "train": train,
+                "eval": {"primary": self.metric}}
 
 
 def _multilabel(values: list[str]) -> tuple[str, list[str]] | None:
