@@ -304,6 +304,28 @@ def test_class_folders_and_paired_files(tmp_path: Path, media) -> None:
     assert set(contrastive["model"]) == {"encoders"} and contrastive["data"]["kind"] == "contrastive"
 
 
+def test_manifest_dataset_directory(tmp_path: Path, media) -> None:
+    import yaml
+
+    from xmodal.data.manifest import write_manifest
+
+    root, _ = media
+    rows = []
+    for i in range(ROWS):
+        shutil.copy(root / "img" / f"j{i}.jpg", tmp_path / f"j{i}.jpg")
+        rows.append({"id": f"item-{i}", "split": "train", "label": ["x", "y", "z"][i % 3], "photo": f"j{i}.jpg",
+                     "caption": f"a picture of thing number {i} on a shelf"})
+    write_manifest(tmp_path, {"name": "m", "modalities": {"photo": "image", "caption": "caption"}}, rows)
+    plan = make_plan(tmp_path)
+    assert plan.layout == "manifest" and plan.target == "label" and plan.task == "multiclass"
+    assert {c: t.modality for c, t in plan.inputs.items()} == {"photo": "image", "caption": "caption"}
+    assert "id" in plan.ignored
+    from xmodal.automl.recipe import write_recipe
+
+    recipe = yaml.safe_load(write_recipe(plan, tmp_path / "r.yaml").read_text())
+    assert recipe["data"]["manifest"] == str(tmp_path.resolve()) and "table" not in recipe["data"]
+
+
 def test_targets_give_the_task(media) -> None:
     root, _ = media
     t = load_data(root / "table.csv")

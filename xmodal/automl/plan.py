@@ -60,9 +60,9 @@ class Plan:
                            for c, t in self.inputs.items()},
                 "fusion": self.fusion, "head": self.head, "metric": self.metric}
 
-    def to_recipe(self, table: str) -> dict[str, Any]:
+    def to_recipe(self, table: str | None = None, manifest: str | None = None) -> dict[str, Any]:
         """The recipe of the generic multimodal task for ``table`` (a CSV/JSONL holding the input columns
-        and the target): ``task``, ``data`` (table, fields, target, kind), the ``model`` plan that
+        and the target) or ``manifest`` (an xmodal dataset directory): ``task``, ``data`` (table, fields, target, kind), the ``model`` plan that
         build_model reads (``encoders: {column: {modality, family}}, fusion, head``; no fusion and no head
         for contrastive retrieval), a default ``train`` section and ``eval.primary``."""
         model: dict[str, Any] = {"encoders": {c: {"modality": t.modality, "family": t.encoder}
@@ -73,8 +73,10 @@ class Plan:
             if self.head == "classifier":
                 head["classes"] = len(self.classes)
             model["head"] = head
-        data: dict[str, Any] = {"table": table, "fields": {c: t.modality for c, t in self.inputs.items()},
-                                "kind": KINDS[self.task]}
+        if (table is None) == (manifest is None):
+            raise ConfigError("a recipe reads one table or one manifest")
+        data: dict[str, Any] = {"manifest": manifest} if manifest is not None else {"table": table}
+        data.update({"fields": {c: t.modality for c, t in self.inputs.items()}, "kind": KINDS[self.task]})
         if self.target is not None:
             data["target"] = self.target
         # a starting point for training (`xmodal fit` sets its own budget): batches of 32, or of half the

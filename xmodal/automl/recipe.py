@@ -1,7 +1,7 @@
 """``xmodal plan --recipe-out FILE``: the plan as a recipe of the generic multimodal task.
 
-The training pipeline reads CSV and JSONL tables whose file cells are paths relative to the table. A CSV or
-JSONL source is referenced as it is; any other layout (class folders, paired files, Parquet) is written beside
+The training pipeline reads xmodal dataset directories and CSV/JSONL tables whose file cells are paths relative
+to the table. A dataset directory, CSV or JSONL source is referenced as it is; any other layout (class folders, paired files, Parquet) is written beside
 the recipe as ``<recipe>.table.jsonl`` with absolute paths, holding the input columns and the target.
 """
 
@@ -39,6 +39,9 @@ def write_recipe(plan: Plan, path: str | Path) -> Path:
     if table is None:
         raise ConfigError("the plan holds no table to write a recipe for")
     source = Path(table.source)
+    if table.layout == "manifest":  # the pipeline reads dataset directories (and their splits) directly
+        _atomic_write(path, yaml.safe_dump(plan.to_recipe(manifest=str(source.resolve())), sort_keys=False))
+        return path
     if table.layout == "table" and source.suffix.lower() in (".csv", ".jsonl"):
         table_path = source.resolve()
     else:

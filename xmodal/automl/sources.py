@@ -28,7 +28,7 @@ class Table:
 
     columns: dict[str, list[Any]]
     root: Path
-    layout: str  # "class_folders" | "paired_files" | "table"
+    layout: str  # "class_folders" | "paired_files" | "table" | "manifest"
     source: Path
     default_target: str | None = None
 
@@ -162,13 +162,31 @@ def _paired_files(root: Path, labels_csv: Path) -> Table:
     return Table({**columns, **labels}, root, "paired_files", root)
 
 
+def _manifest(root: Path) -> Table:
+    """An xmodal dataset directory: its fields, ids and labels as columns (the split column is left out; the
+    declared modalities are not trusted: the content decides)."""
+    from xmodal.data.manifest import read_manifest
+
+    _meta, rows = read_manifest(root)
+    if not rows:
+        raise EmptyInputError("manifest holds no rows", source=root)
+    names = list(dict.fromkeys(k for r in rows for k in r if k != "split"))
+    columns = {n: [r.get(n) for r in rows] for n in names}
+    return Table(columns, root, "manifest", root, default_target="label" if "label" in columns else None)
+
+
 def load_data(data: str | Path) -> Table:
-    """DATA of ``xmodal plan``: a table file, a folder with ``labels.csv``, or a folder of class folders."""
+    """DATA of ``xmodal plan``: a table file, an xmodal dataset directory (dataset.json + manifest.jsonl), a
+    folder with ``labels.csv``, or a folder of class folders."""
+    from xmodal.data.manifest import MANIFEST_FILE, META_FILE
+
     p = Path(data)
     if p.is_file():
         return read_table(p)
     if not p.is_dir():
         raise FileNotFoundError(f"{p}: no such file or directory")
+    if (p / META_FILE).is_file() and (p / MANIFEST_FILE).is_file():
+        return _manifest(p)
     entries = [e for e in p.iterdir() if _visible(e)]
     if not entries:
         raise EmptyInputError("folder is empty", source=p)
