@@ -315,11 +315,13 @@ def test_manifest_dataset_directory(tmp_path: Path, media) -> None:
         shutil.copy(root / "img" / f"j{i}.jpg", tmp_path / f"j{i}.jpg")
         rows.append({"id": f"item-{i}", "split": "train", "label": ["x", "y", "z"][i % 3], "photo": f"j{i}.jpg",
                      "caption": f"a picture of thing number {i} on a shelf"})
-    write_manifest(tmp_path, {"name": "m", "modalities": {"photo": "image", "caption": "caption"}}, rows)
+    # the dataset says "question"; the texts are plain descriptions: the content wins and the difference is said
+    write_manifest(tmp_path, {"name": "m", "modalities": {"photo": "image", "caption": "question"}}, rows)
     plan = make_plan(tmp_path)
     assert plan.layout == "manifest" and plan.target == "label" and plan.task == "multiclass"
     assert {c: t.modality for c, t in plan.inputs.items()} == {"photo": "image", "caption": "caption"}
     assert "id" in plan.ignored
+    assert "dataset.json declares question, the content says caption" in plan.inputs["caption"].reason
     from xmodal.automl.recipe import write_recipe
 
     recipe = yaml.safe_load(write_recipe(plan, tmp_path / "r.yaml").read_text())

@@ -17,6 +17,7 @@ from typing import Any
 from xmodal.automl.infer import SAMPLE, ColumnType, _is_number, infer_columns
 from xmodal.automl.sources import Table, load_data
 from xmodal.errors import ConfigError, DataError, EmptyInputError
+from xmodal.modalities import get_modality
 
 # Names of the training pipeline: its heads (a multilabel classifier is a classifier trained with BCE), its
 # primary metrics ("mean/R@1": retrieval averaged over the ordered pairs of fields) and its data kinds.
@@ -142,8 +143,6 @@ def infer_task(name: str | None, values: list[Any] | None, inputs: dict[str, Col
 
 
 def get_family(modality: str) -> str:
-    from xmodal.modalities import get_modality
-
     return get_modality(modality).family
 
 
@@ -163,6 +162,10 @@ def make_plan(data: str | Path | Table, target: str | None = None, sample: int =
     if sample < 1:
         raise ConfigError(f"sample must be >= 1 file per column, got {sample}")
     types = infer_columns(table, target, sample)
+    for c, t in types.items():
+        declared = (table.declared or {}).get(c)
+        if declared and t.modality and get_modality(declared).name != t.modality:
+            t.reason += f"; dataset.json declares {declared}, the content says {t.modality}"
     inputs = {c: t for c, t in types.items() if t.role == "input"}
     ignored = {c: t for c, t in types.items() if t.role == "id"}
     if not inputs:

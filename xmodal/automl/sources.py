@@ -31,6 +31,7 @@ class Table:
     layout: str  # "class_folders" | "paired_files" | "table" | "manifest"
     source: Path
     default_target: str | None = None
+    declared: dict[str, str] | None = None  # modalities a dataset.json declares, compared with the content
 
     @property
     def num_rows(self) -> int:
@@ -164,15 +165,16 @@ def _paired_files(root: Path, labels_csv: Path) -> Table:
 
 def _manifest(root: Path) -> Table:
     """An xmodal dataset directory: its fields, ids and labels as columns (the split column is left out; the
-    declared modalities are not trusted: the content decides)."""
+    content decides the modalities, and a declared one that differs is reported)."""
     from xmodal.data.manifest import read_manifest
 
-    _meta, rows = read_manifest(root)
+    meta, rows = read_manifest(root)
     if not rows:
         raise EmptyInputError("manifest holds no rows", source=root)
     names = list(dict.fromkeys(k for r in rows for k in r if k != "split"))
     columns = {n: [r.get(n) for r in rows] for n in names}
-    return Table(columns, root, "manifest", root, default_target="label" if "label" in columns else None)
+    return Table(columns, root, "manifest", root, default_target="label" if "label" in columns else None,
+                 declared=dict(meta["modalities"]))
 
 
 def load_data(data: str | Path) -> Table:
