@@ -171,6 +171,9 @@ def _media(root: Path) -> dict[str, tuple[list, str]]:
     cols["row_id"] = (list(range(100, 100 + ROWS)), "id")
     cols["sample_key"] = ([f"s{i:03d}" for i in range(ROWS)], "id")
     cols["consecutive_numbers"] = ([7, 8, 9, 10, 11, 12], "id")
+    cols["group_code"] = (["g1", "g2", "g3", "g4", "g5", "g1"], "id")  # mostly distinct codes: a group key
+    cols["glyph"] = (["\u2603", "\u2660", "\u2665", "\u263a", "\u2602", "\u2601"], "id")  # one symbol a row
+    cols["grade_code"] = (["A1", "B2", "A1", "B2", "A1", "B2"], "categorical")
     cols["colour"] = (["red", "blue", "red", "blue", "green", "red"], "categorical")
     cols["int_codes"] = ([1, 2, 1, 2, 2, 1], "categorical")
     cols["zip_code"] = (["02139", "10001", "02139", "94105", "10001", "02139"], "categorical")

@@ -189,15 +189,24 @@ def _number_column(name: str, cells: list[Any], n_missing: int, rows: int, junk:
                       f"{hi:g}], {uniq} distinct" + miss + extra, rows, n_missing)
 
 
+def _is_code(cell: str) -> bool:
+    """A single token that is not a word: holds a digit or a symbol (``u2603``, ``A-17``, an emoji)."""
+    token = cell.strip()
+    return len(token.split()) == 1 and not token.isalpha()
+
+
 def _text_column(name: str, cells: list[str], n_missing: int, rows: int) -> ColumnType:
     uniq = len(set(cells))
     words = sum(len(c.split()) for c in cells) / len(cells)
     miss = f"; {n_missing} empty" if n_missing else ""
-    if uniq == len(cells) and words <= 1 and (_ID_NAME.search(name) or any(ch.isdigit() for ch in cells[0])):
-        return ColumnType(name, "id", None, f"string id: {uniq} distinct single tokens, one per row; identifies "
-                          "rows, not a feature", rows, n_missing)
+    codes = all(_is_code(c) for c in cells)
+    if words <= 1 and uniq > len(cells) // 2 and (_ID_NAME.search(name) or codes):
+        what = "one per row" if uniq == len(cells) else f"{uniq} distinct over {len(cells)} rows"
+        return ColumnType(name, "id", None, f"string id: single-token codes ({cells[0]!r}...), {what}; "
+                          "identifies rows or groups, not a feature", rows, n_missing)
     if words <= 3 and uniq <= max(2, len(cells) // 2):
-        return ColumnType(name, "input", "categorical", f"short strings ({words:.1f} words) with {uniq} distinct "
+        kind = "codes" if codes else "short strings"
+        return ColumnType(name, "input", "categorical", f"{kind} ({words:.1f} words) with {uniq} distinct "
                           f"values over {len(cells)} rows: categories" + miss, rows, n_missing)
     spec, why = _text_spec(cells, name)
     return ColumnType(name, "input", spec, f"inline text: {words:.1f} words on average, {uniq} distinct of "
