@@ -18,7 +18,14 @@ import pytest
 import torch
 
 from xmodal.errors import ConfigError, DataError, NonFiniteError
-from xmodal.transforms import Transform, TransformCache, collate_graphs, default_transform_name, transform_for
+from xmodal.transforms import (
+    Transform,
+    TransformCache,
+    build_transforms,
+    collate_graphs,
+    default_transform_name,
+    transform_for,
+)
 from xmodal.transforms.cache import model_fingerprint
 from xmodal.transforms.geometry import mesh_edges
 
@@ -30,6 +37,10 @@ def test_every_modality_has_a_default_transform() -> None:
 
     for spec in list_modalities():
         assert transform_for(spec).name == default_transform_name(spec)
+    assert transform_for("caption", encoder="minilm").name == "minilm_embedding"  # the tower's own input
+    assert transform_for("caption", encoder="transformer").name == "word_tokens"
+    built = build_transforms({"t": "caption", "n": "numeric"}, encoders={"t": "minilm"})
+    assert built["t"].name == "minilm_embedding" and built["n"].params["column"] == "n"
     with pytest.raises(ConfigError, match="unknown parameter.*colour"):
         transform_for("image", colour=True)
     with pytest.raises(ConfigError, match="no transform 'nope'"):

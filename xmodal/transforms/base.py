@@ -120,13 +120,19 @@ def default_transform_name(spec: ModalitySpec | str) -> str:
     return _DEFAULTS[spec.name]
 
 
+# Encoder families whose input is not the spec's default: a pretrained text tower takes its own tokens (here:
+# MiniLM sentence embeddings, which the frozen tower would compute anyway, cached once per text).
+ENCODER_TRANSFORMS: dict[str, str] = {"minilm": "minilm_embedding"}
+
+
 def transform_for(spec: ModalitySpec | str, transform: str | None = None, cache: TransformCache | None = None,
-                  **params: Any) -> Transform:
-    """The transform a modality's encoder expects (``transform=`` picks another registered one), configured
-    by ``params``; ConfigError naming an unknown transform or parameter."""
+                  encoder: str | None = None, **params: Any) -> Transform:
+    """The transform a modality's encoder expects, configured by ``params``: ``transform=`` names a registered
+    one; otherwise the encoder family (``encoder="minilm"`` for text) or the spec decides. ConfigError names an
+    unknown transform or parameter."""
     _load_builtin()
     spec = get_modality(spec) if isinstance(spec, str) else spec
-    name = transform or _DEFAULTS.get(spec.name)
+    name = transform or ENCODER_TRANSFORMS.get(encoder or "") or _DEFAULTS.get(spec.name)
     if name not in _REGISTRY:
         raise ConfigError(f"no transform {name!r} for modality {spec.name!r}; registered: "
                           f"{', '.join(sorted(_REGISTRY))}")
@@ -134,16 +140,18 @@ def transform_for(spec: ModalitySpec | str, transform: str | None = None, cache:
 
 
 def build_transforms(fields: Mapping[str, str], cache: TransformCache | None = None,
-                     params: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Transform]:
+                     params: Mapping[str, Mapping[str, Any]] | None = None,
+                     encoders: Mapping[str, str] | None = None) -> dict[str, Transform]:
     """One transform per field (``{field: modality}``), configured by ``params[field]`` (which may name
-    another ``transform``); table columns get their field name for error messages."""
+    another ``transform``) and chosen for ``encoders[field]`` (an encoder family); table columns get their
+    field name for error messages."""
     out = {}
     for field, modality in fields.items():
         extra = dict((params or {}).get(field, {}))
         spec = get_modality(modality)
         if spec.family == "tabular":
             extra.setdefault("column", field)
-        out[field] = transform_for(spec, cache=cache, **extra)
+        out[field] = transform_for(spec, cache=cache, encoder=(encoders or {}).get(field), **extra)
     return out
 
 
