@@ -1,14 +1,20 @@
-"""Top-level commands: ``demo``, ``train``, ``modalities``, ``plan``. Each lives in its own module."""
+"""Top-level commands: ``demo``, ``train``, ``modalities``. Each lives in its own module."""
 
 from __future__ import annotations
 
 import typer
 
-from xmodal.cli import cmd_demo, cmd_modalities, cmd_plan, cmd_train
+from xmodal.cli import cmd_demo, cmd_modalities, cmd_train
 
 
 def register_main_commands(app: typer.Typer) -> None:
     app.command("demo")(cmd_demo.demo)
     app.command("train")(cmd_train.train)
     app.command("modalities")(cmd_modalities.modalities)
+    _register_plan(app)
+
+
+def _register_plan(app: typer.Typer) -> None:
+    from xmodal.cli import cmd_plan  # ``plan``: inferred column types and the model they imply
+
     app.command("plan")(cmd_plan.plan)
