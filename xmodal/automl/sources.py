@@ -116,7 +116,7 @@ def _read_parquet(path: Path) -> dict[str, list[Any]]:
     try:
         import pyarrow.parquet as pq
     except ImportError as exc:
-        raise MissingDependencyError("Parquet tables need pyarrow: pip install 'xmodal[tables]'") from exc
+        raise MissingDependencyError("Parquet tables need pyarrow: pip install 'xmodal[data]'") from exc
     try:
         return pq.read_table(path).to_pydict()
     except Exception as exc:  # arrow raises many types for a bad file

@@ -1,5 +1,4 @@
-"""``xmodal data list|info|verify|shard``: registered dataset builders, dataset statistics, full decode checks,
-WebDataset shards of transformed samples."""
+"""``xmodal data list|info|verify``: registered dataset builders, dataset statistics, full decode checks."""
 
 from __future__ import annotations
 

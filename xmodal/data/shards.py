@@ -124,7 +124,7 @@ def write_shards(source: ShardSource, out: str | Path, shard_size: int = 1000, c
     """
     from xmodal.transforms import build_transforms, describe_transforms
 
-    wds = require_module("webdataset", extra="scale")
+    wds = require_module("webdataset", extra="data")
     if shard_size < 1:
         raise ConfigError(f"shard size must be >= 1, got {shard_size}")
     out = Path(out)
