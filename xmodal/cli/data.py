@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -73,3 +74,26 @@ def verify_cmd(root: Path = typer.Argument(..., help="dataset directory (dataset
         table.add_row(b.id, b.field, b.error, b.message)
     console.print(table)
     raise typer.Exit(code=1)
+
+
+@data_app.command("shard")
+def shard_cmd(
+    source: Annotated[Path, typer.Argument(help="a dataset directory (dataset.json + manifest.jsonl), or a "
+                                           "table / folder that `xmodal plan` reads")],
+    out: Annotated[Path, typer.Option("--out", help="folder for the shards and index.json")],
+    shard_size: Annotated[int, typer.Option("--shard-size", help="samples per shard")] = 1000,
+    target: Annotated[str | None, typer.Option("--target", help="table column stored as each sample's "
+                                               "label")] = None,
+    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="transform cache (default "
+                                                   "$XMODAL_CACHE/features)")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="do not read or fill the transform "
+                                           "cache")] = False,
+) -> None:
+    """Write WebDataset tar shards of the transformed samples (text kept as text)."""
+    from xmodal.data.shards import source_from, write_shards
+    from xmodal.transforms import TransformCache
+
+    index = write_shards(source_from(source, target), out, shard_size,
+                         cache=None if no_cache else TransformCache(cache_dir))
+    typer.echo(f"{index['samples']} samples in {len(index['shards'])} shards under {out} "
+               f"(fields: {', '.join(f'{k}={v}' for k, v in index['fields'].items())})")

@@ -11,3 +11,10 @@ def register_main_commands(app: typer.Typer) -> None:
     app.command("demo")(cmd_demo.demo)
     app.command("train")(cmd_train.train)
     app.command("modalities")(cmd_modalities.modalities)
+    _register_plan(app)
+
+
+def _register_plan(app: typer.Typer) -> None:
+    from xmodal.cli import cmd_plan  # ``plan``: inferred column types and the model they imply
+
+    app.command("plan")(cmd_plan.plan)
