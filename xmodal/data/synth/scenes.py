@@ -65,6 +65,7 @@ class SceneConfig:
     repeat_class: float = 0.3  # probability that an object repeats an earlier object's class
     tints: tuple[str, ...] = tuple(vocabulary.TINTS)
     sizes: tuple[str, ...] = tuple(vocabulary.SIZES)
+    backgrounds: tuple[str, ...] = ("plain", "gradient", "texture")
 
     def validate(self) -> SceneConfig:
         if self.duration <= 0 or self.fps <= 0 or self.height < 32 or self.width < 32:
@@ -243,7 +244,7 @@ def generate_scene(seed: int, index: int, split: str = "train", config: SceneCon
 
 
 def _background(rng: np.random.Generator, cfg: SceneConfig, pool: str) -> dict[str, Any]:
-    kind = str(rng.choice(["plain", "gradient", "texture"]))
+    kind = str(rng.choice(cfg.backgrounds))
     light = [int(v) for v in rng.integers(150, 256, size=3)]
     if kind == "plain":
         return {"kind": kind, "colour": light}
