@@ -159,3 +159,22 @@ def write_clip(scene: Scene, path: str | Path, rendered: Rendered | None = None,
     rendered = rendered or render_frames(scene)
     audio = render_audio(scene) if audio is None else audio
     write_video(path, rendered.frames, scene.config.fps, audio=audio, sample_rate=SAMPLE_RATE)
+
+
+def visible_fractions_at(scene: Scene, t: float) -> dict[int, float]:
+    """The fraction of each object's sprite pixels not covered (by later objects or occluders) at time ``t``;
+    0 for an object not on screen. Exact, from the same compositing as :func:`render_frames`."""
+    cfg = scene.config
+    omap = np.full((cfg.height, cfg.width), -1, np.int16)
+    area: dict[int, int] = {}
+    for o in scene.objects:
+        st = state_at(o, t, cfg)
+        if st is None:
+            continue
+        x, y, h, tint = st
+        mask = vocabulary.sprite(o.cls, h, tint, o.rotation)[:, :, 3] > 0
+        omap[y: y + mask.shape[0], x: x + mask.shape[1]][mask] = o.id
+        area[o.id] = int(mask.sum())
+    for x0, y0, x1, y1 in scene.occluders:
+        omap[y0:y1, x0:x1] = -1
+    return {o.id: float((omap == o.id).sum()) / area[o.id] if o.id in area else 0.0 for o in scene.objects}
