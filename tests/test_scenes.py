@@ -20,7 +20,7 @@ from xmodal.data.synth import scene_render, scenes, vocabulary
 
 ONE = scenes.SceneConfig(min_objects=1, max_objects=1, max_props=0, backgrounds=("plain",), height=96, width=96,
                          noise_db=(float("-inf"), float("-inf")), p_silent=0.0, p_offscreen=0.0,
-                         p_always_visible=0.3)
+                         p_always_visible=0.3, sizes=("medium", "large"))  # 4:2:0 chroma blurs tiny sprites
 
 
 def _background_rgb(scene: scenes.Scene) -> np.ndarray:
@@ -71,9 +71,12 @@ def test_decoded_frames_show_the_sprite_exactly_in_its_box(one_object_clips):
                 assert len(ys) == 0, (scene.id, t)
                 continue
             x0, y0, x1, y1 = box
+            # most sprite pixels that differ from the background survive encoding (a tint can bring a few
+            # close to the background colour, so only the distinguishable ones count)
             _, _, height, tint = scenes.state_at(obj, float(t), scene.config)
-            opaque = int((vocabulary.sprite(obj.cls, height, tint, obj.rotation)[:, :, 3] > 0).sum())
-            assert len(ys) > 0.5 * opaque, (scene.id, t)
+            spr = vocabulary.sprite(obj.cls, height, tint, obj.rotation)
+            distinct = int((_changed(spr[None, :, :, :3], _background_rgb(scene)) & (spr[None, :, :, 3] > 0)).sum())
+            assert len(ys) > 0.5 * distinct, (scene.id, t)
             assert abs(xs.min() - x0) <= 2 and abs(ys.min() - y0) <= 2, (scene.id, t, box)
             assert abs(xs.max() + 1 - x1) <= 2 and abs(ys.max() + 1 - y1) <= 2, (scene.id, t, box)
 

@@ -63,9 +63,10 @@ def _wall(h: int, w: int) -> np.ndarray:
     return img
 
 
-def render_frames(scene: Scene) -> Rendered:
+def render_frames(scene: Scene, times: np.ndarray | None = None) -> Rendered:
+    """Frames at ``times`` (seconds; default every frame of the clip) with the object map."""
     cfg = scene.config
-    times = frame_times(cfg)
+    times = frame_times(cfg) if times is None else np.asarray(times, np.float64)
     base = background(scene)
     frames = np.empty((len(times), cfg.height, cfg.width, 3), np.uint8)
     omap = np.full((len(times), cfg.height, cfg.width), -1, np.int16)
@@ -158,7 +159,9 @@ def write_clip(scene: Scene, path: str | Path, rendered: Rendered | None = None,
 
     rendered = rendered or render_frames(scene)
     audio = render_audio(scene) if audio is None else audio
-    write_video(path, rendered.frames, scene.config.fps, audio=audio, sample_rate=SAMPLE_RATE)
+    # veryfast x264 and the fast AAC coder: 3-4x quicker encoding than the defaults, at these sizes the same look
+    write_video(path, rendered.frames, scene.config.fps, audio=audio, sample_rate=SAMPLE_RATE,
+                video_options={"preset": "veryfast"}, audio_options={"aac_coder": "fast"})
 
 
 def visible_fractions_at(scene: Scene, t: float) -> dict[int, float]:

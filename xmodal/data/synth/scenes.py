@@ -66,6 +66,11 @@ class SceneConfig:
     tints: tuple[str, ...] = tuple(vocabulary.TINTS)
     sizes: tuple[str, ...] = tuple(vocabulary.SIZES)
     backgrounds: tuple[str, ...] = ("plain", "gradient", "texture")
+    # "free": roles drawn independently; "event": object 0 is one audio-visual event (one visible and one
+    # overlapping sounding interval) and every other object is silent or off screen, never both seen and heard;
+    # "one_source": every object visible all along, exactly one sounding all along (none with p_negative).
+    mode: str = "free"
+    p_negative: float = 0.0
 
     def validate(self) -> SceneConfig:
         if self.duration <= 0 or self.fps <= 0 or self.height < 32 or self.width < 32:
@@ -78,6 +83,10 @@ class SceneConfig:
         for m in self.motions:
             if m not in MOTIONS:
                 raise ConfigError(f"scene config: unknown motion {m!r}; known: {', '.join(MOTIONS)}")
+        if self.mode not in ("free", "event", "one_source"):
+            raise ConfigError(f"scene config: unknown mode {self.mode!r}; known: free, event, one_source")
+        if self.mode != "free" and len(self.classes) < 2:
+            raise ConfigError("scene config: modes event and one_source need at least two classes")
         if self.min_interval > self.duration:
             raise ConfigError("scene config: min_interval is longer than the clip")
         return self
@@ -120,13 +129,18 @@ class Scene:
 
     @property
     def id(self) -> str:
-        return f"scene_{self.split}_{self.seed}_{self.index:06d}"
+        return scene_id(self.seed, self.index, self.split)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["config"] = asdict(self.config)
         d["id"] = self.id
         return d
+
+
+def scene_id(seed: int, index: int, split: str) -> str:
+    """The clip id of scene ``(seed, index, split)``: ``scene_<split>_<seed>_<index, 6 digits>``."""
+    return f"scene_{split}_{seed}_{index:06d}"
 
 
 def _pool(split: str) -> str:
@@ -160,6 +174,18 @@ def _intervals(rng: np.random.Generator, cfg: SceneConfig, always: bool) -> list
         spans = [(start, start + length)]
     g = cfg.time_grid
     return [[round(s * g, 6), round(e * g, 6)] for s, e in spans]
+
+
+def _event_roles(rng: np.random.Generator, cfg: SceneConfig, target: bool, visible: list[list[float]],
+                 sounding: list[list[float]]) -> tuple[list[list[float]], list[list[float]]]:
+    """Roles of the event mode: the target is seen and heard over one overlapping span of at least one time
+    step; a distractor is either silent (visible) or off screen (sounding)."""
+    if not target:
+        return (visible, []) if rng.random() < 0.5 else ([], sounding)
+    while True:
+        vis, snd = _intervals(rng, cfg, False)[:1], _intervals(rng, cfg, False)[:1]
+        if min(vis[0][1], snd[0][1]) - max(vis[0][0], snd[0][0]) >= cfg.time_grid:
+            return vis, snd
 
 
 def _motion(rng: np.random.Generator, cfg: SceneConfig, w: int, h: int) -> dict[str, Any]:
@@ -196,11 +222,15 @@ def generate_scene(seed: int, index: int, split: str = "train", config: SceneCon
     background = _background(rng, cfg, pool)
     n = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
     n_props = int(rng.integers(0, cfg.max_props + 1)) if cfg.max_props else 0
+    # one_source: the sounding object is drawn uniformly, independent of its size and place; -1 is a silent clip
+    sounder = int(rng.integers(0, n)) if rng.random() >= cfg.p_negative else -1
     objects: list[SceneObject] = []
     for i in range(n + n_props):
         prop = i >= n
         if prop:
             cls = str(rng.choice(vocabulary.PROPS))
+        elif cfg.mode != "free" and objects:  # one event / one source: its class is not repeated
+            cls = str(rng.choice([c for c in cfg.classes if c != objects[0].cls]))
         elif objects and rng.random() < cfg.repeat_class:
             cls = objects[int(rng.integers(0, len(objects)))].cls
         else:
@@ -221,6 +251,10 @@ def generate_scene(seed: int, index: int, split: str = "train", config: SceneCon
         silent = prop or (not offscreen and role < cfg.p_offscreen + cfg.p_silent)
         visible = [] if offscreen else _intervals(rng, cfg, rng.random() < cfg.p_always_visible)
         sounding = [] if silent else _intervals(rng, cfg, False)
+        if cfg.mode == "event" and not prop:
+            visible, sounding = _event_roles(rng, cfg, i == 0, visible, sounding)
+        elif cfg.mode == "one_source":
+            visible, sounding = [[0.0, cfg.duration]], ([[0.0, cfg.duration]] if i == sounder else [])
         recolour = None
         if visible and rng.random() < cfg.p_recolour:
             s, e = visible[0]

@@ -47,8 +47,8 @@ SENTENCES = {"train": ("the weather is lovely today", "please pass me the salt",
                        "my favourite colour is green", "the train leaves at nine", "let us go for a walk"),
              "heldout": ("the library closes early tonight", "she bought fresh bread this morning",
                          "turn left at the next corner")}
-VOICES = {"train": (("en-us", 160), ("en-gb", 175), ("en-gb-scotland", 150)),
-          "heldout": (("en-gb-x-rp", 165), ("en-029", 170))}
+VOICES = {"train": (("en-us", 160), ("en+f3", 175), ("en-gb-scotland+m3", 150)),
+          "heldout": (("en-gb-x-rp+f2", 165), ("en-029", 170))}
 
 
 def _pool(split: str) -> str:
