@@ -9,7 +9,6 @@ truth of every scene (``scenes.jsonl``: graph, per-frame boxes, segment labels, 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,15 @@ from typing import Any
 import numpy as np
 
 from xmodal.data.benchmarks import ave, avvp, flickr_soundnet, music_avqa, vggss
-from xmodal.data.registry import register_builder
 from xmodal.data.synth import scene_questions, scenes, vocabulary
-from xmodal.data.synth.scene_build import ClipJob, run_jobs, split_counts, write_card
+from xmodal.data.synth.scene_build import (
+    make_jobs,
+    register_scene_builder,
+    run_jobs,
+    scene_record,
+    write_card,
+    write_scenes,
+)
 from xmodal.errors import ConfigError
 
 AVE_CONFIG = scenes.SceneConfig(mode="event", min_objects=2, max_objects=4)
@@ -40,23 +45,6 @@ def avvp_name(cls: str) -> str:
     return ave_name(cls).replace(" ", "_")  # "Alarm_clock", as AVVP spells classes
 
 
-def _jobs(out: Path, n: int, seed: int, cfg: scenes.SceneConfig, view: Callable, media: Callable[[str], dict],
-          counts: dict[str, int] | None = None) -> tuple[dict[str, int], list[ClipJob]]:
-    counts = counts or split_counts(n)
-    jobs = [ClipJob(seed, i, split, cfg, str(out), view, **media(scenes.scene_id(seed, i, split)))
-            for split, k in counts.items() for i in range(k)]
-    return counts, jobs
-
-
-def _write_scenes(out: Path, results: list[dict]) -> None:
-    with open(out / "scenes.jsonl", "w") as fh:
-        fh.writelines(json.dumps(r["scene"], sort_keys=True) + "\n" for r in results)
-
-
-def _scene_view(scene: scenes.Scene, info: dict[str, Any]) -> dict[str, Any]:
-    return {"scene": scenes.annotation(scene), "split": scene.split}
-
-
 # ---------------------------------------------------------------- AVE
 
 def _ave_view(scene: scenes.Scene, info: dict[str, Any]) -> dict[str, Any]:
@@ -67,7 +55,7 @@ def _ave_view(scene: scenes.Scene, info: dict[str, Any]) -> dict[str, Any]:
             set(labels) - {target.cls} for labels in av):
         raise ConfigError(f"{scene.id}: the event-mode scene does not hold exactly one contiguous event")
     rec = ave.AVEAnnotation(ave_name(target.cls), scene.id, "good", segs[0], segs[-1] + 1)
-    return {**_scene_view(scene, info), "record": rec}
+    return {**scene_record(scene, info), "record": rec}
 
 
 def build_ave(root: str | Path, n: int = 100, seed: int = 0, workers: int = 1) -> Path:
@@ -75,12 +63,12 @@ def build_ave(root: str | Path, n: int = 100, seed: int = 0, workers: int = 1) -
     ``testSet.txt``: one audio-visual event per clip with background segments, visible silent objects and
     off-screen sounds of other classes."""
     out = Path(root)
-    counts, jobs = _jobs(out, n, seed, AVE_CONFIG, _ave_view, lambda sid: {"video": f"AVE/{sid}.mp4"})
+    counts, jobs = make_jobs(out, n, seed, AVE_CONFIG, _ave_view, lambda sid: {"video": f"AVE/{sid}.mp4"})
     results = run_jobs(jobs, workers)
     ave.write_ave(out / "Annotations.txt", [r["record"] for r in results])
     for split, name in (("train", "trainSet.txt"), ("val", "valSet.txt"), ("test", "testSet.txt")):
         ave.write_ave(out / name, [r["record"] for r in results if r["split"] == split])
-    _write_scenes(out, results)
+    write_scenes(out, results)
     write_card(out, "AVE", counts, AVE_CONFIG, ["Annotations.txt", "trainSet.txt", "valSet.txt", "testSet.txt",
                                                 "AVE/<VideoID>.mp4", "scenes.jsonl"],
                "One audio-visual event per clip: object 0 is seen and heard over one overlapping span; the other "
@@ -110,7 +98,7 @@ def _llp_view(scene: scenes.Scene, info: dict[str, Any]) -> dict[str, Any]:
     seg = scenes.segment_labels(scene)
     filename = f"{scene.id}_0_10"
     weak = sorted({avvp_name(c) for rows in (seg["audio"], seg["visual"]) for labels in rows for c in labels})
-    return {**_scene_view(scene, info), "weak": avvp.AVVPWeakLabel(filename, tuple(weak)),
+    return {**scene_record(scene, info), "weak": avvp.AVVPWeakLabel(filename, tuple(weak)),
             "audio": _runs(seg["audio"], filename), "visual": _runs(seg["visual"], filename)}
 
 
@@ -119,7 +107,7 @@ def build_llp(root: str | Path, n: int = 100, seed: int = 0, workers: int = 1) -
     ``AVVP_test_pd.csv``, ``AVVP_eval_audio.csv``, ``AVVP_eval_visual.csv`` (val and test clips) and
     ``classes.txt`` (the vocabulary, for ``--classes``)."""
     out = Path(root)
-    counts, jobs = _jobs(out, n, seed, LLP_CONFIG, _llp_view,
+    counts, jobs = make_jobs(out, n, seed, LLP_CONFIG, _llp_view,
                          lambda sid: {"video": f"LLP_dataset/video/{sid}_0_10.mp4"})
     results = run_jobs(jobs, workers)
     by = {s: [r for r in results if r["split"] == s] for s in counts}
@@ -130,7 +118,7 @@ def build_llp(root: str | Path, n: int = 100, seed: int = 0, workers: int = 1) -
     avvp.write_avvp_events(out / "AVVP_eval_audio.csv", [e for r in dense for e in r["audio"]])
     avvp.write_avvp_events(out / "AVVP_eval_visual.csv", [e for r in dense for e in r["visual"]])
     avvp.write_avvp_classes(out / "classes.txt", [avvp_name(c) for c in LLP_CONFIG.classes])
-    _write_scenes(out, results)
+    write_scenes(out, results)
     write_card(out, "LLP (AVVP)", counts, LLP_CONFIG,
                ["AVVP_train.csv", "AVVP_val_pd.csv", "AVVP_test_pd.csv", "AVVP_eval_audio.csv",
                 "AVVP_eval_visual.csv", "classes.txt", "LLP_dataset/video/<filename>.mp4", "scenes.jsonl"],
@@ -157,7 +145,7 @@ def _vggss_view(scene: scenes.Scene, info: dict[str, Any]) -> dict[str, Any]:
         cls, (x0, y0, x1, y1) = src
         w, h = scene.config.width, scene.config.height
         rec = vggss.VGGSSAnnotation(scene.id, cls, ((x0 / w, y0 / h, x1 / w, y1 / h),))
-    return {**_scene_view(scene, info), "record": rec, "file": scene.id}
+    return {**scene_record(scene, info), "record": rec, "file": scene.id}
 
 
 def build_vggss(root: str | Path, n: int = 100, seed: int = 0, workers: int = 1) -> Path:
@@ -165,14 +153,14 @@ def build_vggss(root: str | Path, n: int = 100, seed: int = 0, workers: int = 1)
     ``vggss.json`` (test clips) with ``vggss_train.json`` / ``vggss_val.json`` in the same layout, and
     ``silent.json``: the clips in which nothing sounds (negatives, absent from the box files)."""
     out = Path(root)
-    counts, jobs = _jobs(out, n, seed, LOCALISATION_CONFIG, _vggss_view, lambda sid: {
+    counts, jobs = make_jobs(out, n, seed, LOCALISATION_CONFIG, _vggss_view, lambda sid: {
         "video": f"video/{sid}.mp4", "audio": f"audio/{sid}.wav", "frame": (REFERENCE_TIME, f"frames/{sid}.jpg")})
     results = run_jobs(jobs, workers)
     for split, name in (("train", "vggss_train.json"), ("val", "vggss_val.json"), ("test", "vggss.json")):
         vggss.write_vggss(out / name, [r["record"] for r in results if r["split"] == split and r["record"]])
     (out / "silent.json").write_text(json.dumps({s: [r["file"] for r in results if r["split"] == s and
                                                      r["record"] is None] for s in counts}, sort_keys=True))
-    _write_scenes(out, results)
+    write_scenes(out, results)
     write_card(out, "VGG-SS", counts, LOCALISATION_CONFIG,
                ["vggss.json", "vggss_train.json", "vggss_val.json", "silent.json", "video/<file>.mp4",
                 "frames/<file>.jpg", "audio/<file>.wav", "scenes.jsonl"],
@@ -195,21 +183,21 @@ def _flickr_view(scene: scenes.Scene, info: dict[str, Any]) -> dict[str, Any]:
         bx0, by0 = int(np.clip(x0 + j[0], 0, side - 1)), int(np.clip(y0 + j[1], 0, side - 1))
         bx1, by1 = int(np.clip(x1 + j[2], bx0 + 1, side)), int(np.clip(y1 + j[3], by0 + 1, side))
         boxes.append(flickr_soundnet.FlickrBox(bx0, by0, bx1, by1, str(a + 1)))
-    return {**_scene_view(scene, info), "record": flickr_soundnet.FlickrAnnotation(scene.id, tuple(boxes))}
+    return {**scene_record(scene, info), "record": flickr_soundnet.FlickrAnnotation(scene.id, tuple(boxes))}
 
 
 def build_flickr_soundnet(root: str | Path, n: int = 100, seed: int = 0, workers: int = 1) -> Path:
     """``frames/<id>.jpg`` (256 x 256), ``audio/<id>.wav``, ``Annotations/<id>.xml`` for the test clips with
     three jittered annotator boxes each, and ``train.txt`` / ``val.txt`` / ``test.txt`` id lists."""
     out = Path(root)
-    counts, jobs = _jobs(out, n, seed, FLICKR_CONFIG, _flickr_view, lambda sid: {
+    counts, jobs = make_jobs(out, n, seed, FLICKR_CONFIG, _flickr_view, lambda sid: {
         "audio": f"audio/{sid}.wav", "frame": (REFERENCE_TIME, f"frames/{sid}.jpg")})
     results = run_jobs(jobs, workers)
     flickr_soundnet.write_flickr_dir(out / "Annotations", [r["record"] for r in results if r["split"] == "test"])
     for split in counts:
         (out / f"{split}.txt").write_text("".join(r["record"].file_id + "\n" for r in results
                                                   if r["split"] == split))
-    _write_scenes(out, results)
+    write_scenes(out, results)
     write_card(out, "Flickr-SoundNet", counts, FLICKR_CONFIG,
                ["Annotations/<id>.xml", "train.txt", "val.txt", "test.txt", "frames/<id>.jpg", "audio/<id>.wav",
                 "scenes.jsonl"],
@@ -224,14 +212,14 @@ def build_flickr_soundnet(root: str | Path, n: int = 100, seed: int = 0, workers
 def _avqa_view(scene: scenes.Scene, info: dict[str, Any]) -> dict[str, Any]:
     rng = np.random.default_rng([scene.seed, scene.index, 13])
     qs = scene_questions.avqa_questions(scene, rng, info.get("loudness"))
-    return {**_scene_view(scene, info), "questions": [{**q, "video_id": scene.id} for q in qs]}
+    return {**scene_record(scene, info), "questions": [{**q, "video_id": scene.id} for q in qs]}
 
 
 def build_music_avqa(root: str | Path, n: int = 100, seed: int = 0, workers: int = 1) -> Path:
     """``MUSIC-AVQA-videos/<video_id>.mp4`` and ``avqa-{train,val,test}.json`` with answers balanced per
     question family within each split."""
     out = Path(root)
-    counts, jobs = _jobs(out, n, seed, AVQA_CONFIG, _avqa_view,
+    counts, jobs = make_jobs(out, n, seed, AVQA_CONFIG, _avqa_view,
                          lambda sid: {"video": f"MUSIC-AVQA-videos/{sid}.mp4"})
     results = run_jobs(jobs, workers)
     qid = 0
@@ -245,7 +233,7 @@ def build_music_avqa(root: str | Path, n: int = 100, seed: int = 0, workers: int
                                                  tuple(q["templ_values"]), q["anser"], 0))
             qid += 1
         music_avqa.write_avqa(out / f"avqa-{split}.json", records)
-    _write_scenes(out, results)
+    write_scenes(out, results)
     write_card(out, "MUSIC-AVQA", counts, AVQA_CONFIG,
                ["avqa-train.json", "avqa-val.json", "avqa-test.json", "MUSIC-AVQA-videos/<video_id>.mp4",
                 "scenes.jsonl"],
@@ -256,22 +244,11 @@ def build_music_avqa(root: str | Path, n: int = 100, seed: int = 0, workers: int
     return out
 
 
-def _register(name: str, description: str, fn: Callable[..., Path]) -> None:
-    def build(root: str | Path, **options: Any) -> Path:
-        known = {"n", "seed", "workers"}
-        if set(options) - known:
-            raise ConfigError(f"{name}: unknown options {sorted(set(options) - known)}; known: {sorted(known)}")
-        return fn(root, **options)
-
-    build.__qualname__ = f"build_{name}"
-    register_builder(name, description, build)
-
-
-_register("ave-scenes", "AVE-format scenes: one audio-visual event per clip (MP4 + Annotations.txt)", build_ave)
-_register("llp-scenes", "LLP/AVVP-format scenes: weak train labels, dense audio/visual eval CSVs (MP4)", build_llp)
-_register("vggss-scenes", "VGG-SS-format scenes: one sounding object among 2-4, vggss.json boxes (MP4)",
+register_scene_builder("ave-scenes", "AVE-format scenes: one audio-visual event per clip (MP4 + Annotations.txt)", build_ave)
+register_scene_builder("llp-scenes", "LLP/AVVP-format scenes: weak train labels, dense audio/visual eval CSVs (MP4)", build_llp)
+register_scene_builder("vggss-scenes", "VGG-SS-format scenes: one sounding object among 2-4, vggss.json boxes (MP4)",
           build_vggss)
-_register("flickr-soundnet-scenes", "Flickr-SoundNet-format scenes: frames, audio, XML boxes of 3 annotators",
+register_scene_builder("flickr-soundnet-scenes", "Flickr-SoundNet-format scenes: frames, audio, XML boxes of 3 annotators",
           build_flickr_soundnet)
-_register("music-avqa-scenes", "MUSIC-AVQA-format scenes: instrument clips and balanced avqa-*.json questions",
+register_scene_builder("music-avqa-scenes", "MUSIC-AVQA-format scenes: instrument clips and balanced avqa-*.json questions",
           build_music_avqa)

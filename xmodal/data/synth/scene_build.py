@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from xmodal.data.registry import register_builder
 from xmodal.data.synth import scene_render, scenes, sources, vocabulary
 from xmodal.errors import ConfigError
 
@@ -38,6 +39,7 @@ class ClipJob:
     video: str | None = None  # relative path of the MP4 (H.264 + AAC) to write
     audio: str | None = None  # relative path of a WAV (16-bit PCM) to write
     frame: tuple[float, str] | None = None  # (time in seconds, relative path) of a still image to write
+    transform: Callable[[scenes.Scene], scenes.Scene] | None = None  # e.g. a hard-negative twin of a scene
 
 
 def loudness_db(stem: np.ndarray, intervals: list[list[float]]) -> float:
@@ -57,6 +59,8 @@ def render_job(job: ClipJob) -> Any:
     from xmodal.data.io.image import write_image
 
     scene = scenes.generate_scene(job.seed, job.index, job.split, job.config)
+    if job.transform is not None:
+        scene = job.transform(scene)
     out = Path(job.out)
     info: dict[str, Any] = {}
     mix = None
@@ -128,3 +132,38 @@ def write_card(out: Path, benchmark: str, counts: dict[str, int], config: scenes
     lines += [f"| {r['class']} | {r['stream']} | {r['package']} | {r['file']} | {r['licence']} |" for r in prov]
     lines += ["", "## Files", "", *[f"- `{f}`" for f in files], ""]
     (out / "README.md").write_text("\n".join(lines))
+
+
+def make_jobs(out: Path, n: int, seed: int, cfg: scenes.SceneConfig, view: Callable,
+              media: Callable[[str], dict], counts: dict[str, int] | None = None,
+              transform: Callable | None = None) -> tuple[dict[str, int], list[ClipJob]]:
+    """The jobs of a build: ``counts`` clips per split (default :func:`split_counts`), media paths from
+    ``media(clip id)``."""
+    counts = counts or split_counts(n)
+    jobs = [ClipJob(seed, i, split, cfg, str(out), view, transform=transform,
+                    **media(scenes.scene_id(seed, i, split)))
+            for split, k in counts.items() for i in range(k)]
+    return counts, jobs
+
+
+def write_scenes(out: Path, results: list[dict]) -> None:
+    """``scenes.jsonl``: the full ground truth of every scene, one JSON object a line, in job order."""
+    with open(out / "scenes.jsonl", "w") as fh:
+        fh.writelines(json.dumps(r["scene"], sort_keys=True) + "\n" for r in results)
+
+
+def scene_record(scene: scenes.Scene, info: dict[str, Any]) -> dict[str, Any]:
+    """What every view returns besides its records: the scene's ground truth and split."""
+    return {"scene": scenes.annotation(scene), "split": scene.split}
+
+
+def register_scene_builder(name: str, description: str, fn: Callable[..., Path]) -> None:
+    """Register ``fn(root, n=..., seed=..., workers=...)`` as dataset builder ``name``."""
+    def build(root: str | Path, **options: Any) -> Path:
+        known = {"n", "seed", "workers"}
+        if set(options) - known:
+            raise ConfigError(f"{name}: unknown options {sorted(set(options) - known)}; known: {sorted(known)}")
+        return fn(root, **options)
+
+    build.__qualname__ = f"build_{name}"
+    register_builder(name, description, build)

@@ -56,22 +56,23 @@ def seen_objects(scene: Scene, t: float) -> list[dict[str, Any]]:
 
 # ---------------------------------------------------------------- captions
 
-def _noun(o: SceneObject, rng: np.random.Generator) -> str:
+def _noun(o: SceneObject, rng: np.random.Generator, always_tint: bool = False) -> str:
     name = _syn(o.cls, rng)
-    return name if o.tint == "plain" or rng.random() < 0.3 else f"{o.tint} {name}"
+    return name if o.tint == "plain" or (not always_tint and rng.random() < 0.3) else f"{o.tint} {name}"
 
 
-def captions(scene: Scene, rng: np.random.Generator, n: int = 5) -> list[str]:
-    """``n`` (at least five) distinct paraphrases describing the scene's seen objects and its sounds."""
+def captions(scene: Scene, rng: np.random.Generator, n: int = 5, always_tint: bool = False) -> list[str]:
+    """``n`` (at least five) distinct paraphrases describing the scene's seen objects and its sounds;
+    ``always_tint`` names every tinted object's colour (so captions of scenes differing in one colour differ)."""
     seen = [o for o in scene.objects if o.visible]
     heard = [o for o in scene.objects if o.sounding]
     out: list[str] = []
     for _ in range(40 * n):
         order_seen = [seen[i] for i in rng.permutation(len(seen))]
         order_heard = [heard[i] for i in rng.permutation(len(heard))]
-        s_phr = _join([_article(_noun(o, rng)) for o in order_seen]) if seen else "nothing"
+        s_phr = _join([_article(_noun(o, rng, always_tint)) for o in order_seen]) if seen else "nothing"
         is_are = "is" if len(seen) <= 1 else "are"
-        h_items = [(f"the {_noun(o, rng)} {vocabulary.get_class(o.cls).verb}" if o.visible else
+        h_items = [(f"the {_noun(o, rng, always_tint)} {vocabulary.get_class(o.cls).verb}" if o.visible else
                     f"{_article(_syn(o.cls, rng))} {vocabulary.get_class(o.cls).verb} off screen")
                    for o in order_heard]
         h_phr = _join(h_items) if heard else "no sound"
@@ -83,6 +84,70 @@ def captions(scene: Scene, rng: np.random.Generator, n: int = 5) -> list[str]:
                 f"{h_phr} can be heard as {s_phr} {is_are} shown",
                 f"on a {bg} background there {is_are} {s_phr}; {h_phr} can be heard",
                 f"{s_phr} {is_are} visible, and the soundtrack has {h_phr}"][template]
+        text = text[0].upper() + text[1:] + "."
+        if text not in out:
+            out.append(text)
+        if len(out) >= max(n, 5):
+            break
+    return out
+
+
+def image_captions(scene: Scene, t: float, rng: np.random.Generator, n: int = 5) -> list[str]:
+    """``n`` (at least five) distinct captions of the frame at ``t``: every seen object with its colour, and a
+    left/right relation between two seen objects of different classes when there is one."""
+    seen = seen_objects(scene, t)
+    pairs = [(a, b) for a in seen for b in seen if a["cls"] != b["cls"] and a["box"][2] <= b["box"][0]]
+    out: list[str] = []
+    for _ in range(40 * n):
+        names = [_article(("" if o["tint"] == "plain" else o["tint"] + " ") + _syn(o["cls"], rng))
+                 for o in (seen[i] for i in rng.permutation(len(seen)))]
+        objs = _join(names) if names else "an empty scene"
+        is_are = "is" if len(names) <= 1 else "are"
+        rel = ""
+        if pairs:
+            a, b = pairs[int(rng.integers(0, len(pairs)))]
+            an, bn = _syn(a["cls"], rng), _syn(b["cls"], rng)
+            rel = f"the {an} is to the left of the {bn}" if rng.random() < 0.5 else \
+                f"the {bn} is to the right of the {an}"
+        bg = scene.background.get("texture", scene.background["kind"])
+        options = [f"{objs} on a {bg} background", f"a picture of {objs}", f"there {is_are} {objs} in the image",
+                   f"an image showing {objs}", f"{objs} {is_are} shown"]
+        text = options[int(rng.integers(0, len(options)))] + (f"; {rel}" if rel and rng.random() < 0.7 else "")
+        text = text[0].upper() + text[1:] + "."
+        if text not in out:
+            out.append(text)
+        if len(out) >= max(n, 5):
+            break
+    return out
+
+
+def _present(verb: str) -> str:
+    return verb[:-3] + "s"  # "barking" -> "barks", "playing" -> "plays"
+
+
+def audio_captions(scene: Scene, rng: np.random.Generator, n: int = 5) -> list[str]:
+    """``n`` (at least five) distinct captions of the soundtrack alone, naming the sources in the order they
+    first sound (what an audio captioning annotator hears)."""
+    heard = sorted((o for o in scene.objects if o.sounding), key=lambda o: (o.sounding[0][0], o.id))
+    out: list[str] = []
+    for _ in range(40 * n):
+        names = [_article(_syn(o.cls, rng)) for o in heard]
+        verbs = [vocabulary.get_class(o.cls).verb for o in heard]
+        if not heard:
+            options = ["only faint background noise can be heard", "a quiet recording with low noise",
+                       "near silence with a soft hiss", "nothing but a low rumble", "a silent scene with faint noise"]
+        elif len(heard) == 1:
+            a, v = names[0], verbs[0]
+            options = [f"{a} {_present(v)}", f"the sound of {a} {v}", f"{a} {v} over faint noise",
+                       f"someone records {a} {v}", f"{a} can be heard {v}"]
+        else:
+            parts = [f"{a} {_present(v)}" for a, v in zip(names, verbs)]
+            ing = [f"{a} {v}" for a, v in zip(names, verbs)]
+            options = [", then ".join(parts), f"first {parts[0]}, and later " + _join(parts[1:]),
+                       f"the sound of {ing[0]} followed by " + _join(ing[1:]),
+                       f"{parts[1]} after {parts[0]}" + ("" if len(parts) == 2 else ", then " + _join(parts[2:])),
+                       f"you can hear {ing[0]}, later " + _join(ing[1:])]
+        text = options[int(rng.integers(0, len(options)))]
         text = text[0].upper() + text[1:] + "."
         if text not in out:
             out.append(text)
