@@ -15,6 +15,7 @@ import csv
 import json
 import xml.etree.ElementTree as ET
 
+import numpy as np
 import pytest
 
 from xmodal.data.benchmarks.ave import AVE_HEADER, AVEAnnotation, ave_segment_labels, read_ave, write_ave
@@ -22,9 +23,11 @@ from xmodal.data.benchmarks.avvp import (
     AVVP_CLASSES,
     AVVPEvent,
     AVVPWeakLabel,
+    events_from_grid,
     rasterize,
     read_avvp_classes,
     read_avvp_events,
+    read_avvp_features,
     read_avvp_weak,
     write_avvp_classes,
     write_avvp_events,
@@ -38,7 +41,13 @@ from xmodal.data.benchmarks.flickr_soundnet import (
     write_flickr_dir,
 )
 from xmodal.data.benchmarks.music_avqa import AVQARecord, read_avqa, write_avqa
-from xmodal.data.benchmarks.vggss import VGGSSAnnotation, read_vggss, write_vggss
+from xmodal.data.benchmarks.vggss import (
+    VGGSSAnnotation,
+    read_test_list,
+    read_vggss,
+    write_test_list,
+    write_vggss,
+)
 from xmodal.errors import DataError
 
 # ------------------------------------------------------------------------------------------------------ AVE
@@ -144,6 +153,35 @@ def test_avvp_rasterize_merges_and_ignores_empty_spans():
     assert grids["v1"].sum() == 9 and grids["empty"].sum() == 0 and grids["v1"].shape == (25, 10)
 
 
+def test_avvp_events_from_grid_inverts_rasterize(tmp_path):
+    grid = np.zeros((25, 10), dtype=int)
+    grid[0, [0, 1, 2, 5, 9]] = 1
+    grid[24, :] = 1
+    rows = events_from_grid("v_0_10", grid)
+    assert rows == [AVVPEvent("v_0_10", 0, 3, "Speech"), AVVPEvent("v_0_10", 5, 6, "Speech"),
+                    AVVPEvent("v_0_10", 9, 10, "Speech"), AVVPEvent("v_0_10", 0, 10, "Clapping")]
+    write_avvp_events(tmp_path / "audio.csv", rows)
+    assert np.array_equal(rasterize(read_avvp_events(tmp_path / "audio.csv"), ["v_0_10"])["v_0_10"], grid)
+    with pytest.raises(DataError, match="0/1 grid"):
+        events_from_grid("v", grid[:3])
+
+
+def test_avvp_features(tmp_path):
+    shapes = {"vggish": (10, 128), "res152": (80, 2048), "r2plus1d_18": (10, 512)}
+    for folder, shape in shapes.items():
+        (tmp_path / folder).mkdir()
+        np.save(tmp_path / folder / "v_0_10.npy", np.ones(shape, dtype=np.float64))
+    dirs = [tmp_path / f for f in shapes]
+    feats = read_avvp_features("v_0_10", *dirs)
+    assert {k: v.shape for k, v in feats.items()} == {"audio": (10, 128), "visual": (80, 2048), "motion": (10, 512)}
+    assert feats["visual"].dtype == np.float32
+    np.save(tmp_path / "res152" / "v_0_10.npy", np.ones((10, 2048)))
+    with pytest.raises(DataError, match=r"res152/v_0_10.npy.*\(80, 2048\)"):
+        read_avvp_features("v_0_10", *dirs)
+    with pytest.raises(DataError, match="file not found"):
+        read_avvp_features("missing", *dirs)
+
+
 @pytest.mark.parametrize("content, message", [
     ("filename,onset,offset,event_labels\n", "header"),
     ("filename\tonset\toffset\tevent_labels\nv\t0\t3\n", "4 tab-separated fields"),
@@ -185,6 +223,14 @@ def test_vggss_malformed(tmp_path):
     path.write_text("[{")
     with pytest.raises(DataError, match="not valid JSON"):
         read_vggss(path)
+
+
+def test_lvs_test_lists(tmp_path):
+    write_test_list(tmp_path / "vggss_test.csv", ["zpWuikVorYg_000032", "gEvCUcZ6w88_000030"])
+    assert (tmp_path / "vggss_test.csv").read_text() == "zpWuikVorYg_000032\ngEvCUcZ6w88_000030\n"
+    assert read_test_list(tmp_path / "vggss_test.csv") == ["zpWuikVorYg_000032", "gEvCUcZ6w88_000030"]
+    (tmp_path / "flickr_test.csv").write_text("10000130166,202\n10007936344,0\n")
+    assert read_test_list(tmp_path / "flickr_test.csv") == ["10000130166", "10007936344"]
 
 
 # ------------------------------------------------------------------------------------------------------ Flickr

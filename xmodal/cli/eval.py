@@ -10,3 +10,4 @@ eval_app = typer.Typer(help="Evaluate predictions or generated media with the fi
 # Imported for their side effect of registering commands on eval_app.
 from xmodal.cli import eval_text, eval_audio, eval_music, eval_vision  # noqa: E402,F401
 from xmodal.cli import eval_av  # noqa: F401
+from xmodal.cli import eval_vl  # noqa: F401

@@ -54,13 +54,16 @@ def retrieval_ranks(sim: np.ndarray | torch.Tensor, ties: Ties = "pessimistic") 
     return ahead.astype(np.int64)
 
 
-def metrics_from_ranks(ranks: np.ndarray, ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
-    """R@K in percent, MedianR and MeanR (1-based) from 0-based ranks, as CLIP4Clip computes them."""
+def metrics_from_ranks(ranks: np.ndarray, ks: tuple[int, ...] = (1, 5, 10),
+                       floor_median: bool = False) -> dict[str, float]:
+    """R@K in percent, MedianR and MeanR (1-based) from 0-based ranks, as CLIP4Clip computes them;
+    ``floor_median`` rounds the median down first, as VSE++ ``evaluation.py`` (``np.floor(np.median(r)) + 1``)."""
     r = np.asarray(ranks)
     if r.size == 0:
         raise MetricInputError("no ranks to summarise", "ranks")
     out = {f"R@{k}": float(100.0 * np.mean(r < k)) for k in ks}
-    out["MedR"] = float(np.median(r) + 1)
+    median = np.median(r)
+    out["MedR"] = float((np.floor(median) if floor_median else median) + 1)
     out["MeanR"] = float(np.mean(r) + 1)
     return out
 
@@ -99,3 +102,83 @@ def random_baseline(
         k = torch.randn(n, dim, generator=gen)
         runs.append(retrieval_metrics(cosine_similarity_matrix(q, k), ties))
     return {key: float(np.mean([r[key] for r in runs])) for key in runs[0]}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Benchmark protocols with several ground-truth items per query (COCO / Flickr30k any-of-five, Clotho, AudioCaps)
+
+_CHUNK_ELEMENTS = 1 << 22  # rows scored at once (32 MB in float64): a 25,000 x 5,000 COCO matrix would need 1 GB
+
+
+def _matrix(sim: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
+    if isinstance(sim, torch.Tensor):
+        sim = sim.detach().cpu().numpy()
+    sim = np.asarray(sim)
+    if sim.ndim != 2 or 0 in sim.shape:
+        raise ShapeError(f"expected a non-empty (queries, items) similarity matrix, got shape {sim.shape}", name)
+    if not np.issubdtype(sim.dtype, np.number):
+        raise MetricInputError(f"similarities must be numbers, got dtype {sim.dtype}", name)
+    return sim
+
+
+def ranks_any_positive(sim: np.ndarray | torch.Tensor, positives: list[list[int]],
+                       ties: Ties = "pessimistic") -> np.ndarray:
+    """0-based rank of each query's best-placed ground-truth item (VSE++ ``i2t``: the minimum rank over the
+    image's captions). ``sim``: (queries, items); ``positives[i]``: the items that are correct for query i.
+
+    With ``best`` the highest score of a correct item: ``pessimistic`` counts the wrong items scored >= best,
+    ``optimistic`` (the strict ``#(s > best)`` rule of CLIP4Clip's first tied position) those scored > best."""
+    s = _matrix(sim, "sim")
+    if len(positives) != s.shape[0]:
+        raise ShapeError(f"{len(positives)} queries have ground truth but the matrix has {s.shape[0]} rows", "sim")
+    if ties not in ("pessimistic", "optimistic"):
+        raise MetricInputError(f"ties must be 'pessimistic' or 'optimistic', got {ties!r}", "ties")
+    out = np.empty(s.shape[0], dtype=np.int64)
+    step = max(1, _CHUNK_ELEMENTS // s.shape[1])
+    for lo in range(0, s.shape[0], step):
+        block = s[lo: lo + step].astype(np.float64)  # (rows, items)
+        if not np.isfinite(block).all():
+            raise NonFiniteError(f"the similarity matrix holds NaN or infinity (rows {lo}..)", "sim")
+        correct = np.zeros(block.shape, dtype=bool)
+        for r, items in enumerate(positives[lo: lo + step]):
+            if not items or min(items) < 0 or max(items) >= s.shape[1]:
+                raise MetricInputError(f"query {lo + r}: ground-truth items {items} are not columns of the "
+                                       f"{s.shape[1]}-item gallery", "positives")
+            correct[r, items] = True
+        best = np.where(correct, block, -np.inf).max(axis=1, keepdims=True)
+        if ties == "pessimistic":
+            out[lo: lo + len(block)] = ((block >= best) & ~correct).sum(axis=1)
+        else:
+            out[lo: lo + len(block)] = (block > best).sum(axis=1)
+    return out
+
+
+def text_item_retrieval(sim: np.ndarray | torch.Tensor, caption_item: list[int], directions: tuple[str, str],
+                        ties: Ties = "pessimistic", ks: tuple[int, ...] = (1, 5, 10),
+                        floor_median: bool = False) -> dict[str, float]:
+    """Both directions of text-item retrieval from one (captions, items) similarity matrix.
+
+    ``caption_item[c]`` is the item that caption c describes. Text-to-item ranks each caption's one item;
+    item-to-text ranks the best of the item's captions (any-of-five). ``directions`` names the two, e.g.
+    ``("t2i", "i2t")``; keys are ``"<direction>_R@1"``, ..., ``"<direction>_MedR"``, ``"<direction>_MeanR"``.
+    ``floor_median`` as in :func:`metrics_from_ranks` (VSE++ and the audio-text code derived from it)."""
+    s = _matrix(sim, "sim")
+    if len(caption_item) != s.shape[0]:
+        raise ShapeError(f"{len(caption_item)} captions but the matrix has {s.shape[0]} rows", "sim")
+    captions_of: list[list[int]] = [[] for _ in range(s.shape[1])]
+    for c, item in enumerate(caption_item):
+        if not 0 <= item < s.shape[1]:
+            raise MetricInputError(f"caption {c} describes item {item}, not one of {s.shape[1]}", "caption_item")
+        captions_of[item].append(c)
+    t2x = metrics_from_ranks(ranks_any_positive(s, [[i] for i in caption_item], ties), ks, floor_median)
+    x2t = metrics_from_ranks(ranks_any_positive(s.T, captions_of, ties), ks, floor_median)
+    out = {f"{directions[0]}_{k}": v for k, v in t2x.items()}
+    out.update({f"{directions[1]}_{k}": v for k, v in x2t.items()})
+    return out
+
+
+def fold_average(results: list[dict[str, float]]) -> dict[str, float]:
+    """The mean of each metric over folds, as VSE++ ``evalrank(fold5=True)`` averages R@K, MedR and MeanR."""
+    if not results:
+        raise MetricInputError("no folds", "folds")
+    return {k: float(np.mean([r[k] for r in results])) for k in results[0]}

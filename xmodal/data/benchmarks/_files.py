@@ -22,7 +22,8 @@ def read_lines(path: PathLike) -> list[str]:
         text = p.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise CorruptFileError(f"not UTF-8 text ({exc})", p) from exc
-    return text.splitlines()
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    return lines[:-1] if lines and lines[-1] == "" else lines  # (not splitlines: it also splits on \x85, \u2028)
 
 
 def read_json(path: PathLike) -> Any:

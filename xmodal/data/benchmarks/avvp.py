@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -28,9 +29,11 @@ __all__ = [
     "WEAK_HEADER",
     "AVVPEvent",
     "AVVPWeakLabel",
+    "events_from_grid",
     "rasterize",
     "read_avvp_classes",
     "read_avvp_events",
+    "read_avvp_features",
     "read_avvp_weak",
     "weak_labels_by_file",
     "write_avvp_classes",
@@ -175,4 +178,42 @@ def weak_labels_by_file(rows: Iterable[AVVPWeakLabel]) -> Mapping[str, tuple[str
         if r.filename in out:
             raise DataError("listed twice", r.filename)
         out[r.filename] = r.event_labels
+    return out
+
+
+def events_from_grid(filename: str, grid: np.ndarray, classes: Sequence[str] = AVVP_CLASSES) -> list[AVVPEvent]:
+    """The rows that :func:`rasterize` turns back into ``grid`` (``(n_classes, 10)`` 0/1): one row per run of
+    consecutive ones, class by class, so predictions can be written in the ``AVVP_eval_*.csv`` layout."""
+    g = np.asarray(grid)
+    if g.shape != (len(classes), N_SEGMENTS) or not np.isin(g, (0, 1)).all():
+        raise DataError(f"expected a 0/1 grid of shape {(len(classes), N_SEGMENTS)}, got {g.shape}", filename)
+    rows = []
+    for c, name in enumerate(classes):
+        padded = np.concatenate([[0], g[c], [0]])
+        edges = np.flatnonzero(np.diff(padded))
+        rows += [AVVPEvent(filename, int(on), int(off), name) for on, off in zip(edges[::2], edges[1::2])]
+    return rows
+
+
+# Shapes of the official per-clip features: VGGish, ResNet-152 at 8 fps, R(2+1)D-18.
+FEATURE_SHAPES = {"audio": (10, 128), "visual": (80, 2048), "motion": (10, 512)}
+
+
+def read_avvp_features(filename: str, audio_dir: PathLike, visual_dir: PathLike,
+                       motion_dir: PathLike) -> dict[str, np.ndarray]:
+    """The official ``<dir>/<filename>.npy`` features of one clip as float32: ``{"audio": (10, 128), "visual":
+    (80, 2048), "motion": (10, 512)}`` (the vggish, res152 and r2plus1d_18 folders); a missing file, a pickled
+    array or another shape is a DataError naming the file."""
+    out = {}
+    for name, folder in (("audio", audio_dir), ("visual", visual_dir), ("motion", motion_dir)):
+        path = Path(folder) / f"{filename}.npy"
+        if not path.is_file():
+            raise DataError("file not found", path)
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise DataError(f"not a readable .npy array ({exc})", path) from exc
+        if array.shape != FEATURE_SHAPES[name]:
+            raise DataError(f"expected {name} features of shape {FEATURE_SHAPES[name]}, got {array.shape}", path)
+        out[name] = array.astype(np.float32, copy=False)
     return out

@@ -18,6 +18,7 @@ rejects it with the file's name. The sample id is the XML file's name without ``
 
 from __future__ import annotations
 
+import numbers
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -94,9 +95,9 @@ def write_flickr_xml(path: PathLike, record: FlickrAnnotation) -> None:
         ET.SubElement(box, "annotator").text = str(b.annotator)
         for name in ("xmin", "ymin", "xmax", "ymax"):
             value = getattr(b, name)
-            if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise DataError(f"{name} must be an integer pixel coordinate, got {value!r}", record.file_id)
-            ET.SubElement(box, name).text = str(value)
+            ET.SubElement(box, name).text = str(int(value))
     ET.indent(root)
     write_text(path, '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n")
 

@@ -13,10 +13,10 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from xmodal.data.benchmarks._files import PathLike, read_json, write_text
+from xmodal.data.benchmarks._files import PathLike, read_json, read_lines, write_text
 from xmodal.errors import DataError
 
-__all__ = ["VGGSSAnnotation", "read_vggss", "vggss_by_file", "write_vggss"]
+__all__ = ["VGGSSAnnotation", "read_test_list", "read_vggss", "vggss_by_file", "write_test_list", "write_vggss"]
 
 Number = int | float
 
@@ -77,3 +77,22 @@ def vggss_by_file(records: Sequence[VGGSSAnnotation], source: PathLike | None = 
             raise DataError(f"file {r.file!r} appears twice", source)
         out[r.file] = r
     return out
+
+
+def read_test_list(path: PathLike) -> list[str]:
+    """Sample ids of an LVS test list (``metadata/vggss_test.csv``: one id a line; ``flickr_test.csv``:
+    ``id,number`` rows, no header): the first comma-separated column, as LVS's ``csv.reader`` loop takes it."""
+    ids = [line.split(",")[0].strip() for line in read_lines(path) if line.strip()]
+    if not ids:
+        raise DataError("holds no sample id", path)
+    return ids
+
+
+def write_test_list(path: PathLike, ids: Iterable[str]) -> None:
+    """One id a line, no header (the layout of ``vggss_test.csv``)."""
+    rows = []
+    for i in ids:
+        if not isinstance(i, str) or not i or any(c in i for c in ",\r\n"):
+            raise DataError(f"sample id {i!r} must be a non-empty string without commas or line breaks", path)
+        rows.append(i + "\n")
+    write_text(path, "".join(rows))

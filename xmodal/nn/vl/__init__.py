@@ -1,0 +1,23 @@
+"""Reference models of the survey's vision-language tasks, composed from xmodal's building blocks and sized by
+their arguments: TransVG-style grounding, CTRL temporal localisation, EVE-style entailment, a TubeDETR-style
+space-time decoder and the mixture of embedding experts. Plain ``nn.Module`` s; no training loops."""
+
+from xmodal.nn.vl.boxes import box_regression_loss, generalized_box_iou
+from xmodal.nn.vl.ctrl import CTRL, ctrl_loss
+from xmodal.nn.vl.eve import EVE
+from xmodal.nn.vl.mee import MEE, max_margin_ranking_loss
+from xmodal.nn.vl.transvg import TransVG
+from xmodal.nn.vl.tubedetr import SpaceTimeDecoder, stvg_loss
+
+__all__ = [
+    "CTRL",
+    "EVE",
+    "MEE",
+    "SpaceTimeDecoder",
+    "TransVG",
+    "box_regression_loss",
+    "ctrl_loss",
+    "generalized_box_iou",
+    "max_margin_ranking_loss",
+    "stvg_loss",
+]

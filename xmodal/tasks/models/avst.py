@@ -1,0 +1,114 @@
+"""AVST, the audio-visual spatial-temporal model for MUSIC-AVQA (Li et al., CVPR 2022; ``AVQA_Fusion_Net`` in
+GeWu-Lab/MUSIC-AVQA ``net_grd_avst/net_avst.py``).
+
+- Question: word embeddings, tanh, an LSTM; its final hidden and cell states, concatenated, through tanh and a
+  linear layer give the question vector. Tokens are padded ids (the reference pads to 14 with ``<pad>`` and runs
+  the LSTM over the padding too; so does this module).
+- Spatial grounding, per 1-s segment: the audio feature (two linear layers) attends over the L2-normalised
+  cells of the visual map (softmax of cosine scores); the grounded vector and the map's global average,
+  concatenated, through tanh and a linear layer, give the visual feature. A match head (MLP to 2 logits) tells
+  whether audio and frames come from the same clip; negatives are frames of another clip (by default the next
+  clip of the batch).
+- Temporal grounding: the question attends over the audio and over the visual segments
+  (:class:`xmodal.nn.fusion.CrossModalAttention`, pre-norm where the reference is post-norm); each result plus
+  the segment mean, concatenated, through tanh and a linear layer, is multiplied with the question vector and
+  classified over the answer vocabulary (42 answers on MUSIC-AVQA).
+
+Official inputs: audio ``(B, 10, 128)`` VGGish, visual ``(B, 10, 512, 14, 14)`` ResNet-18 maps, question
+``(B, 14)`` ids. :func:`avst_loss` is ``CE(answer) + 0.5 * CE(match)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from xmodal.errors import ShapeError
+from xmodal.nn.fusion import CrossModalAttention
+
+__all__ = ["AVST", "QuestionEncoder", "avst_loss"]
+
+
+class QuestionEncoder(nn.Module):
+    """``(B, L)`` token ids -> ``(B, dim)``: embedding, tanh, LSTM, ``tanh(cat(h, c))``, linear."""
+
+    def __init__(self, vocab_size: int, word_dim: int = 512, hidden: int = 512, dim: int = 512) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, word_dim)
+        self.lstm = nn.LSTM(word_dim, hidden, batch_first=True)
+        self.fc = nn.Linear(2 * hidden, dim)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        _, (h, c) = self.lstm(torch.tanh(self.embed(tokens)))
+        return self.fc(torch.tanh(torch.cat([h[-1], c[-1]], dim=-1)))
+
+
+class AVST(nn.Module):
+    """``forward(audio (B, T, audio_dim), visual (B, T, C, H, W), question (B, L), visual_negative=None)`` ->
+    ``{"answer_logits": (B, num_answers), "match_positive": (B*T, 2), "match_negative": (B*T, 2),
+    "spatial_attention": (B, T, H*W)}``."""
+
+    def __init__(self, vocab_size: int, num_answers: int = 42, audio_dim: int = 128, visual_dim: int = 512,
+                 dim: int = 512, heads: int = 4, acoustic_dim: int = 0) -> None:
+        super().__init__()
+        self.audio_dim, self.visual_dim, self.dim, self.acoustic_dim = audio_dim, visual_dim, dim, acoustic_dim
+        self.question = QuestionEncoder(vocab_size, dim, dim, dim)
+        self.audio_proj = nn.Sequential(nn.Linear(audio_dim + acoustic_dim, dim), nn.ReLU(), nn.Linear(dim, dim))
+        self.visual_proj = nn.Linear(visual_dim, dim) if visual_dim != dim else nn.Identity()
+        self.fc_gl = nn.Linear(2 * dim, dim)
+        self.match = nn.Sequential(nn.Linear(2 * dim, dim), nn.ReLU(), nn.Linear(dim, dim // 2), nn.ReLU(),
+                                   nn.Linear(dim // 2, dim // 4), nn.ReLU(), nn.Linear(dim // 4, 2))
+        self.attend_audio = CrossModalAttention(dim, dim, heads)
+        self.attend_visual = CrossModalAttention(dim, dim, heads)
+        self.fc_fusion = nn.Linear(2 * dim, dim)
+        self.answer = nn.Linear(dim, num_answers)
+
+    def _ground(self, audio: torch.Tensor, visual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Audio-guided spatial grounding of each segment: ``(B*T, dim)`` features and ``(B*T, H*W)`` weights."""
+        b, t, c, h, w = visual.shape
+        cells = self.visual_proj(visual.reshape(b * t, c, h * w).transpose(1, 2))  # (B*T, HW, dim)
+        global_feat = cells.mean(dim=1)
+        cells = F.normalize(cells, dim=-1)
+        weights = torch.einsum("nkc,nc->nk", cells, F.normalize(audio, dim=-1)).softmax(dim=-1)
+        grounded = torch.einsum("nk,nkc->nc", weights, cells)
+        return self.fc_gl(torch.tanh(torch.cat([global_feat, grounded], dim=-1))), weights
+
+    def forward(self, audio: torch.Tensor, visual: torch.Tensor, question: torch.Tensor,
+                visual_negative: torch.Tensor | None = None,
+                acoustic: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        b, t = audio.shape[:2]
+        if audio.shape[2] != self.audio_dim or visual.dim() != 5 or visual.shape[:3] != (b, t, self.visual_dim):
+            raise ShapeError(f"expected audio (B, T, {self.audio_dim}) and visual (B, T, {self.visual_dim}, H, W), "
+                             f"got {tuple(audio.shape)} and {tuple(visual.shape)}", source="AVST")
+        if visual_negative is None:
+            if b < 2:
+                raise ShapeError("negatives default to another clip of the batch: pass visual_negative for B = 1",
+                                 source="AVST")
+            visual_negative = visual.roll(1, dims=0)
+        if self.acoustic_dim:
+            if acoustic is None or acoustic.shape != (b, t, self.acoustic_dim):
+                raise ShapeError(f"expected acoustic features (B, T, {self.acoustic_dim})", source="acoustic")
+            audio = torch.cat([audio, acoustic], dim=-1)
+        q = self.question(question)  # (B, dim)
+        a = self.audio_proj(audio)  # (B, T, dim)
+        a_flat = a.reshape(b * t, self.dim)
+        v_pos, weights = self._ground(a_flat, visual)
+        v_neg, _ = self._ground(a_flat, visual_negative)
+        match_pos = self.match(torch.cat([a_flat, v_pos], dim=-1))
+        match_neg = self.match(torch.cat([a_flat, v_neg], dim=-1))
+        v_seq = v_pos.reshape(b, t, self.dim)
+        audio_att = self.attend_audio(q[:, None], a)[:, 0] + a.mean(dim=1)
+        visual_att = self.attend_visual(q[:, None], v_seq)[:, 0] + v_seq.mean(dim=1)
+        fused = self.fc_fusion(torch.tanh(torch.cat([audio_att, visual_att], dim=-1)))
+        return {"answer_logits": self.answer(torch.tanh(fused * q)), "match_positive": match_pos,
+                "match_negative": match_neg, "spatial_attention": weights.reshape(b, t, -1)}
+
+
+def avst_loss(outputs: dict[str, torch.Tensor], answers: torch.Tensor, match_weight: float = 0.5) -> torch.Tensor:
+    """``CE(answer_logits, answers) + match_weight * CE(match, positive = 1 / negative = 0)``, as main_avst.py."""
+    pos, neg = outputs["match_positive"], outputs["match_negative"]
+    match_logits = torch.cat([pos, neg])
+    match_labels = torch.cat([torch.ones(len(pos)), torch.zeros(len(neg))]).long().to(pos.device)
+    return F.cross_entropy(outputs["answer_logits"], answers) + match_weight * F.cross_entropy(match_logits,
+                                                                                               match_labels)
