@@ -229,8 +229,9 @@ def generate_scene(seed: int, index: int, split: str = "train", config: SceneCon
         prop = i >= n
         if prop:
             cls = str(rng.choice(vocabulary.PROPS))
-        elif cfg.mode != "free" and objects:  # one event / one source: its class is not repeated
-            cls = str(rng.choice([c for c in cfg.classes if c != objects[0].cls]))
+        elif cfg.mode != "free":  # one event / one source: no class repeats, so class labels stay exact
+            used = {o.cls for o in objects}
+            cls = str(rng.choice([c for c in cfg.classes if c not in used] or list(cfg.classes)))
         elif objects and rng.random() < cfg.repeat_class:
             cls = objects[int(rng.integers(0, len(objects)))].cls
         else:
