@@ -86,10 +86,12 @@ def run_jobs(jobs: Sequence[ClipJob], workers: int = 1) -> list[Any]:
         raise ConfigError(f"workers must be at least 1, got {workers}")
     if workers == 1 or len(jobs) < 2:
         return [render_job(j) for j in jobs]
-    for src in {vocabulary.get_class(c).source for j in jobs[:1] for c in j.config.classes}:
-        for split in {j.split for j in jobs}:  # warm the source cache once, before the workers fork
-            for v in range(sources.variants(src, split)):
-                sources.load_source(src, v, split)
+    # Decode or render the sources these scenes use once, here, so forked workers find them cached.
+    for job in jobs:
+        scene = scenes.generate_scene(job.seed, job.index, job.split, job.config)
+        for o in (job.transform(scene) if job.transform else scene).objects:
+            if o.sounding:
+                sources.load_source(vocabulary.get_class(o.cls).source, o.sound["variant"], job.split)
     ctx = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         return list(pool.map(render_job, jobs, chunksize=max(1, len(jobs) // (8 * workers))))
