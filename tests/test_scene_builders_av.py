@@ -27,7 +27,8 @@ def _scenes(root) -> dict[str, dict]:
 def _eval(*args: str) -> dict:
     res = runner.invoke(app, ["eval", *args])
     assert res.exit_code == 0, res.output
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    out = res.stdout
+    return json.JSONDecoder().raw_decode(out[out.index("{"):])[0]  # one JSON object, compact or indented
 
 
 @pytest.fixture(scope="module")
