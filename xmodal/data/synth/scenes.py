@@ -32,9 +32,10 @@ _SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
 # around it where the quantity has a natural centre).
 SPLIT_RANGES: dict[str, dict[str, list[tuple[float, float]]]] = {
     "train": {"scale": [(0.92, 1.08)], "rotation": [(-8.0, 8.0)], "rate": [(0.94, 1.06)],
-              "reverb_t60": [(0.0, 0.3)], "gain_db": [(-6.0, 0.0)]},
+              "pitch": [(-2.0, 2.0)], "reverb_t60": [(0.0, 0.3)], "gain_db": [(-6.0, 0.0)]},
     "heldout": {"scale": [(0.84, 0.92), (1.08, 1.16)], "rotation": [(-14.0, -8.0), (8.0, 14.0)],
-                "rate": [(0.88, 0.94), (1.06, 1.12)], "reverb_t60": [(0.3, 0.5)], "gain_db": [(-6.0, 0.0)]},
+                "rate": [(0.88, 0.94), (1.06, 1.12)], "pitch": [(-4.0, -2.0), (2.0, 4.0)],
+                "reverb_t60": [(0.3, 0.5)], "gain_db": [(-6.0, 0.0)]},
 }
 TEXTURES = {"train": ("brick", "grass"), "heldout": ("gravel", "moon")}
 MOTIONS = ("static", "linear", "bounce")
@@ -71,6 +72,7 @@ class SceneConfig:
     # "one_source": every object visible all along, exactly one sounding all along (none with p_negative).
     mode: str = "free"
     p_negative: float = 0.0
+    p_pitch: float = 0.5
 
     def validate(self) -> SceneConfig:
         if self.duration <= 0 or self.fps <= 0 or self.height < 32 or self.width < 32:
@@ -266,7 +268,9 @@ def generate_scene(seed: int, index: int, split: str = "train", config: SceneCon
         sound = {} if not src else {
             "variant": int(rng.integers(0, sources.variants(src, split))),
             "gain_db": round(_draw(rng, ranges["gain_db"]), 2), "rate": round(_draw(rng, ranges["rate"]), 4),
-            "reverb_t60": round(_draw(rng, ranges["reverb_t60"]), 3), "noise_seed": int(rng.integers(0, 2**31))}
+            "reverb_t60": round(_draw(rng, ranges["reverb_t60"]), 3), "noise_seed": int(rng.integers(0, 2**31)),
+            # a pitch shift (semitones, tempo kept) on half of the objects: it costs a phase vocoder pass
+            "pitch": round(_draw(rng, ranges["pitch"]), 2) if rng.random() < cfg.p_pitch else 0.0}
         objects.append(SceneObject(i, cls, tint, size, height_px, rotation, visible, sounding, motion, sound,
                                    grow, recolour))
     occluders = []
