@@ -153,15 +153,20 @@ def build_charades_sta(root: str | Path, n: int = 100, seed: int = 0, workers: i
     counts, jobs = make_jobs(out, n, seed, STA_CONFIG, _sta_view, lambda sid: {"video": f"Charades_v1/{sid}.mp4"},
                              counts)
     results = run_jobs(jobs, workers)
-    for split in counts:
-        charades_sta.write_charades_sta(out / f"charades_sta_{split}.txt",
-                                        [q for r in results if r["split"] == split for q in r["queries"]])
+    for k, split in enumerate(counts):
+        # moment starts flattened over eight bins of the clip, so the start-time prior carries little
+        queries = [q for r in results if r["split"] == split for q in r["queries"]]
+        kept = scene_questions.balance(queries, lambda q: 0, lambda q: min(7, int(8 * q.start / STA_CONFIG.duration)),
+                                       np.random.default_rng([seed, 31, k]), floor=0.0, min_answers=1)
+        charades_sta.write_charades_sta(out / f"charades_sta_{split}.txt", kept)
     write_scenes(out, results)
     write_card(out, "Charades-STA", counts, STA_CONFIG, ["charades_sta_train.txt", "charades_sta_test.txt",
                                                          "Charades_v1/<vid>.mp4", "scenes.jsonl"],
                "Moments are action spans (sounding, moving left or right, growing, being on screen) on a 0.5-s "
                "grid. A repeated action is told apart by order ('for the second time') or by another object's "
-               "earlier event ('after the cat appears'); such queries are preferred when drawing four per clip.")
+               "earlier event ('after the cat appears'); such queries are preferred when drawing four per clip. Per "
+               "split, queries are subsampled so that moment starts are equally frequent in eight bins of the "
+               "clip.")
     return out
 
 

@@ -109,9 +109,11 @@ def fill(question: dict[str, Any]) -> str:
     return text
 
 
-def balance(items: list[dict], family_key, answer_key, rng: np.random.Generator, floor: float = 0.25) -> list[dict]:
+def balance(items: list, family_key, answer_key, rng: np.random.Generator, floor: float = 0.25,
+            min_answers: int = 2) -> list:
     """Per family, drop answers rarer than ``floor`` times the commonest, then keep the same number of items
-    for each remaining answer (chosen at random); the order of the input is kept."""
+    for each remaining answer (chosen at random); the order of the input is kept. A family left with fewer
+    than ``min_answers`` answers is dropped (a blind model would solve it)."""
     groups: dict[Any, dict[Any, list[int]]] = defaultdict(lambda: defaultdict(list))
     for i, it in enumerate(items):
         groups[family_key(it)][answer_key(it)].append(i)
@@ -119,8 +121,8 @@ def balance(items: list[dict], family_key, answer_key, rng: np.random.Generator,
     for answers in groups.values():
         top = max(len(v) for v in answers.values())
         kept = [v for v in answers.values() if len(v) >= floor * top]
-        if len(kept) < 2:
-            continue  # one answer only: a family a blind model solves; leave it out
+        if len(kept) < min_answers:
+            continue
         n = min(len(v) for v in kept)
         for v in kept:
             keep.extend(int(i) for i in rng.choice(v, size=n, replace=False))
