@@ -5,7 +5,9 @@ The layouts checked here are those of the official files (AVE-ECCV18 ``data/Anno
 ``data/AVVP_*.csv``, LVS ``metadata/vggss.json``, MUSIC-AVQA ``data/json/avqa-*.json``). During development the
 readers were also run on those real files: 4,143 AVE lines (one ``0&0``), 4,131 audio and 2,495 visual AVVP rows
 (with ``9\\t9``, ``9\\t0`` and duplicate rows), 10,000 weak training labels, and all 5,158 VGG-SS entries, which
-``write_vggss`` writes back byte for byte.
+``write_vggss`` writes back byte for byte. ``ave_one_hot`` on the real Annotations.txt equals the official
+``labels_closs.h5`` event masks on all 4,143 clips, and ``AVE_CATEGORIES``' order the argmax of the official
+``mil_labels.h5``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,18 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from xmodal.data.benchmarks.ave import AVE_HEADER, AVEAnnotation, ave_segment_labels, read_ave, write_ave
+from xmodal.data.benchmarks.ave import (
+    AVE_CATEGORIES,
+    AVE_CLASSES,
+    AVE_HEADER,
+    AVEAnnotation,
+    ave_one_hot,
+    ave_segment_labels,
+    read_ave,
+    read_ave_features,
+    read_ave_order,
+    write_ave,
+)
 from xmodal.data.benchmarks.avvp import (
     AVVP_CLASSES,
     AVVPEvent,
@@ -104,6 +117,29 @@ def test_ave_duplicate_video_id(tmp_path):
     with pytest.raises(DataError, match="repeats line 1") as err:
         read_ave(path, unique=True)
     assert f"{path}:2" in str(err.value)
+
+
+def test_ave_one_hot_layout():
+    hot = ave_one_hot(AVE_RECORDS)
+    assert hot.shape == (3, 10, 29) and AVE_CLASSES[28] == "background" and len(AVE_CATEGORIES) == 28
+    assert hot[0, :, AVE_CLASSES.index("Church bell")].tolist() == [0] * 6 + [1, 1, 0, 0]
+    assert hot[2, :, 28].tolist() == [1] * 10 and (hot.sum(-1) == 1).all()
+
+
+def test_ave_hdf5_features_and_order(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    features = np.random.default_rng(0).random((3, 10, 128)).astype(np.float32)
+    with h5py.File(tmp_path / "audio_feature.h5", "w") as f:
+        f["avadataset"] = features
+    with h5py.File(tmp_path / "test_order.h5", "w") as f:
+        f["order"] = np.array([2, 0])
+    assert np.array_equal(read_ave_features(tmp_path / "audio_feature.h5"), features)
+    assert read_ave_order(tmp_path / "test_order.h5").tolist() == [2, 0]
+    with pytest.raises(DataError, match="no dataset 'order'"):
+        read_ave_order(tmp_path / "audio_feature.h5")
+    (tmp_path / "broken.h5").write_bytes(b"not hdf5")
+    with pytest.raises(DataError, match="not a readable HDF5"):
+        read_ave_features(tmp_path / "broken.h5")
 
 
 # ------------------------------------------------------------------------------------------------------ AVVP

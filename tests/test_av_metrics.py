@@ -69,6 +69,10 @@ def test_avvp_hand_worked_segment_and_event_level():
 
 
 def test_avvp_event_matching_at_exactly_half_and_not_one_to_one():
+    """The reference matches without one-to-one assignment: each prediction is a TP if it overlaps any GT event
+    enough, each GT event an FN if no prediction does. On one row of 1-s segments two disjoint predicted runs
+    can never both reach IoU >= 0.5 with the same GT run (each would need at least half of it, so together they
+    would cover it, gap included), so the rule cannot double-count here; the test checks the loops' counting."""
     gt = _grid({0: [1, 1, 1, 1, 0, 0, 0, 0, 0, 0]})
     half = _grid({0: [1, 1, 0, 0, 0, 0, 0, 0, 0, 0]})        # IoU 2/4 = 0.5 exactly: a TP
     below = _grid({0: [1, 0, 0, 0, 0, 0, 0, 0, 0, 0]})       # IoU 1/4: an FP, and the GT event an FN
@@ -157,6 +161,12 @@ def test_binarize_ties_at_the_median():
     three[:, :70] = 2       # 31.25 %
     three[:, 70:160] = 1    # 40.2 %: the median (index 25088) falls here, so only the top level is kept
     assert np.array_equal(binarize_lvs(three), (three == 2).astype(float))
+
+
+def test_binarize_integer_maps_do_not_wrap():
+    heatmap = np.zeros((224, 224), dtype=np.uint8)  # already 224 x 224: no resize, still computed as float
+    heatmap[:50, :50] = 200
+    assert np.array_equal(binarize_lvs(heatmap), (heatmap > 0).astype(float))
 
 
 def test_binarize_constant_maps_follow_lvs_arithmetic():

@@ -13,10 +13,13 @@ import pytest
 from xmodal.cli import main
 from xmodal.data.benchmarks.ave import AVEAnnotation, write_ave
 from xmodal.data.benchmarks.avvp import (
+    AVVP_CLASSES,
     AVVPEvent,
     AVVPWeakLabel,
+    rasterize,
     write_avvp_classes,
     write_avvp_events,
+    write_avvp_predictions,
     write_avvp_weak,
 )
 from xmodal.data.benchmarks.flickr_soundnet import FlickrAnnotation, FlickrBox, write_flickr_dir
@@ -94,6 +97,20 @@ def test_eval_avvp(tmp_path, monkeypatch, capsys):
     write_avvp_events(pred / "visual.csv", [])
     _, out, _ = run(monkeypatch, capsys, "avvp", "--annotations", str(ann), "--predictions", str(pred))
     assert out["segment_audio"] == 50.0 and out["event_av"] == 50.0 and out["segment_type"] == 50.0
+
+
+def test_eval_avvp_on_written_prediction_grids(tmp_path, monkeypatch, capsys):
+    ann, audio, visual = _avvp_folder(tmp_path)
+    videos = ["v1_0_10", "v2_0_10"]
+    grid_a, grid_v = rasterize(audio, videos), rasterize(visual, videos)
+    write_avvp_predictions(tmp_path / "pred", grid_a, grid_v)
+    _, out, _ = run(monkeypatch, capsys, "avvp", "--annotations", str(ann), "--predictions", str(tmp_path / "pred"))
+    assert set(out.values()) == {100.0}
+    grid_v["v1_0_10"][AVVP_CLASSES.index("Speech"), 5] = 0  # visual Speech [2, 5) instead of [2, 6)
+    write_avvp_predictions(tmp_path / "pred", grid_a, grid_v)
+    _, out, _ = run(monkeypatch, capsys, "avvp", "--annotations", str(ann), "--predictions", str(tmp_path / "pred"))
+    # v1 visual: TP 3, FN 1 -> 6/7; v2 scores 1. Event level: IoU 3/4 still matches -> 100.
+    assert out["segment_visual"] == 100 * (6 / 7 + 1) / 2 and out["event_visual"] == 100.0
 
 
 def test_eval_avvp_custom_vocabulary_and_errors(tmp_path, monkeypatch, capsys):

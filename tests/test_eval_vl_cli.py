@@ -72,9 +72,14 @@ def test_eval_grounding(tmp_path, refcoco_files, monkeypatch):
     pred.write_text(json.dumps({"100": [0, 0, 10, 10], "101": [5, 5, 10, 10], "102": [20, 20, 5, 5]}))
     assert run_ok(*args, "--split", "testA") == {"accuracy": 100 / 3, "n": 3}
     assert run_ok(*args, "--split", "testB") == {"accuracy": 100.0, "n": 1}
+    assert run_ok(*args, "--split", "test-u") == {"accuracy": 50.0, "n": 4}  # RefCOCOg's name for "test"
     pred.write_text(json.dumps({"100": [0, 0, 10]}))
     assert exit_status(monkeypatch, *args, "--split", "testA") == 2
     pred.write_text(json.dumps({"999": [0, 0, 10, 10]}))
+    assert exit_status(monkeypatch, *args, "--split", "testA") == 2
+    pred.write_text('{"100": [0, 0, NaN, 10]}')  # Python's json would read it
+    assert exit_status(monkeypatch, *args, "--split", "testA") == 2
+    pred.write_text('{"100": [0, 0, 10, 10], "0100": [0, 0, 10, 10]}')
     assert exit_status(monkeypatch, *args, "--split", "testA") == 2
     pred.write_text("{not json")
     assert exit_status(monkeypatch, *args, "--split", "testA") == 2
@@ -114,6 +119,19 @@ def test_eval_temporal_grounding(tmp_path, monkeypatch):
     entries[0]["video"] = "WRONG"
     pred.write_text(json.dumps(entries))
     assert exit_status(monkeypatch, *args) == 2
+
+
+def test_eval_temporal_grounding_activitynet(tmp_path):
+    queries = [charades_sta.MomentQuery("v_QOlSCBRmfWY", 0.83, 19.86, "A young woman is seen.", 82.73),
+               charades_sta.MomentQuery("v_QOlSCBRmfWY", 17.37, 60.81, "She dances.", 82.73)]
+    ann = tmp_path / "val_1.json"
+    charades_sta.write_activitynet_captions(ann, queries)
+    pred = tmp_path / "pred.json"
+    # the second query's top-1 [17.37, 39.09] covers half of the moment: TALL IoU 0.5000000000000001, a hit at 0.5, not 0.7
+    pred.write_text(json.dumps([{"video": "v_QOlSCBRmfWY", "segments": [[0.83, 19.86]]},
+                                {"video": "v_QOlSCBRmfWY", "segments": [[17.37, 39.09]]}]))
+    out = run_ok("temporal-grounding", "--annotations", str(ann), "--predictions", str(pred))
+    assert out["R@1,IoU=0.5"] == 100.0 and out["R@1,IoU=0.7"] == 50.0
 
 
 # ---- entailment -------------------------------------------------------------------------------------------------
@@ -246,7 +264,13 @@ def test_eval_retrieval_video_and_audio(tmp_path):
     clotho.write_clotho(cl, clips)
     np.save(sim, (np.repeat(np.arange(4), 5)[:, None] == np.arange(4)).astype(float))
     out = run_ok("retrieval", "--annotations", str(cl), "--similarity", str(sim))
-    assert out["t2a_R@1"] == 100.0 and out["a2t_R@1"] == 100.0
+    assert out["t2a_R@1"] == 100.0 and out["a2t_R@1"] == 100.0 and out["t2a_mAP@10"] == 100.0
+    scores = np.repeat(np.arange(4), 5)[:, None] == np.arange(4)
+    scores = scores.astype(float) + np.zeros((20, 4))
+    scores[0] = [0.0, 3.0, 2.0, 1.0]  # caption 0 finds its file at rank 4: AP@10 = 1/4
+    np.save(sim, scores)
+    out = run_ok("retrieval", "--annotations", str(cl), "--similarity", str(sim))
+    assert out["t2a_mAP@10"] == pytest.approx(100 * (19 + 0.25) / 20, abs=1e-12) and out["t2a_R@1"] == 95.0
 
     caps = [audiocaps.AudioCapsCaption(i, "yt" + str(i % 3), 30, f"sound {i}") for i in range(9)]  # interleaved
     ac = tmp_path / "test.csv"

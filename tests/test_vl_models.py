@@ -42,7 +42,7 @@ def _fit(model: torch.nn.Module, loss_fn, steps: int, lr: float = 3e-3) -> tuple
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return first, float(loss_fn())
+    return first, float(loss_fn().detach())
 
 
 def test_giou_and_box_loss_hand_worked():

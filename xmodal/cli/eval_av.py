@@ -48,12 +48,12 @@ def eval_ave(
 
 @eval_app.command("avvp")
 def eval_avvp(
-    annotations: Annotated[Path, typer.Option("--annotations",
-                                     help="Folder with AVVP_{split}_pd.csv, AVVP_eval_audio.csv, AVVP_eval_visual.csv.")],
+    annotations: Annotated[Path, typer.Option(
+        "--annotations", help="Folder with AVVP_{split}_pd.csv, AVVP_eval_audio.csv, AVVP_eval_visual.csv.")],
     predictions: Annotated[Path, typer.Option("--predictions", help="Folder with audio.csv and visual.csv.")],
     split: Annotated[str, typer.Option("--split", help="test or val: which video list is scored.")] = "test",
-    classes: Annotated[Path | None, typer.Option("--classes",
-                                           help="Class vocabulary, one name a line (default: the 25 LLP classes).")] = None,
+    classes: Annotated[Path | None, typer.Option(
+        "--classes", help="Class vocabulary, one name a line (default: the 25 LLP classes).")] = None,
 ) -> None:
     """AVVP segment- and event-level F-scores (audio, visual, audio-visual, Type@AV, Event@AV), as eval_metrics.py."""
     from xmodal.data.benchmarks.avvp import (

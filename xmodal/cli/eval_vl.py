@@ -38,13 +38,14 @@ def grounding(
     refs: Annotated[Path, typer.Option("--refs", help="refs(unc).p / refs(umd).p of the refer toolkit.")],
     instances: Annotated[Path, typer.Option("--instances", help="COCO instances.json of the same dataset.")],
     predictions: Annotated[Path, typer.Option("--predictions", help='JSON {"<sent_id>": [x, y, w, h]}.')],
-    split: Annotated[str, typer.Option("--split", help="val, testA, testB (RefCOCO/+), val or test (RefCOCOg umd).")],
+    split: Annotated[str, typer.Option("--split", help="val, testA, testB (RefCOCO/+), val-u or test-u (RefCOCOg umd).")],
 ) -> None:
     """Referring-expression accuracy (IoU >= 0.5, MAttNet's inclusive-pixel IoU) on one split."""
     from xmodal.data.benchmarks.refcoco import read_instances, read_refs, select_split
     from xmodal.errors import DataError
     from xmodal.metrics.grounding import rec_accuracy
 
+    split = {"val-u": "val", "test-u": "test"}.get(split, split)  # RefCOCOg (umd)'s names in the papers
     all_refs = read_refs(refs)
     boxes = {a.id: a.bbox for a in read_instances(instances).annotations}
     targets = {}
@@ -65,6 +66,8 @@ def grounding(
             raise DataError(f"key {key!r} is not a sentence id", source=predictions) from None
         if sent_id not in known:
             raise DataError(f"sentence {sent_id} is not in {refs}", source=predictions)
+        if sent_id in preds:
+            raise DataError(f"sentence {sent_id} is predicted twice (key {key!r})", source=predictions)
         preds[sent_id] = _numbers(box, 4, f"sentence {key}", predictions)
     _log(f"{split}: {len(targets)} sentences, {len(set(preds) & set(targets))} predicted")
     _emit(rec_accuracy(preds, targets))

@@ -10,6 +10,9 @@ The matrix is (captions, items) in the protocol's order (its transpose is accept
 - ``clotho``: the files of a Clotho captions CSV in order, captions 1-5 each; ``audiocaps``: the captions of an
   AudioCaps CSV in file order, the clips (youtube_id, start_time) in first-seen order.
 
+Clotho's text-to-audio direction also reports ``t2a_mAP@10`` (DCASE 2022 task 6b): with one relevant file per
+caption, the mean of ``1 / rank`` over captions ranked within the top 10, 0 otherwise.
+
 MedR is VSE++'s ``np.floor(np.median(ranks)) + 1`` for the image and audio protocols (VSE++ and the audio-text
 retrieval code built on it) and CLIP4Clip's ``np.median(ranks) + 1`` for MSR-VTT.
 """
@@ -22,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from xmodal.errors import DataError, ShapeError
-from xmodal.metrics.retrieval import Ties, fold_average, text_item_retrieval
+from xmodal.metrics.retrieval import Ties, fold_average, ranks_any_positive, text_item_retrieval
 
 PROTOCOLS = ("coco-5k", "coco-1k", "flickr", "msrvtt-1ka", "clotho", "audiocaps")
 DIRECTIONS = {"coco-5k": ("t2i", "i2t"), "coco-1k": ("t2i", "i2t"), "flickr": ("t2i", "i2t"),
@@ -103,8 +106,12 @@ def evaluate_protocol(sim: np.ndarray, layout: RetrievalLayout, ties: Ties = "pe
                          f"matrix, got {sim.shape}", "similarity")
     directions = DIRECTIONS[layout.protocol]
     if layout.protocol != "coco-1k":
-        return text_item_retrieval(sim, layout.caption_item, directions, ties,
-                                   floor_median=FLOOR_MEDIAN[layout.protocol])
+        out = text_item_retrieval(sim, layout.caption_item, directions, ties,
+                                  floor_median=FLOOR_MEDIAN[layout.protocol])
+        if layout.protocol == "clotho":
+            ranks = ranks_any_positive(sim, [[i] for i in layout.caption_item], ties)  # 0-based
+            out["t2a_mAP@10"] = float(100.0 * np.mean(np.where(ranks < 10, 1.0 / (ranks + 1), 0.0)))
+        return out
     if n_items % COCO_1K_FOLD:
         raise ShapeError(f"coco-1k splits the gallery into folds of {COCO_1K_FOLD} images; {n_items} is not a "
                          "multiple", "similarity")

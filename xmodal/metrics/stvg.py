@@ -10,6 +10,10 @@
 - Predictions are per-frame boxes; the predicted span is [first boxed frame, last boxed frame + 1). Boxes on
   frames that are not sampled define the span but enter no IoU; a sampled frame inside both spans without a box
   counts IoU 0; a query without boxes scores 0. Every value is in percent.
+
+Checked side by side with ``HCSTVGEvaluator`` and ``VidSTGEvaluator`` run from TubeDETR's snapshot (fed the
+same spans and boxes in its ``{video_id}_{frame}`` layout): identical to 1e-9 on 60 HC-STVG clips of 100 to 3,001
+frames and 73 VidSTG sentences at 25 to 59.94 fps, per sentence type.
 """
 
 from __future__ import annotations

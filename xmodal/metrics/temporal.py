@@ -8,6 +8,10 @@
   picks are the top n. Without NMS the given order is the ranking.
 - mIoU is the mean over queries of ``max(0, IoU)`` of the top-1 segment (0 for a query without segments).
 Every value is in percent.
+
+Checked side by side with TALL's ``calculate_IoU``, ``nms_temporal`` and ``compute_IoU_recall_top_n_forreg`` run
+from its snapshot (``map`` wrapped in ``list`` for Python 3): identical on 3,000 random queries with tied scores
+and duplicated segments, for every R@{1,5} at IoU {0.3, 0.5, 0.7} and every NMS pick list.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -119,8 +120,10 @@ def get(obj: Any, key: str, kind: type[T] | tuple[type, ...], where: str, source
 
 
 def number_list(value: Any, length: int | None, what: str, where: str, source: PathLike) -> list[float]:
-    """A list of JSON numbers (of ``length`` when given) or a DataError."""
-    ok = isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    """A list of finite JSON numbers (of ``length`` when given) or a DataError (Python's json reads NaN and
+    Infinity, which no official file holds)."""
+    ok = isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                         and math.isfinite(v) for v in value)
     if not ok or (length is not None and len(value) != length):
         size = f"{length} " if length is not None else ""
         raise DataError(f"{where}: {what} must be a list of {size}numbers, got {value!r}", source=source)

@@ -7,24 +7,36 @@ official repository has no header line, the distributed dataset's files start wi
 (``Baby cry, infant cry``) and are kept exactly. ``0&0`` is a clip with no event (all background; the real
 file has one). The full ``Annotations.txt`` repeats a VideoID for different events (45 times); the split files
 do not, and ``read_ave(..., unique=True)`` enforces that.
+
+The optional precomputed features and labels are HDF5 files whose rows follow the lines of Annotations.txt
+(dataset ``avadataset``: ``audio_feature.h5`` (4143, 10, 128), ``visual_feature.h5`` (4143, 10, 7, 7, 512),
+``labels.h5`` (4143, 10, 29) one-hot, ``labels_closs.h5`` (4143, 10) event masks), with the splits as row
+indices (dataset ``order``: ``train_order.h5`` and ``val_order.h5``/``test_order.h5``, 402 rows each).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 
 from xmodal.data.benchmarks._files import PathLike, parse_int, read_lines, write_text
-from xmodal.errors import DataError
+from xmodal.errors import CorruptFileError, DataError, require_module
 
 __all__ = [
     "AVE_CATEGORIES",
+    "AVE_CLASSES",
     "AVE_HEADER",
     "BACKGROUND",
     "N_SEGMENTS",
     "AVEAnnotation",
+    "ave_one_hot",
     "ave_segment_labels",
     "read_ave",
+    "read_ave_features",
+    "read_ave_order",
     "write_ave",
 ]
 
@@ -32,15 +44,16 @@ AVE_HEADER = "Category&VideoID&Quality&StartTime&EndTime"
 BACKGROUND = "background"
 N_SEGMENTS = 10
 
-# The 28 event classes as spelled in the official Annotations.txt (sorted here; the order of the official
-# label tensors is not implied).
+# The 28 event classes, spelled as in Annotations.txt, in the column order of the official label tensors
+# (``mil_labels.h5`` columns 0..27 follow the classes' first appearance in Annotations.txt); background is
+# column 28 of the 29-way labels.
 AVE_CATEGORIES = (
-    "Accordion", "Acoustic guitar", "Baby cry, infant cry", "Banjo", "Bark", "Bus", "Cat", "Chainsaw",
-    "Church bell", "Clock", "Female speech, woman speaking", "Fixed-wing aircraft, airplane", "Flute",
-    "Frying (food)", "Goat", "Helicopter", "Horse", "Male speech, man speaking", "Mandolin", "Motorcycle",
-    "Race car, auto racing", "Rodents, rats, mice", "Shofar", "Toilet flush", "Train horn", "Truck", "Ukulele",
-    "Violin, fiddle",
+    "Church bell", "Male speech, man speaking", "Bark", "Fixed-wing aircraft, airplane", "Race car, auto racing",
+    "Female speech, woman speaking", "Helicopter", "Violin, fiddle", "Flute", "Ukulele", "Frying (food)", "Truck",
+    "Shofar", "Motorcycle", "Acoustic guitar", "Train horn", "Clock", "Banjo", "Goat", "Baby cry, infant cry",
+    "Bus", "Chainsaw", "Cat", "Horse", "Toilet flush", "Rodents, rats, mice", "Accordion", "Mandolin",
 )
+AVE_CLASSES = (*AVE_CATEGORIES, BACKGROUND)
 
 
 @dataclass(frozen=True)
@@ -117,3 +130,43 @@ def ave_segment_labels(records: Sequence[AVEAnnotation], source: PathLike | None
             raise DataError(f"VideoID {r.video_id!r} appears more than once", source)
         out[r.video_id] = r.segment_labels()
     return out
+
+
+def ave_one_hot(records: Sequence[AVEAnnotation], classes: Sequence[str] = AVE_CLASSES) -> np.ndarray:
+    """``(len(records), 10, len(classes))`` float32 one-hot segment labels in the layout of the official
+    ``labels.h5`` (background is the class named ``background``)."""
+    index = {c: i for i, c in enumerate(classes)}
+    if BACKGROUND not in index:
+        raise DataError(f"the class list must contain {BACKGROUND!r}")
+    out = np.zeros((len(records), N_SEGMENTS, len(classes)), dtype=np.float32)
+    for k, r in enumerate(records):
+        if r.category not in index:
+            raise DataError(f"category {r.category!r} is not in the class list", r.video_id)
+        for t, label in enumerate(r.segment_labels()):
+            out[k, t, index[label]] = 1
+    return out
+
+
+def _h5_dataset(path: PathLike, key: str) -> np.ndarray:
+    h5py = require_module("h5py", package="h5py")
+    try:
+        with h5py.File(path, "r") as f:
+            if key not in f:
+                raise DataError(f"has no dataset {key!r} (it holds {sorted(f.keys())})", path)
+            return f[key][()]
+    except OSError as exc:
+        raise (DataError("file not found", path) if not Path(path).is_file()
+               else CorruptFileError(f"not a readable HDF5 file ({exc})", path)) from exc
+
+
+def read_ave_features(path: PathLike, key: str = "avadataset") -> np.ndarray:
+    """An official AVE HDF5 array (features or labels, one row per line of Annotations.txt)."""
+    return _h5_dataset(path, key)
+
+
+def read_ave_order(path: PathLike) -> np.ndarray:
+    """The row indices of a split (``train_order.h5`` etc., dataset ``order``) as int64."""
+    order = np.asarray(_h5_dataset(path, "order"))
+    if order.ndim != 1 or not np.issubdtype(order.dtype, np.integer):
+        raise DataError(f"expected a 1-D integer 'order' dataset, got {order.dtype} {order.shape}", path)
+    return order.astype(np.int64)

@@ -38,6 +38,7 @@ __all__ = [
     "weak_labels_by_file",
     "write_avvp_classes",
     "write_avvp_events",
+    "write_avvp_predictions",
     "write_avvp_weak",
 ]
 
@@ -217,3 +218,14 @@ def read_avvp_features(filename: str, audio_dir: PathLike, visual_dir: PathLike,
             raise DataError(f"expected {name} features of shape {FEATURE_SHAPES[name]}, got {array.shape}", path)
         out[name] = array.astype(np.float32, copy=False)
     return out
+
+
+def write_avvp_predictions(folder: PathLike, audio: Mapping[str, np.ndarray], visual: Mapping[str, np.ndarray],
+                           classes: Sequence[str] = AVVP_CLASSES) -> None:
+    """Write ``folder/audio.csv`` and ``folder/visual.csv`` (the layout ``xmodal eval avvp`` reads) from
+    ``{filename: (n_classes, 10) 0/1 grid}`` per modality, e.g. the output of
+    :func:`xmodal.metrics.avvp.avvp_postprocess`."""
+    root = Path(folder)
+    for name, grids in (("audio", audio), ("visual", visual)):
+        write_avvp_events(root / f"{name}.csv",
+                          [row for f, grid in grids.items() for row in events_from_grid(f, grid, classes)])
