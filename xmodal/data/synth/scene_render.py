@@ -106,7 +106,8 @@ def _vary(wave: np.ndarray, sound: dict) -> np.ndarray:
         # librosa's phase vocoder stretches by the pitch factor, then a polyphase resample restores the length:
         # the same route as librosa.effects.pitch_shift, with scipy's resampler (3x cheaper than soxr_hq here)
         factor = Fraction(2 ** (sound["pitch"] / 12)).limit_denominator(50)
-        wave = librosa.effects.time_stretch(wave, rate=float(1 / factor))
+        # 32-ms frames: the shortest source (a 0.12-s bell strike) still spans several
+        wave = librosa.effects.time_stretch(wave, rate=float(1 / factor), n_fft=512, hop_length=128)
         wave = resample_poly(wave, factor.denominator, factor.numerator).astype(np.float32)
     rate = Fraction(sound["rate"]).limit_denominator(50)
     if rate != 1:
