@@ -97,11 +97,14 @@ def test_question_only_majority_stays_at_chance_per_family():
         chance = 1 / len({q["anser"] for q in train if tuple(q["type"]) == fam})
         blind = np.mean([q["anser"] == family_majority[fam] for q in qs])
         assert blind <= chance + 0.08, (fam, blind, chance, answers)
-        # the same with the filled question text seen in training (answer prior per question)
+        # the same with the filled question text seen in training (an answer prior per question); a temporal
+        # question names its two candidates, so its chance is one half
         guess = [majority_by_question[qa.fill(q)].most_common(1)[0][0] if qa.fill(q) in majority_by_question
                  else family_majority[fam] for q in qs]
         blind_text = np.mean([g == q["anser"] for g, q in zip(guess, qs)])
-        assert blind_text <= chance + 0.12, (fam, blind_text, chance)
+        chance_text = 0.5 if fam == ("Audio-Visual", "Temporal") else chance
+        slack = max(0.08, 3 * np.sqrt(chance_text * (1 - chance_text) / len(qs)))
+        assert blind_text <= chance_text + slack, (fam, blind_text, chance_text, len(qs))
 
 
 def test_every_entailment_template_appears_under_all_three_labels():

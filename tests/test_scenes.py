@@ -138,3 +138,48 @@ def test_segment_labels_agree_with_the_decoded_media(one_object_clips):
             seen = changed[k * fps: (k + 1) * fps].mean() > 0.5
             assert (obj.cls in labels["visual"][k]) == seen, (scene.id, k)
             assert (obj.cls in labels["av"][k]) == (heard and seen)
+
+
+def test_event_scenes_hold_one_event_background_and_distractors():
+    from xmodal.data.synth.scene_benchmarks_av import AVE_CONFIG
+
+    background, silent, offscreen = [], 0, 0
+    for i in range(60):
+        scene = scenes.generate_scene(8, i, "train", AVE_CONFIG)
+        av = scenes.segment_labels(scene)["av"]
+        assert {c for seg in av for c in seg} == {scene.objects[0].cls}
+        background.append(np.mean([not seg for seg in av]))
+        silent += any(o.visible and not o.sounding and o.kind != "prop" for o in scene.objects[1:])
+        offscreen += any(o.sounding and not o.visible for o in scene.objects[1:])
+    assert np.mean(background) > 0.3 and silent > 10 and offscreen > 10  # broadcasting the clip label loses
+
+
+def test_the_sounding_object_is_independent_of_size():
+    from xmodal.data.synth.scene_benchmarks_av import LOCALISATION_CONFIG
+
+    largest, expected, negatives = [], [], 0
+    for i in range(300):
+        scene = scenes.generate_scene(9, i, "train", LOCALISATION_CONFIG)
+        sounding = [o for o in scene.objects if o.sounding]
+        if not sounding:
+            negatives += 1
+            continue
+        area = {o.id: np.prod(np.diff(np.reshape(scenes.box_at(o, 5.0, scene.config), (2, 2)), axis=0))
+                for o in scene.objects}
+        largest.append(max(area, key=area.get) == sounding[0].id)
+        expected.append(1 / len(scene.objects))
+    assert abs(np.mean(largest) - np.mean(expected)) < 0.08
+    assert 10 <= negatives <= 50  # p_negative = 0.1
+
+
+def test_free_scenes_mix_audio_only_visual_only_and_overlapping_events():
+    kinds = {"audio only": 0, "visual only": 0, "both": 0, "several classes": 0}
+    for i in range(60):
+        seg = scenes.segment_labels(scenes.generate_scene(10, i, "train"))
+        heard = {c for s in seg["audio"] for c in s}
+        seen = {c for s in seg["visual"] for c in s}
+        kinds["audio only"] += bool(heard - seen)
+        kinds["visual only"] += bool(seen - heard)
+        kinds["both"] += bool(heard & seen)
+        kinds["several classes"] += len(heard | seen) >= 2
+    assert min(kinds.values()) >= 10, kinds
