@@ -130,6 +130,26 @@ def test_hc_stvg_tubes_are_the_referents_boxes_and_score_100(tmp_path):
     assert scores["m_vIoU"] == 100.0 and scores["m_tIoU"] == 100.0
 
 
+def test_hard_negative_twins_differ_in_one_respect_that_captions_state():
+    rng = np.random.default_rng(0)
+    seen_kinds = set()
+    for i in range(1, 40, 2):
+        base = scenes.generate_scene(7, i - 1, "test", vl.RETRIEVAL_CONFIG)
+        twin = vl.hard_negative_twin(scenes.generate_scene(7, i, "test", vl.RETRIEVAL_CONFIG))
+        changed = {k for a, b in zip(base.objects, twin.objects) for k in ("tint", "motion", "sounding")
+                   if getattr(a, k) != getattr(b, k)}
+        assert len(changed) == 1, changed
+        seen_kinds |= changed
+        if changed == {"sounding"}:  # the order of first sounds flips, and so do the audio captions
+            assert scene_language.audio_captions(base, rng)[0] != scene_language.audio_captions(twin, rng)[0]
+        if changed == {"motion"}:  # mirrored: every box reflected about the vertical axis
+            for a, b in zip(base.objects, twin.objects):
+                ba, bb = scenes.box_at(a, 0.0, base.config), scenes.box_at(b, 0.0, twin.config)
+                if ba is not None and a.grow is None:
+                    assert bb[2] - bb[0] == ba[2] - ba[0] and abs(bb[0] - (128 - ba[2])) <= 1
+    assert seen_kinds == {"tint", "motion", "sounding"}
+
+
 def _identity_similarity(tmp_path, annotations, protocol: str) -> dict:
     from xmodal.metrics.retrieval_protocols import read_layout
 

@@ -4,7 +4,8 @@ Charades-STA, SNLI-VE, HC-STVG, COCO Karpathy, MSR-VTT, AudioCaps and Clotho
 
 As in :mod:`xmodal.data.synth.scene_benchmarks_av`, files are written by the writers of
 :mod:`xmodal.data.benchmarks`. Retrieval builders pair every even clip with a hard negative twin (the next clip):
-the same scene with one object's colour changed, so captions of the pair differ in one attribute.
+the same scene with one object's colour changed, its layout mirrored, or two sources' temporal order swapped, so
+captions of the pair differ in one attribute, relation or order.
 """
 
 from __future__ import annotations
@@ -55,12 +56,29 @@ def _rng(scene: scenes.Scene, salt: int) -> np.random.Generator:
 
 
 def hard_negative_twin(scene: scenes.Scene) -> scenes.Scene:
-    """For an odd index, the scene of the previous (even) index with one visible object's colour changed;
-    even indices are returned as they are."""
+    """For an odd index, the scene of the previous (even) index changed in one respect, by turns: one visible
+    object's colour, the layout mirrored left to right (every left/right relation flips), or the sounding
+    intervals of two sources swapped (their temporal order flips). Even indices are returned as they are."""
     if scene.index % 2 == 0:
         return scene
     base = scenes.generate_scene(scene.seed, scene.index - 1, scene.split, scene.config)
     rng = _rng(scene, 23)
+    kind = (scene.index // 2) % 3
+    heard = sorted((o for o in base.objects if o.sounding), key=lambda o: o.sounding[0][0])
+    if kind == 2 and len(heard) >= 2 and heard[0].sounding[0][0] < heard[-1].sounding[0][0]:
+        a, b = heard[0], heard[-1]
+        swap = {a.id: b.sounding, b.id: a.sounding}
+        objects = [replace(o, sounding=swap.get(o.id, o.sounding)) for o in base.objects]
+        return replace(base, index=scene.index, objects=objects)
+    if kind == 1:
+        objects = []
+        for o in base.objects:
+            big = vocabulary.sprite(o.cls, round(o.height_px * (o.grow[2] if o.grow else 1.0)), "plain", o.rotation)
+            m = {**o.motion, "x0": base.config.width - big.shape[1] - o.motion["x0"], "vx": -o.motion["vx"]}
+            objects.append(replace(o, motion=m))
+        return replace(base, index=scene.index, objects=objects,
+                       occluders=[[base.config.width - x1, y0, base.config.width - x0, y1]
+                                  for x0, y0, x1, y1 in base.occluders])
     visible = [o for o in base.objects if o.visible and o.kind != "prop"] or [o for o in base.objects if o.visible]
     if not visible:
         return scene
@@ -256,7 +274,8 @@ def _retrieval_view(scene: scenes.Scene, info: dict[str, Any]) -> dict[str, Any]
             "audio_captions": scene_language.audio_captions(scene, rng)}
 
 
-_TWINS = "Every odd clip is the hard negative of the clip before it: the same scene with one object's colour changed."
+_TWINS = ("Every odd clip is the hard negative of the clip before it: the same scene with, by turns, one object's "
+          "colour changed, the layout mirrored left to right, or two sources' sounding intervals swapped.")
 
 
 def build_coco_karpathy(root: str | Path, n: int = 1000, seed: int = 0, workers: int = 1) -> Path:
