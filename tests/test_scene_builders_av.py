@@ -149,3 +149,21 @@ def test_music_avqa_files_read_back_and_score_100(tmp_path):
     pred.write_text(json.dumps({str(q.question_id): q.anser for q in test}))
     scores = _eval("avqa", "--annotations", str(root / "avqa-test.json"), "--predictions", str(pred))
     assert scores["Overall"] == 100.0
+
+
+@pytest.mark.parametrize("args", [["--n", "2"], ["--n", "6", "--workers", "0"]])
+def test_bad_build_options_exit_2(tmp_path, args):
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "xmodal", "data", "build", "ave-scenes", "--out",
+                          str(tmp_path / "x"), *args], check=False, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "ConfigError" in res.stderr, res.stderr
+
+
+def test_data_list_shows_every_scene_builder():
+    res = runner.invoke(app, ["data", "list"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0
+    for name in ("ave", "llp", "vggss", "flickr-soundnet", "music-avqa", "refcoco", "charades-sta", "snli-ve",
+                 "hc-stvg", "coco-karpathy", "msrvtt", "audiocaps", "clotho"):
+        assert f"{name}-scenes" in res.output
