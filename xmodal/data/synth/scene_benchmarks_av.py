@@ -48,7 +48,7 @@ def avvp_name(cls: str) -> str:
 # ---------------------------------------------------------------- AVE
 
 def _ave_view(scene: scenes.Scene, info: dict[str, Any]) -> dict[str, Any]:
-    target = scene.objects[0]
+    (target,) = [o for o in scene.objects if o.visible and o.sounding]
     av = scenes.segment_labels(scene)["av"]
     segs = [k for k, labels in enumerate(av) if target.cls in labels]
     if not segs or segs != list(range(segs[0], segs[-1] + 1)) or any(
@@ -71,7 +71,7 @@ def build_ave(root: str | Path, n: int = 100, seed: int = 0, workers: int = 1) -
     write_scenes(out, results)
     write_card(out, "AVE", counts, AVE_CONFIG, ["Annotations.txt", "trainSet.txt", "valSet.txt", "testSet.txt",
                                                 "AVE/<VideoID>.mp4", "scenes.jsonl"],
-               "One audio-visual event per clip: object 0 is seen and heard over one overlapping span; the other "
+               "One audio-visual event per clip: one object (drawn on top) is seen and heard over one overlapping span; the other "
                "objects are of other classes and are either visible and silent or heard off screen. Segment t is "
                "the event when the event's object is both visible and sounding for more than half of it.")
     return out

@@ -22,9 +22,8 @@ import numpy as np
 
 from xmodal.data.synth import vocabulary
 from xmodal.data.synth.scene_render import visible_fractions_at
-from xmodal.data.synth.scenes import Scene, SceneObject, box_at, state_at
+from xmodal.data.synth.scenes import SEEN, Scene, SceneObject, box_at, state_at
 
-SEEN = 0.5
 ORDINALS = ("first", "second", "third", "fourth", "fifth")
 _SYNONYM = {s: c.name for c in vocabulary.CLASSES for s in c.synonyms}
 

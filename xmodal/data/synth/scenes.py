@@ -18,7 +18,7 @@ disjoint from training (:data:`SPLIT_RANGES`), and textures, melodies, sentences
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,7 @@ SPLIT_RANGES: dict[str, dict[str, list[tuple[float, float]]]] = {
 }
 TEXTURES = {"train": ("brick", "grass"), "heldout": ("gravel", "moon")}
 MOTIONS = ("static", "linear", "bounce")
+SEEN = 0.5  # an object is seen in a frame when at least this fraction of its sprite's pixels is uncovered
 
 
 @dataclass(frozen=True)
@@ -227,6 +228,7 @@ def generate_scene(seed: int, index: int, split: str = "train", config: SceneCon
     # one_source: the sounding object is drawn uniformly, independent of its size and place; -1 is a silent clip
     sounder = int(rng.integers(0, n)) if rng.random() >= cfg.p_negative else -1
     objects: list[SceneObject] = []
+    placed: list[tuple[float, float, float, float]] = []
     for i in range(n + n_props):
         prop = i >= n
         if prop:
@@ -249,6 +251,13 @@ def generate_scene(seed: int, index: int, split: str = "train", config: SceneCon
         max_h = round(height_px * (grow[2] if grow else 1.0))
         probe = vocabulary.sprite(cls, max_h, "plain", rotation)
         motion = _motion(rng, cfg, probe.shape[1], probe.shape[0])
+        for _ in range(50 if cfg.mode == "one_source" else 0):  # localisation: objects never overlap
+            x, y = motion["x0"], motion["y0"]
+            if not any(x < b[2] and b[0] < x + probe.shape[1] and y < b[3] and b[1] < y + probe.shape[0]
+                       for b in placed):
+                break
+            motion = _motion(rng, cfg, probe.shape[1], probe.shape[0])
+        placed.append((motion["x0"], motion["y0"], motion["x0"] + probe.shape[1], motion["y0"] + probe.shape[0]))
         role = rng.random()
         offscreen = not prop and role < cfg.p_offscreen
         silent = prop or (not offscreen and role < cfg.p_offscreen + cfg.p_silent)
@@ -273,6 +282,8 @@ def generate_scene(seed: int, index: int, split: str = "train", config: SceneCon
             "pitch": round(_draw(rng, ranges["pitch"]), 2) if rng.random() < cfg.p_pitch else 0.0}
         objects.append(SceneObject(i, cls, tint, size, height_px, rotation, visible, sounding, motion, sound,
                                    grow, recolour))
+    if cfg.mode == "event":  # the event's object is drawn last, so no distractor covers it
+        objects = [replace(o, id=k) for k, o in enumerate(objects[1:] + objects[:1])]
     occluders = []
     if cfg.occluder and rng.random() < cfg.occluder:
         w, h = int(cfg.width * rng.uniform(0.3, 0.45)), int(cfg.height * rng.uniform(0.45, 0.7))
@@ -337,16 +348,29 @@ def _overlap(intervals: list[list[float]], a: float, b: float) -> float:
     return sum(max(0.0, min(e, b) - max(s, a)) for s, e in intervals)
 
 
+def seen_frames(scene: Scene) -> dict[int, np.ndarray]:
+    """Per object, the frames (bool, T) in which it is seen: on screen with at least half of its sprite's pixels
+    uncovered (by later objects or occluders), counted on the composited object map."""
+    from xmodal.data.synth.scene_render import visible_fractions_at  # the renderer imports this module
+
+    fractions = [visible_fractions_at(scene, float(t)) for t in frame_times(scene.config)]
+    return {o.id: np.array([f[o.id] >= SEEN for f in fractions]) for o in scene.objects}
+
+
 def segment_labels(scene: Scene, segment: float = 1.0) -> dict[str, list[list[str]]]:
     """Per segment ``[k, k + segment)``: the sorted classes heard ("audio"), seen ("visual") and both heard and
-    seen ("av", per class, as AVVP defines it). A class counts in a segment when one of its objects is
-    sounding (visible) for more than half of it."""
+    seen ("av", per class, as AVVP defines it). A class is heard in a segment when one of its objects sounds for
+    more than half of it, and seen when one of its objects is seen (:func:`seen_frames`) in more than half of
+    the segment's frames."""
     n = round(scene.config.duration / segment)
+    seen_at = seen_frames(scene)
+    times = frame_times(scene.config)
     out: dict[str, list[list[str]]] = {"audio": [], "visual": [], "av": []}
     for k in range(n):
         a, b = k * segment, (k + 1) * segment
+        inside = (times >= a - 1e-9) & (times < b - 1e-9)
         heard = {o.cls for o in scene.objects if _overlap(o.sounding, a, b) > segment / 2}
-        seen = {o.cls for o in scene.objects if o.kind != "prop" and _overlap(o.visible, a, b) > segment / 2}
+        seen = {o.cls for o in scene.objects if o.kind != "prop" and seen_at[o.id][inside].mean() > 0.5}
         out["audio"].append(sorted(heard))
         out["visual"].append(sorted(seen))
         out["av"].append(sorted(heard & seen))
