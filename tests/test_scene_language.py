@@ -68,6 +68,16 @@ def test_temporal_queries_need_order_and_point_at_real_spans():
                                            for _ in o.visible]
                         if a["object"] == q["object"] and a["action"] == q["action"]]
                 assert len(same) == 1, q
+            if q["kind"] == "after":  # the anchoring event happens once, and the moment is the first span after it
+                anchor = q["query"].rstrip(".").split(" after the ", 1)[1]
+                assert anchor
+                starts = [a["start"] for a in acts if a["object"] == q["object"] and a["action"] == q["action"]]
+                starts += [s for s, _ in obj.visible] if q["action"] == "visible" else []
+                earlier = [s for s in starts if s < q["start"]]
+                # some event of another object, done once, falls between the previous span and this one
+                events = Counter((a["object"], a["action"]) for a in acts if a["start"] == a["end"])
+                assert any(a["object"] != q["object"] and events[(a["object"], a["action"])] == 1
+                           and max(earlier) < a["start"] <= q["start"] for a in acts if a["start"] == a["end"])
     assert kinds["ordinal"] and kinds["after"] and kinds["single"]
 
 

@@ -16,6 +16,7 @@ An object is *seen* in a frame when at least half of its sprite's pixels are unc
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -285,6 +286,9 @@ def temporal_queries(scene: Scene, actions: list[dict[str, Any]], rng: np.random
     spans += [{"object": o.id, "action": "visible", "start": s, "end": e} for o in scene.objects
               for s, e in o.visible if o.kind != "prop" and e - s < scene.config.duration]
     instants = [a for a in actions if a["action"] in _INSTANT_PHRASE]
+    # an event can anchor "after" only if its object does it once ("after the cat appears" must be one time)
+    once = {k for k, n in Counter((a["object"], a["action"]) for a in instants).items() if n == 1}
+    instants = [a for a in instants if (a["object"], a["action"]) in once]
     out = []
     key = lambda a: (a["object"], a["action"])
     for (oid, act), group in itertools.groupby(sorted(spans, key=lambda a: (key(a), a["start"])), key=key):
