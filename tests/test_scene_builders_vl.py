@@ -55,7 +55,11 @@ def test_refcoco_refs_point_at_their_objects_and_score_100(tmp_path):
         scene_json = truth[images[r.image_id].file_name.removesuffix(".jpg")]
         obj_id = r.ann_id % 100
         x0, y0, x1, y1 = scene_json["boxes"][str(obj_id)][_frame(scene_json, vl.REFERENCE_TIME)]
-        assert anns[r.ann_id].bbox == (x0, y0, x1 - x0, y1 - y0)
+        ann = anns[r.ann_id]
+        assert ann.bbox == (x0, y0, x1 - x0, y1 - y0)
+        xs, ys = ann.segmentation[0][0::2], ann.segmentation[0][1::2]  # the outline lies in the box
+        assert x0 <= min(xs) and max(xs) <= x1 and y0 <= min(ys) and max(ys) <= y1
+        assert 0 < ann.area <= (x1 - x0) * (y1 - y0)
         scene = scenes.generate_scene(scene_json["seed"], scene_json["index"], scene_json["split"],
                                       vl.REFCOCO_CONFIG)
         for s in r.sentences:  # every expression resolves to exactly its object in the frame

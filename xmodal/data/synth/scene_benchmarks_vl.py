@@ -27,7 +27,7 @@ from xmodal.data.benchmarks import (
     refcoco,
     snli_ve,
 )
-from xmodal.data.synth import scene_language, scene_questions, scenes, vocabulary
+from xmodal.data.synth import scene_language, scene_questions, scene_render, scenes, vocabulary
 from xmodal.data.synth.scene_build import (
     make_jobs,
     register_scene_builder,
@@ -106,8 +106,21 @@ def _refcoco_view(scene: scenes.Scene, info: dict[str, Any]) -> dict[str, Any]:
         if texts:
             refs.append({"object": o["id"], "cls": o["cls"], "texts": texts,
                          "kind": vocabulary.get_class(o["cls"]).kind})
+    omap, _ = scene_render.object_map_at(scene, REFERENCE_TIME)
+    for o in seen:  # COCO polygons of the uncovered pixels (the largest outline), and their pixel count
+        o["segmentation"], o["area"] = _polygon(omap == o["id"])
     return {**scene_record(scene, info), "seen": seen, "refs": refs, "image": f"{scene.id}.jpg",
             "size": (scene.config.width, scene.config.height)}
+
+
+def _polygon(mask: np.ndarray) -> tuple[list[list[float]], float]:
+    """The outline of the largest region of ``mask`` as one COCO polygon (x, y pairs at pixel edges, traced by
+    skimage's marching squares on the padded mask), and the mask's pixel count."""
+    from skimage.measure import find_contours
+
+    contours = find_contours(np.pad(mask, 1).astype(np.float32), 0.5)
+    outline = max(contours, key=len) - 1 + 0.5  # back to unpadded pixel-edge coordinates
+    return [[round(float(v), 2) for yx in outline for v in (yx[1], yx[0])]], float(mask.sum())
 
 
 def build_refcoco(root: str | Path, n: int = 100, seed: int = 0, workers: int = 1) -> Path:
@@ -129,7 +142,7 @@ def build_refcoco(root: str | Path, n: int = 100, seed: int = 0, workers: int = 
             ann_of[o["id"]] = image_id * 100 + o["id"]
             anns.append(refcoco.CocoAnnotation(
                 ann_of[o["id"]], image_id, cat_id[o["cls"]], (float(x0), float(y0), float(x1 - x0), float(y1 - y0)),
-                float((x1 - x0) * (y1 - y0)), 0, [[x0, y0, x1, y0, x1, y1, x0, y1]]))
+                o["area"], 0, o["segmentation"]))
         for ref in r["refs"]:
             split = r["split"] if r["split"] != "test" else (
                 "testA" if ref["kind"] in ("animal", "person") else "testB")

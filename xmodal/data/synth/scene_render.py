@@ -174,9 +174,9 @@ def write_clip(scene: Scene, path: str | Path, rendered: Rendered | None = None,
                 video_options={"preset": "veryfast"}, audio_options={"aac_coder": "fast"})
 
 
-def visible_fractions_at(scene: Scene, t: float) -> dict[int, float]:
-    """The fraction of each object's sprite pixels not covered (by later objects or occluders) at time ``t``;
-    0 for an object not on screen. Exact, from the same compositing as :func:`render_frames`."""
+def object_map_at(scene: Scene, t: float) -> tuple[np.ndarray, dict[int, int]]:
+    """int16 (H, W) map of the object owning each pixel at time ``t`` (-1: background or occluder), and the
+    opaque pixel count of each object on screen, from the same compositing as :func:`render_frames`."""
     cfg = scene.config
     omap = np.full((cfg.height, cfg.width), -1, np.int16)
     area: dict[int, int] = {}
@@ -190,4 +190,11 @@ def visible_fractions_at(scene: Scene, t: float) -> dict[int, float]:
         area[o.id] = int(mask.sum())
     for x0, y0, x1, y1 in scene.occluders:
         omap[y0:y1, x0:x1] = -1
+    return omap, area
+
+
+def visible_fractions_at(scene: Scene, t: float) -> dict[int, float]:
+    """The fraction of each object's sprite pixels not covered (by later objects or occluders) at time ``t``;
+    0 for an object not on screen. Exact, from the same compositing as :func:`render_frames`."""
+    omap, area = object_map_at(scene, t)
     return {o.id: float((omap == o.id).sum()) / area[o.id] if o.id in area else 0.0 for o in scene.objects}
