@@ -225,9 +225,21 @@ def test_eval_retrieval_karpathy(tmp_path, monkeypatch):
     assert run_ok("retrieval", "--annotations", str(ann), "--similarity", str(sim)) == out
     np.save(sim, np.zeros((40, 8), dtype=np.float32))  # a constant model
     flat = ["retrieval", "--annotations", str(ann), "--similarity", str(sim)]
-    pessimistic = run_ok(*flat)
+    assert run_ok(*flat)["t2i_R@1"] == 100.0  # the strict rule: nothing scores strictly higher
+    pessimistic = run_ok(*flat, "--ties", "pessimistic")
     assert pessimistic["t2i_R@1"] == 0.0 and pessimistic["t2i_MeanR"] == 8.0 and pessimistic["i2t_MeanR"] == 36.0
-    assert run_ok(*flat, "--ties", "optimistic")["t2i_R@1"] == 100.0
+    # any-of-five with ties: image 0's best caption (0.5) ties two wrong ones and one wrong scores 0.9
+    scores = perfect.copy()
+    scores[:, 0] = 0.0
+    scores[[1, 2, 3], 0] = [0.5, 0.3, 0.2]  # its captions 0-4 (caption 0 and 4 at 0)
+    scores[[5, 8], 0] = 0.5
+    scores[6, 0] = 0.9
+    np.save(sim, scores)
+    strict, pess = run_ok(*flat), run_ok(*flat, "--ties", "pessimistic")
+    # ranks of images 0..7 in i2t: strict 1 (only 0.9 above), pessimistic 3 (0.9, 0.5, 0.5); others 0
+    assert strict["i2t_MeanR"] == pytest.approx(1 + 1 / 8) and pess["i2t_MeanR"] == pytest.approx(1 + 3 / 8)
+    assert strict["i2t_R@1"] == 87.5 and pess["i2t_R@1"] == 87.5 and strict["i2t_R@5"] == 100.0
+    np.save(sim, np.zeros((40, 8), dtype=np.float32))
     np.save(sim, np.zeros((40, 9)))
     assert exit_status(monkeypatch, *flat) == 2
     (tmp_path / "bad.npy").write_bytes(b"not numpy")

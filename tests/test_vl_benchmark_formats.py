@@ -206,6 +206,15 @@ def test_hc_stvg_layouts(tmp_path, version):
     assert back == videos and back[0].tube_end_frame == 123
 
 
+def test_duplicate_json_keys_are_errors(tmp_path):
+    path = tmp_path / "test.json"
+    rec = '{"img_num": 100, "width": 8, "height": 8, "st_frame": 0, "st_time": 0, "ed_time": 1, ' \
+          '"bbox": [[0, 0, 1, 1]], "caption": "x"}'
+    path.write_text('{"a.mp4": ' + rec + ', "a.mp4": ' + rec + '}')
+    with pytest.raises(DataError, match="test.json: the key 'a.mp4' appears twice"):
+        hc_stvg.read_hc_stvg(path)
+
+
 def test_hc_stvg_tube_outside_clip(tmp_path):
     path = tmp_path / "test.json"
     path.write_text(json.dumps({"a.mp4": {"img_num": 100, "width": 8, "height": 8, "st_frame": 99, "st_time": 0,

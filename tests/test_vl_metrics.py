@@ -136,6 +136,11 @@ def test_tubedetr_frame_sampling():
     assert hcstvg_frame_ids(500) == list(range(0, 499, 5))
     # 3,000 frames at 25 fps give 600 frames at 5 fps; at most 200 keep every third: frames 0, 15, 30, ...
     assert sample_frame_ids(0, 3000, 25) == list(range(0, 3000, 15))
+    # floating point as TubeDETR computes it: at 104 frames the rate is 5 / 5.2 = 0.9615384615384615 and
+    # 26 * rate = 24.999999999999996 truncates to 24, frame 25's step, so frame 26 is skipped (exactly, 26 * 25 / 26
+    # is 25 and it would be taken)
+    frames = hcstvg_frame_ids(104)
+    assert 25 in frames and 26 not in frames and 27 in frames and len(frames) == 99
     # a segment that starts later is sampled from its own first frame
     assert sample_frame_ids(7, 20, 25) == [7, 10, 15]
     with pytest.raises(MetricInputError, match="downsamples"):

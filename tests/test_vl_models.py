@@ -146,3 +146,26 @@ def test_mee_missing_experts_and_ranking():
     first, last = _fit(small, lambda: max_margin_ranking_loss(small(captions, video)), 200)
     assert last < 0.1 * first
     assert retrieval_metrics(small(captions, video).detach())["R@1"] == 100.0
+
+
+def test_boundary_regressor_official_shapes_and_overfit():
+    from xmodal.nn.vl import BoundaryRegressor, boundary_loss
+
+    model = BoundaryRegressor(video_dim=1024, text_dim=300, dim=32, heads=4)
+    clip_mask = torch.ones(2, 64, dtype=torch.bool)
+    clip_mask[1, 40:] = False  # a shorter video
+    out = model(torch.randn(2, 64, 1024), torch.randn(2, 10, 300), clip_mask)
+    assert out.shape == (2, 2) and bool((out[:, 0] <= out[:, 1]).all())
+    # hand-worked loss: moment (0.2, 0.6) against (0.4, 0.6): overlap 0.2 of 0.4, smooth L1 0.5 * 0.2**2 / 2
+    loss = boundary_loss(torch.tensor([[0.2, 0.6]]), torch.tensor([[0.4, 0.6]]))
+    assert float(loss["tiou"]) == pytest.approx(0.5) and float(loss["l1"]) == pytest.approx(0.01)
+
+    torch.manual_seed(0)
+    small = BoundaryRegressor(video_dim=12, text_dim=8, dim=32, heads=4, vocab_size=20, dropout=0.0)
+    clips, words = torch.randn(6, 16, 12), torch.randint(1, 20, (6, 5))
+    starts = torch.rand(6) * 0.6
+    target = torch.stack([starts, starts + 0.1 + torch.rand(6) * 0.3], dim=1)
+    first, last = _fit(small, lambda: boundary_loss(small(clips, words), target)["loss"], 200)
+    assert last < 0.2 * first
+    with torch.no_grad():
+        assert float(boundary_loss(small(clips, words), target)["tiou"]) > 0.8

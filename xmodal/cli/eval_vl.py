@@ -214,17 +214,20 @@ def retrieval(
                                            help="coco-5k, coco-1k, flickr, msrvtt-1ka, clotho or audiocaps "
                                                 "(default: from the file).")] = None,
     ties: Annotated[str, typer.Option("--ties",
-                             help="pessimistic: a wrong item scored as high as the best correct one ranks "
-                                  "ahead of it; optimistic: only a higher score does (CLIP4Clip's first tie).")] = "pessimistic",
+                             help="strict: rank = number of wrong items scored strictly higher than the best "
+                                  "correct one (CLIP4Clip's first tied position); pessimistic: items scored as "
+                                  "high count too, so a constant model ranks last.")] = "strict",
 ) -> None:
-    """R@1/5/10, MedR and MeanR in both directions, any-of-five for item-to-text."""
+    """R@1/5/10, MedR and MeanR in both directions, any-of-five for item-to-text, ranks by the strict tie rule
+    ``rank = #(s > s_gt)`` unless ``--ties pessimistic``."""
     import numpy as np
 
     from xmodal.errors import CorruptFileError, DataError
     from xmodal.metrics.retrieval_protocols import evaluate_protocol, guess_protocol, read_layout
 
-    if ties not in ("pessimistic", "optimistic"):
-        raise DataError(f"--ties must be pessimistic or optimistic, got {ties!r}", source="--ties")
+    rule = {"strict": "optimistic", "optimistic": "optimistic", "pessimistic": "pessimistic"}.get(ties)
+    if rule is None:
+        raise DataError(f"--ties must be strict or pessimistic, got {ties!r}", source="--ties")
     name = protocol or guess_protocol(annotations)
     layout = read_layout(annotations, name)
     if not similarity.is_file():
@@ -235,6 +238,6 @@ def retrieval(
         raise CorruptFileError(f"cannot read the similarity matrix: {exc}", source=similarity) from exc
     _log(f"{name}: {len(layout.caption_item)} captions, {layout.n_items} items, ties {ties}")
     try:
-        _emit(evaluate_protocol(sim, layout, ties))  # type: ignore[arg-type]
+        _emit(evaluate_protocol(sim, layout, rule))  # type: ignore[arg-type]
     except DataError as exc:
         raise DataError(str(exc), source=similarity) from exc

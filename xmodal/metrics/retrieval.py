@@ -127,7 +127,7 @@ def ranks_any_positive(sim: np.ndarray | torch.Tensor, positives: list[list[int]
     image's captions). ``sim``: (queries, items); ``positives[i]``: the items that are correct for query i.
 
     With ``best`` the highest score of a correct item: ``pessimistic`` counts the wrong items scored >= best,
-    ``optimistic`` (the strict ``#(s > best)`` rule of CLIP4Clip's first tied position) those scored > best."""
+    ``optimistic`` (the strict ``#(s > best)`` rule: CLIP4Clip's first tied position) those scored > best."""
     s = _matrix(sim, "sim")
     if len(positives) != s.shape[0]:
         raise ShapeError(f"{len(positives)} queries have ground truth but the matrix has {s.shape[0]} rows", "sim")

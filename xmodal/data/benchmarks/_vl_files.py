@@ -31,15 +31,31 @@ def read_text(path: PathLike) -> str:
         raise CorruptFileError(f"is not UTF-8 text ({exc})", source=p) from exc
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
 def load_json(path: PathLike) -> Any:
-    """Parse a JSON file; a syntax error names the line and column."""
+    """Parse a JSON file; a syntax error names the line and column, and a key repeated within one object is an
+    error (``json`` would keep the last one silently)."""
     p = existing(path)
     text = read_text(p)
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise CorruptFileError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
                                source=p) from exc
+    except _DuplicateKey as exc:
+        raise DataError(f"the key {exc.args[0]!r} appears twice in one object", source=p) from exc
 
 
 def dump_json(path: PathLike, obj: Any) -> None:

@@ -1,7 +1,9 @@
 """Reference models of the survey's vision-language tasks, composed from xmodal's building blocks and sized by
-their arguments: TransVG-style grounding, CTRL temporal localisation, EVE-style entailment, a TubeDETR-style
-space-time decoder and the mixture of embedding experts. Plain ``nn.Module`` s; no training loops."""
+their arguments: TransVG-style grounding, CTRL and a proposal-free boundary regressor for temporal localisation,
+EVE-style entailment, a TubeDETR-style space-time decoder and the mixture of embedding experts. Plain
+``nn.Module`` s; no training loops."""
 
+from xmodal.nn.vl.boundary import BoundaryRegressor, boundary_loss
 from xmodal.nn.vl.boxes import box_regression_loss, generalized_box_iou
 from xmodal.nn.vl.ctrl import CTRL, ctrl_loss
 from xmodal.nn.vl.eve import EVE
@@ -13,8 +15,10 @@ __all__ = [
     "CTRL",
     "EVE",
     "MEE",
+    "BoundaryRegressor",
     "SpaceTimeDecoder",
     "TransVG",
+    "boundary_loss",
     "box_regression_loss",
     "ctrl_loss",
     "generalized_box_iou",
