@@ -130,3 +130,23 @@ def test_every_entailment_template_appears_under_all_three_labels():
             if scene.occluders == [] and h["label"] == "neutral":  # only a covered object can make it so
                 assert any(0 < f < lang.SEEN for f in lang.visible_fractions_at(scene, 5.0).values())
     assert all(seen[t] == {"entailment", "neutral", "contradiction"} for t in qa.TEMPLATES), dict(seen)
+
+
+def test_action_queries_single_out_one_of_several_same_class_objects():
+    from xmodal.data.synth.scene_benchmarks_vl import STVG_CONFIG
+
+    rng = np.random.default_rng(9)
+    n = 0
+    for i in range(30):
+        scene = scenes.generate_scene(3, i, "train", STVG_CONFIG)
+        acts = scenes.actions(scene)
+        for q in lang.action_queries(scene, acts, rng):
+            cls = scene.objects[q["object"]].cls
+            same_class = [o.id for o in scene.objects if o.cls == cls]
+            assert len(same_class) >= 2  # the class alone does not tell the referent
+            spans = sorted((a["start"], a["object"]) for a in acts
+                           if a["action"] == q["action"] and a["object"] in same_class)
+            k = 0 if "for the " not in q["query"] else lang.ORDINALS.index(q["query"].split("for the ")[1].split()[0])
+            assert spans[k] == (q["start"], q["object"]), q
+            n += 1
+    assert n > 20

@@ -241,10 +241,15 @@ def build_snli_ve(root: str | Path, n: int = 100, seed: int = 0, workers: int = 
 def _stvg_view(scene: scenes.Scene, info: dict[str, Any]) -> dict[str, Any]:
     cfg = scene.config
     rng = _rng(scene, 4)
-    queries = [q for q in scene_language.temporal_queries(scene, scenes.actions(scene), rng)
-               if q["action"] != "visible" and all(
-                   scenes.box_at(scene.objects[q["object"]], i / cfg.fps, cfg) is not None
-                   for i in range(math.ceil(q["start"] * cfg.fps), math.ceil(q["end"] * cfg.fps)))]
+    acts = scenes.actions(scene)
+
+    def on_screen(q: dict) -> bool:
+        return q["action"] != "visible" and all(scenes.box_at(scene.objects[q["object"]], i / cfg.fps, cfg) is not None
+                                                for i in range(math.ceil(q["start"] * cfg.fps), math.ceil(q["end"] * cfg.fps)))
+
+    # preferred: the referent named by its class and action only, among several objects of its class
+    queries = [q for q in scene_language.action_queries(scene, acts, rng) if on_screen(q)]
+    queries = queries or [q for q in scene_language.temporal_queries(scene, acts, rng) if on_screen(q)]
     if not queries:
         return {**scene_record(scene, info), "video": None}
     q = queries[int(rng.integers(0, len(queries)))]
@@ -272,8 +277,10 @@ def build_hc_stvg(root: str | Path, n: int = 100, seed: int = 0, workers: int = 
     write_card(out, "HC-STVG", counts, STVG_CONFIG, ["anno_v1/train.json", "anno_v1/val.json",
                                                      "anno_v1/test.json", "video/<key>", "scenes.jsonl"],
                "The tube is the referent's box on every frame of its action span (frames ceil(start * fps) up to "
-               "ceil(end * fps), end excluded); img_num / 20 s is the frame rate, as TubeDETR assumes. Clips "
-               "without a describable action span get no annotation.")
+               "ceil(end * fps), end excluded); img_num / 20 s is the frame rate, as TubeDETR assumes. Where a "
+               "class has several objects, the referent is named by its class and action alone ('the dog that "
+               "moves to the left'); otherwise by a unique description and the action. Clips without a "
+               "describable action span get no annotation.")
     return out
 
 

@@ -315,3 +315,29 @@ def temporal_queries(scene: Scene, actions: list[dict[str, Any]], rng: np.random
     for q in out:
         q["query"] = q["query"][0].upper() + q["query"][1:] + "."
     return out
+
+
+def action_queries(scene: Scene, actions: list[dict[str, Any]], rng: np.random.Generator) -> list[dict]:
+    """Sentences that name an object by its class and an action alone ("the dog that moves to the left"), for
+    classes with several objects in the clip: only the action, within its span, tells the referent apart. A
+    span is used when it is the only span of that action among the class's objects, or is told apart by order
+    ("... for the second time"). Same fields as :func:`temporal_queries`, kind "action" or "action ordinal"."""
+    by_id = {o.id: o for o in scene.objects}
+    counts = Counter(o.cls for o in scene.objects)
+    spans = [a for a in actions if a["action"] in ("sound", "move left", "move right", "grow") and a["end"] > a["start"]
+             and counts[by_id[a["object"]].cls] >= 2]
+    out = []
+    key = lambda a: (by_id[a["object"]].cls, a["action"])
+    for (cls, act), group in itertools.groupby(sorted(spans, key=lambda a: (key(a), a["start"])), key=key):
+        group = list(group)
+        if len({g["start"] for g in group}) < len(group):
+            continue  # two objects of the class start the action together: order cannot tell them apart
+        verb = vocabulary.get_class(cls).verb
+        phrase = ("is " + verb) if act == "sound" else _SPAN_PHRASE[act]
+        for k, span in enumerate(group[: len(ORDINALS)]):
+            text = f"the {_syn(cls, rng)} that {phrase}"
+            if len(group) > 1:
+                text += f" for the {ORDINALS[min(k, 4)]} time"
+            out.append({"query": text[0].upper() + text[1:] + ".", "kind": "action" if len(group) == 1 else
+                        "action ordinal", **span})
+    return out
