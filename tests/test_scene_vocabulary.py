@@ -50,3 +50,14 @@ def test_pitch_shift_moves_the_measured_pitch_and_keeps_the_length():
     assert len(shifted) == len(flute)
     f0 = [np.median(librosa.yin(x, fmin=200, fmax=2000, sr=sources.SAMPLE_RATE)) for x in (flute, shifted)]
     assert f0[1] / f0[0] == pytest.approx(2 ** (2 / 12), rel=0.01)
+
+
+def test_playback_starts_at_onsets_disjoint_between_splits():
+    dog = sources.load_source("animal:dog", 0, "train")  # barks separated by pauses: several onsets
+    train = {scene_render.crop_start(dog, c, "train") for c in range(20)}
+    held = {scene_render.crop_start(dog, c, "test") for c in range(20)}
+    assert len(train) >= 2 and len(held) >= 2 and not train & held
+    librosa = pytest.importorskip("librosa")
+    onsets = librosa.onset.onset_detect(y=dog, sr=sources.SAMPLE_RATE, units="time")
+    for start in (train | held) - {0}:  # each start is an onset librosa finds too (within 0.1 s)
+        assert np.min(np.abs(onsets - start / sources.SAMPLE_RATE)) < 0.1, (start, onsets)

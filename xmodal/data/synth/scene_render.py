@@ -3,7 +3,8 @@
 Frames composite each visible object's sprite (binary alpha) at its box in object order, then occluders on top;
 the object map records which object owns each pixel, so the visible fraction of every object in every frame is
 counted, not estimated. The soundtrack sums one stem per object: the object's source with its variation
-(pitch shift with the tempo kept; playback rate, which changes pitch and tempo together; reverberation by an exponentially decaying noise
+(pitch shift with the tempo kept; playback rate, which changes pitch and tempo together; a start at one of the
+recording's onsets; reverberation by an exponentially decaying noise
 response; gain), tiled over each sounding interval and cut at its ends with 5 ms fades, so nothing of a source
 leaks outside its intervals, plus low background noise. The pitch shift runs librosa's phase vocoder.
 """
@@ -124,6 +125,21 @@ def _vary(wave: np.ndarray, sound: dict) -> np.ndarray:
     return wave
 
 
+def crop_start(wave: np.ndarray, crop: int, split: str) -> int:
+    """The sample where playback of a recording starts: one of its onsets (a 20-ms frame within 30 dB of the
+    loudest after a quieter one, or the first sample). Training uses the even-numbered onsets, val and test the
+    odd-numbered ones, so held-out clips start the recording at places training never does (when it has more
+    than one onset)."""
+    hop = SAMPLE_RATE // 50
+    n = len(wave) // hop
+    rms = np.sqrt(np.mean(wave[: n * hop].reshape(n, hop).astype(np.float64) ** 2, axis=1))
+    active = rms >= rms.max() * 10 ** (-30 / 20)
+    onsets = [0] + [i * hop for i in range(1, n) if active[i] and not active[i - 1]]
+    parity = 0 if split == "train" else 1
+    mine = onsets[parity::2] or onsets[:1]
+    return int(mine[crop % len(mine)])
+
+
 def object_stem(scene: Scene, obj: SceneObject) -> np.ndarray:
     """The object's sound over the whole clip (float32, zero outside its sounding intervals)."""
     n = round(scene.config.duration * SAMPLE_RATE)
@@ -132,6 +148,8 @@ def object_stem(scene: Scene, obj: SceneObject) -> np.ndarray:
         return stem
     src = vocabulary.get_class(obj.cls).source
     wave = _vary(sources.load_source(src, obj.sound["variant"], scene.split), obj.sound)
+    start = crop_start(wave, obj.sound.get("crop", 0), scene.split)
+    wave = np.concatenate([wave[start:], wave[:start]])  # the loop begins at that onset
     gap = np.zeros(int(0.15 * SAMPLE_RATE), np.float32)
     gain = 10 ** (obj.sound["gain_db"] / 20)
     fade = np.linspace(0, 1, SAMPLE_RATE // 200, dtype=np.float32)

@@ -279,7 +279,10 @@ def generate_scene(seed: int, index: int, split: str = "train", config: SceneCon
             "gain_db": round(_draw(rng, ranges["gain_db"]), 2), "rate": round(_draw(rng, ranges["rate"]), 4),
             "reverb_t60": round(_draw(rng, ranges["reverb_t60"]), 3), "noise_seed": int(rng.integers(0, 2**31)),
             # a pitch shift (semitones, tempo kept) on half of the objects: it costs a phase vocoder pass
-            "pitch": round(_draw(rng, ranges["pitch"]), 2) if rng.random() < cfg.p_pitch else 0.0}
+            "pitch": round(_draw(rng, ranges["pitch"]), 2) if rng.random() < cfg.p_pitch else 0.0,
+            # where in the recording playback starts: one of its onsets (even-numbered ones for training,
+            # odd-numbered ones for the held-out splits, see scene_render.crop_start)
+            "crop": int(rng.integers(0, 1000))}
         objects.append(SceneObject(i, cls, tint, size, height_px, rotation, visible, sounding, motion, sound,
                                    grow, recolour))
     if cfg.mode == "event":  # the event's object is drawn last, so no distractor covers it
