@@ -64,6 +64,9 @@ def test_refcoco_refs_point_at_their_objects_and_score_100(tmp_path):
                                       vl.REFCOCO_CONFIG)
         for s in r.sentences:  # every expression resolves to exactly its object in the frame
             assert scene_language.resolve_expression(s.raw, scene, vl.REFERENCE_TIME) == [obj_id], s.raw
+    again = vl.build_refcoco(tmp_path / "again", n=5, seed=1, workers=1)  # one process instead of two
+    for name in ("refs(unc).p", "instances.json", "scenes.jsonl", "card.json"):
+        assert (root / name).read_bytes() == (again / name).read_bytes(), name
     for split in ("testA", "testB"):
         chosen = refcoco.select_split(refs, split)
         if not chosen:

@@ -117,7 +117,9 @@ def write_card(out: Path, benchmark: str, counts: dict[str, int], config: scenes
                                                for s in counts},
             "textures": {s: list(scenes.TEXTURES["train" if s == "train" else "heldout"]) for s in counts},
             "held_out_pools": {"melodies (music21 chorale indices)": sources.MELODIES,
-                               "sentences": sources.SENTENCES, "voices": sources.VOICES},
+                               "sentences": sources.SENTENCES, "voices": sources.VOICES,
+                               "playback start": {"train": "even-numbered onsets of the recording",
+                                                  "heldout": "odd-numbered onsets (where it has several)"}},
             "config": asdict(config), "files": files, "notes": notes}
     out.mkdir(parents=True, exist_ok=True)
     (out / "card.json").write_text(json.dumps(card, indent=1, sort_keys=True, default=list) + "\n")
