@@ -125,8 +125,9 @@ def write_card(out: Path, benchmark: str, counts: dict[str, int], config: scenes
     (out / "card.json").write_text(json.dumps(card, indent=1, sort_keys=True, default=list) + "\n")
     lines = [f"# {benchmark} scenes", "", f"**{NOT_COMPARABLE}**", "", notes, "",
              "## Splits", "", *[f"- {s}: {n} clips" for s, n in counts.items()], "",
-             ("Val and test draw sprite scale, rotation, playback rate and reverberation from ranges disjoint "
-             "from training, and textures, melodies, sentences and voices from disjoint pools:"), "",
+             ("Val and test draw sprite scale, rotation, pitch shift, playback rate and reverberation from ranges "
+              "disjoint from training (gain is shared), and textures, melodies, sentences, voices and playback "
+              "starts (onsets of the recording) from disjoint pools:"), "",
              "| split | parameter | ranges |", "|---|---|---|"]
     for s in counts:
         for k, v in card["split_ranges"][s].items():
