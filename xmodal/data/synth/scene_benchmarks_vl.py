@@ -11,6 +11,7 @@ captions of the pair differ in one attribute, relation or order.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -146,12 +147,15 @@ def build_refcoco(root: str | Path, n: int = 100, seed: int = 0, workers: int = 
         for ref in r["refs"]:
             split = r["split"] if r["split"] != "test" else (
                 "testA" if ref["kind"] in ("animal", "person") else "testB")
+            # Interned strings: pickle shares repeated string objects by identity, so equal strings must be one
+            # object whether the results came from this process or from workers, for byte-identical files.
             sentences = []
             for text in ref["texts"]:
-                sentences.append(refcoco.RefSentence(sent_id, text, text, text.split(" ")))
+                text = sys.intern(text)
+                sentences.append(refcoco.RefSentence(sent_id, text, text, [sys.intern(w) for w in text.split(" ")]))
                 sent_id += 1
             refs.append(refcoco.RefRecord(len(refs), ann_of[ref["object"]], image_id, cat_id[ref["cls"]],
-                                          r["image"], split, sentences))
+                                          sys.intern(r["image"]), sys.intern(split), sentences))
     cats = [refcoco.CocoCategory(i, c, vocabulary.get_class(c).kind) for c, i in cat_id.items()]
     refcoco.write_instances(out / "instances.json", refcoco.CocoInstances(images, anns, cats))
     refcoco.write_refs(out / "refs(unc).p", refs)
