@@ -125,6 +125,7 @@ def test_flickr_annotators_jitter_around_the_true_box(tmp_path):
     root = av.build_flickr_soundnet(tmp_path / "flickr", n=4, seed=3, workers=1)
     truth = _scenes(root)
     records = flickr_soundnet.read_flickr_dir(root / "Annotations")
+    heatmaps = {}
     assert records and set(records) == set((root / "test.txt").read_text().split())
     for file_id, rec in records.items():
         scene = truth[file_id]
@@ -133,6 +134,14 @@ def test_flickr_annotators_jitter_around_the_true_box(tmp_path):
         assert len(rec.boxes) == 3
         for b in rec.boxes:
             assert max(abs(a - t) for a, t in zip((b.xmin, b.ymin, b.xmax, b.ymax), box)) <= 6
+        x0, y0, x1, y1 = (int(224 * v / 256) for v in box)
+        heat = np.zeros((224, 224), np.float32)
+        heat[y0:y1, x0:x1] = 1
+        heatmaps[file_id] = heat
+    np.savez(tmp_path / "heat.npz", **heatmaps)  # the true box succeeds against the annotators' consensus
+    scores = _eval("sound-localization", "--annotations", str(root / "Annotations"), "--predictions",
+                   str(tmp_path / "heat.npz"))
+    assert scores["ciou"] == 100.0 and scores["mean_ciou"] > 60
 
 
 def test_music_avqa_files_read_back_and_score_100(tmp_path):

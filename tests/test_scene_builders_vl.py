@@ -199,3 +199,5 @@ def test_audio_caption_builders_read_back(tmp_path):
     clips = clotho.read_clotho(root / "clotho_captions_evaluation.csv")
     assert clips and all(len(set(c.captions)) == 5 for c in clips)
     assert all((root / "evaluation" / c.file_name).is_file() for c in clips)
+    scores = _identity_similarity(tmp_path, root / "clotho_captions_evaluation.csv", "clotho")
+    assert all(v == 100.0 for k, v in scores.items() if "R@1" in k)
