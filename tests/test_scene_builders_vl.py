@@ -46,6 +46,12 @@ def _frame(scene: dict, t: float) -> int:
 def test_refcoco_refs_point_at_their_objects_and_score_100(tmp_path):
     root = vl.build_refcoco(tmp_path / "refcoco", n=5, seed=1, workers=2)
     refs = refcoco.read_refs(root / "refs(unc).p")
+    import pickle  # our own file: the raw records carry exactly the refer loader's keys
+
+    raw = pickle.loads((root / "refs(unc).p").read_bytes())
+    assert {frozenset(r) for r in raw} == {frozenset({"sent_ids", "file_name", "ann_id", "ref_id", "image_id",
+                                                      "split", "sentences", "category_id"})}
+    assert {frozenset(s) for r in raw for s in r["sentences"]} == {frozenset({"tokens", "raw", "sent_id", "sent"})}
     inst = refcoco.read_instances(root / "instances.json")
     anns = {a.id: a for a in inst.annotations}
     images = {im.id: im for im in inst.images}
