@@ -62,28 +62,27 @@ def read_video(path: PathLike, *, num_frames: int | None = None, fps: float | No
     import av
 
     p = existing(path)
-    with decoding(p, "video"):
-        with av.open(str(p)) as container:
-            if not container.streams.video:
-                raise CorruptFileError("no video stream", source=p)
-            vstream = container.streams.video[0]
-            declared = int(vstream.frames or 0)
-            rate = float(vstream.average_rate or vstream.guessed_rate or 25.0)
-            # With a declared frame count the kept indices are known up front, so only those frames are
-            # converted to RGB and held in memory (a 720p clip is 2.7 MB a frame).
-            wanted = set(_indices(declared, rate, num_frames, fps)) if declared and max_frames is None else None
-            frames: dict[int, np.ndarray] = {}
-            n = 0
-            for frame in container.decode(vstream):
-                if wanted is None or n in wanted:
-                    frames[n] = frame.to_ndarray(format="rgb24")
-                n += 1
-                if max_frames is not None and n >= max_frames:
-                    break
-            audio, sr = (None, None)
-            if with_audio:
-                container.seek(0)
-                audio, sr = _decode_audio(container, p)
+    with decoding(p, "video"), av.open(str(p)) as container:
+        if not container.streams.video:
+            raise CorruptFileError("no video stream", source=p)
+        vstream = container.streams.video[0]
+        declared = int(vstream.frames or 0)
+        rate = float(vstream.average_rate or vstream.guessed_rate or 25.0)
+        # With a declared frame count the kept indices are known up front, so only those frames are
+        # converted to RGB and held in memory (a 720p clip is 2.7 MB a frame).
+        wanted = set(_indices(declared, rate, num_frames, fps)) if declared and max_frames is None else None
+        frames: dict[int, np.ndarray] = {}
+        n = 0
+        for frame in container.decode(vstream):
+            if wanted is None or n in wanted:
+                frames[n] = frame.to_ndarray(format="rgb24")
+            n += 1
+            if max_frames is not None and n >= max_frames:
+                break
+        audio, sr = (None, None)
+        if with_audio:
+            container.seek(0)
+            audio, sr = _decode_audio(container, p)
     if n == 0:
         raise EmptyInputError("video stream holds no decodable frames", source=p)
     if max_frames is None and declared and n < declared:
@@ -97,11 +96,14 @@ def read_video(path: PathLike, *, num_frames: int | None = None, fps: float | No
 
 
 def write_video(path: PathLike, frames: np.ndarray, fps: float, codec: str = "libx264",
-                audio: np.ndarray | None = None, sample_rate: int | None = None) -> None:
+                audio: np.ndarray | None = None, sample_rate: int | None = None,
+                video_options: dict[str, str] | None = None, audio_options: dict[str, str] | None = None) -> None:
     """Write uint8 (T, H, W, 3) frames to an mp4 (H.264, yuv420p; odd sizes are cropped to even), optionally
-    with a float (channels, time) or (time,) audio track encoded as AAC."""
-    import av
+    with a float (channels, time) or (time,) audio track encoded as AAC. ``video_options`` / ``audio_options``
+    go to the encoders (e.g. ``{"preset": "veryfast"}``, ``{"aac_coder": "fast"}``)."""
     from fractions import Fraction
+
+    import av
 
     frames = np.asarray(frames, dtype=np.uint8)
     t, h, w = frames.shape[:3]
@@ -109,6 +111,8 @@ def write_video(path: PathLike, frames: np.ndarray, fps: float, codec: str = "li
     with av.open(str(path), "w") as container:
         vstream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         vstream.width, vstream.height, vstream.pix_fmt = w2, h2, "yuv420p"
+        if video_options:
+            vstream.options = dict(video_options)
         astream = None
         if audio is not None:
             if sample_rate is None:
@@ -116,6 +120,8 @@ def write_video(path: PathLike, frames: np.ndarray, fps: float, codec: str = "li
             audio = np.atleast_2d(np.asarray(audio, dtype=np.float32))  # (channels, time)
             layout = "mono" if audio.shape[0] == 1 else "stereo"
             astream = container.add_stream("aac", rate=int(sample_rate), layout=layout)
+            if audio_options:
+                astream.options = dict(audio_options)
         for i in range(t):
             vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[i, :h2, :w2]), format="rgb24")
             container.mux(vstream.encode(vf))
