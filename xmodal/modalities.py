@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from xmodal.errors import DataError
 
 _VARIABLE_AXES = ("time", "tokens", "notes", "points", "vertices", "nodes")
-FAMILIES = ("visual", "audio", "music", "text", "token", "geometry", "motion", "graph")
-STRUCTURES = ("grid", "sequence", "set", "relations")
+FAMILIES = ("visual", "audio", "music", "text", "token", "geometry", "motion", "graph", "tabular")
+STRUCTURES = ("grid", "sequence", "set", "relations", "value")
 
 
 class UnknownModalityError(DataError, KeyError):
@@ -30,8 +30,11 @@ def default_encoder_for(continuous: bool, structure: str, spatial_dims: int, lon
 
     relations -> message-passing GNN; point sets -> PointNet; long sequences -> state-space; discrete token
     sequences -> transformer; grids and continuous signals -> convolution of the right dimensionality (a
-    discrete grid such as a piano roll is still a grid: convolution follows the layout, not the value type).
+    discrete grid such as a piano roll is still a grid: convolution follows the layout, not the value type);
+    a single value (a table cell) -> an MLP when continuous, an embedding table then an MLP when discrete.
     """
+    if structure == "value":
+        return "mlp" if continuous else "embedding"
     if structure == "relations":
         return "gnn"
     if structure == "set":
@@ -168,6 +171,14 @@ _SPECS: tuple[ModalitySpec, ...] = (
                  "SMPL pose (72) + shape (10) + translation (3) per frame", rate=30.0, rate_unit="frames/s",
                  long_sequence=True, file_types=(".npz", ".pkl"),
                  rationale="long, low-dimensional parameter sequences (dance, full performances): state-space"),
+    # table columns
+    ModalitySpec("numeric", "tabular", True, False, ("features",), "value",
+                 "one or more continuous scalars of a table row (a number column)", file_types=(".csv", "inline"),
+                 rationale="a few continuous values without spatial or temporal layout: MLP"),
+    ModalitySpec("categorical", "tabular", False, False, (), "value",
+                 "a category index of a table row (a column of labels or codes)", dtype="int64",
+                 file_types=(".csv", "inline"),
+                 rationale="an unordered discrete choice: learned embedding per category, then MLP"),
 )
 
 MODALITIES: dict[str, ModalitySpec] = {s.name: s for s in _SPECS}
