@@ -69,7 +69,7 @@ def _conv_layout(spec: ModalitySpec, dims: int, settings: dict[str, Any]) -> tup
     name, in_channels = spec.name, settings.pop("in_channels", None)
     if dims == 2 and spec.axes in (("mels", "time"), ("pitch", "time")):
         return 1, lambda x: x.unsqueeze(1) if x.dim() == 3 else x, 3
-    if dims == 2 and spec.axes[:1] == ("channels",):
+    if dims == 2 and spec.axes == ("channels", "height", "width"):
         return in_channels or 3, lambda x: x, None
     if dims == 3 and spec.axes[:2] in (("time", "channels"), ("time", "uv")):
         default = 2 if spec.axes[1] == "uv" else 3
@@ -89,6 +89,10 @@ def _conv(dims: int, spec: ModalitySpec, key: str, settings: dict[str, Any], wid
           channels: list[int] | None, default: tuple[int, ...], **kwargs: Any) -> nn.Module:
     in_ch, layout, time_dim = _conv_layout(spec, dims, settings)
     stages = _stages(width, channels, default, key)
+    if kwargs.get("norm") is None:
+        # Padded along time: channel LayerNorm never mixes positions, so masks stay exact; GroupNorm otherwise
+        # (both keep gradient accumulation exact, which BatchNorm does not).
+        kwargs["norm"] = "layer" if time_dim is not None else "group"
     encoder = ConvEncoder(dims, in_ch, stages, **kwargs)
     return ConvAdapter(encoder, layout, time_dim, spec.name)
 
@@ -105,7 +109,7 @@ def cnn1d(spec: ModalitySpec, *, width: int | None = None, channels: list[int] |
 
 @register_encoder("cnn2d")
 def cnn2d(spec: ModalitySpec, *, width: int | None = None, channels: list[int] | None = None, depth: int = 1,
-          kernel_size: int = 3, norm: Norm = "group", stem_stride: int = 1, in_channels: int | None = None,
+          kernel_size: int = 3, norm: Norm | None = None, stem_stride: int = 1, in_channels: int | None = None,
           out_dim: int | None = None) -> nn.Module:
     """2-D convolution over (height, width), or (mels | pitch, time) with one input channel."""
     return _conv(2, spec, spec.name, {"in_channels": in_channels}, width, channels, (32, 64, 128, 256),
@@ -114,7 +118,7 @@ def cnn2d(spec: ModalitySpec, *, width: int | None = None, channels: list[int] |
 
 @register_encoder("cnn3d")
 def cnn3d(spec: ModalitySpec, *, width: int | None = None, channels: list[int] | None = None, depth: int = 1,
-          kernel_size: int = 3, norm: Norm = "group", stem_stride: int = 1, in_channels: int | None = None,
+          kernel_size: int = 3, norm: Norm | None = None, stem_stride: int = 1, in_channels: int | None = None,
           out_dim: int | None = None) -> nn.Module:
     """3-D convolution over (time, height, width) of frames ``(time, channels, H, W)``."""
     return _conv(3, spec, spec.name, {"in_channels": in_channels}, width, channels, (32, 64, 128),
