@@ -6,9 +6,9 @@ optionally, an evaluation. The trainer knows nothing else about the task.
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -41,14 +41,15 @@ class TaskBundle:
 
 
 def build_task(cfg: dict[str, Any]) -> TaskBundle:
-    """Build the task named by ``cfg['task']`` (a module in ``xmodal.tasks``) from the whole recipe ``cfg``."""
-    name = cfg.get("task")
-    if not isinstance(name, str) or not name:
-        raise ConfigError("recipe key 'task' must name a module of xmodal.tasks, e.g. 'trimodal_retrieval'")
-    try:
-        module = importlib.import_module(f"xmodal.tasks.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name == f"xmodal.tasks.{name}":
-            raise ConfigError(f"recipe key 'task': no task named {name!r} in xmodal.tasks") from exc
-        raise
-    return module.build(cfg)
+    """Build the task named by ``cfg['task']`` (a module of ``xmodal.tasks``, or a dotted path to a user's module
+    exposing ``build(cfg) -> TaskBundle``) from the whole recipe ``cfg``."""
+    from xmodal.config.recipe import resolve_task
+
+    module = resolve_task(cfg.get("task"))
+    check = getattr(module, "check", None)
+    if callable(check):
+        check(cfg)
+    bundle = module.build(cfg)
+    if not isinstance(bundle, TaskBundle):
+        raise ConfigError(f"task: {cfg.get('task')!r}: build(cfg) returned {type(bundle).__name__}, not a TaskBundle")
+    return bundle
