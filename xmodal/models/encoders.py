@@ -203,9 +203,11 @@ def gnn(spec: ModalitySpec, *, width: int = 64, depth: int = 3, in_dim: int | No
 
 
 @register_encoder("mlp")
-def mlp(spec: ModalitySpec, *, width: int = 64, depth: int = 2, in_dim: int = 1, dropout: float = 0.0) -> nn.Module:
-    """LayerNorm then ``depth`` x (Linear, GELU, Dropout) on continuous values ``(features,)``."""
-    return TabularMLP(in_dim, width, depth, dropout, None)
+def mlp(spec: ModalitySpec, *, width: int = 64, depth: int = 2, in_dim: int = 1, dropout: float = 0.0,
+        norm: bool = True) -> nn.Module:
+    """LayerNorm (unless ``norm`` is false) then ``depth`` x (Linear, GELU, Dropout) on continuous values
+    ``(features,)``."""
+    return TabularMLP(in_dim, width, depth, dropout, None, norm)
 
 
 @register_encoder("embedding")

@@ -7,7 +7,8 @@ optionally, an evaluation. The trainer knows nothing else about the task.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,7 +29,14 @@ class TaskBundle:
     loss: ``(outputs, batch) -> scalar``. When ``coupled_loss`` is true the loss couples the samples of a batch
         (contrastive losses), so gradient accumulation caches embeddings instead of summing micro-batch losses.
     train_set / val_set: datasets of sample dicts; ``collate`` turns a list of them into a batch dict.
-    evaluate: ``(model, dataset) -> {metric: value}``, run on ``val_set`` after training.
+    evaluate: ``(model, dataset) -> {metric: value}``, run on ``val_set`` during (``train.eval_every``) and
+        after training.
+    primary / higher_is_better: the metric of ``evaluate`` that picks the best checkpoint.
+    baselines: ``dataset -> {baseline name: {metric: value}}``, the references every run reports beside the model.
+    predict: ``(model, dataset, path) -> path`` writes predictions in the task's format (``xmodal predict``).
+    artifacts: JSON-able things the trained model needs to be used (label maps, vocabularies); the trainer
+        writes them into the run directory.
+    split: the name of ``val_set``'s split (reported in ``metrics.json``).
     """
 
     model: nn.Module
@@ -38,6 +46,12 @@ class TaskBundle:
     val_set: Dataset | None = None
     evaluate: Callable[[nn.Module, Dataset], dict[str, float]] | None = None
     coupled_loss: bool = False
+    primary: str | None = None
+    higher_is_better: bool = True
+    baselines: Callable[[Dataset], dict[str, dict[str, float]]] | None = None
+    predict: Callable[[nn.Module, Dataset, Path], Path] | None = None
+    artifacts: dict[str, Any] = field(default_factory=dict)
+    split: str = "val"
 
 
 def build_task(cfg: dict[str, Any]) -> TaskBundle:

@@ -1,0 +1,252 @@
+"""The generic task pipeline: the parts every task composes, so that a task is a dataset view plus a recipe.
+
+From a task's datasets (a manifest or table through :mod:`xmodal.tasks.sources`, with per-field transforms from
+:mod:`xmodal.tasks.fields`, or a task's own view) and a ``model:`` plan, :func:`assemble` builds the
+:class:`~xmodal.tasks.base.TaskBundle`: the model (:func:`xmodal.models.build_model`), the objective (the losses
+registry), a collate function that pads every variable-length field with its mask, the evaluation and its
+primary metric, the baselines every run reports, and a prediction writer.
+
+Task kinds: ``contrastive`` (every ordered pair of modalities scored by retrieval, R@1/5/10, MedR, MeanR;
+baseline: random embeddings), ``classification`` (accuracy, macro-F1; baseline: the majority class) and
+``regression`` (MAE, RMSE; baseline: the training mean).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from itertools import permutations
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from xmodal.errors import ConfigError
+from xmodal.modalities import get_modality
+from xmodal.tasks.base import TaskBundle
+
+Kind = Literal["contrastive", "classification", "regression"]
+KINDS = ("contrastive", "classification", "regression")
+LOSS_OF_KIND = {"contrastive": "info_nce", "classification": "cross_entropy", "regression": "mse"}
+PRIMARY_OF_KIND = {"classification": "accuracy", "regression": "rmse"}
+
+
+# ------------------------------------------------------------------------------------------------ batching
+def collate_fields(samples: list[dict[str, Any]], modalities: Mapping[str, str]) -> dict[str, Any]:
+    """Stack fixed-size fields and pad variable-length ones (by their spec's length axis) with
+    ``<field>_mask`` (True = valid)."""
+    from xmodal.data.sample import collate
+
+    pad = {f: get_modality(m).length_axis for f, m in modalities.items()}
+    pad = {f: axis for f, axis in pad.items() if axis is not None and f in samples[0]
+           and isinstance(samples[0][f], torch.Tensor)}
+    batch = collate(samples, pad_modalities=pad)
+    for f in pad:
+        batch.pop(f"{f}_lengths", None)
+    return batch
+
+
+def make_collate(modalities: Mapping[str, str]) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    """The collate function of samples holding ``modalities`` ({field: modality name})."""
+    return partial(collate_fields, modalities=dict(modalities))
+
+
+def _batches(dataset: Dataset, collate: Callable, batch_size: int, device: torch.device):
+    from xmodal.train.loop import to_device
+
+    for start in range(0, len(dataset), batch_size):  # type: ignore[arg-type]
+        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]  # type: ignore[arg-type]
+        yield to_device(collate(items), device)
+
+
+@torch.no_grad()
+def outputs_all(model: nn.Module, dataset: Dataset, collate: Callable, batch_size: int = 256) -> dict[str, Any]:
+    """Every per-sample output of ``model`` over ``dataset`` in order, concatenated (on the CPU, float32), and
+    the sample ids under ``"id"``."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    parts: dict[str, list[torch.Tensor]] = {}
+    ids: list[str] = []
+    for batch in _batches(dataset, collate, batch_size, device):
+        out = model(batch)
+        n = len(batch["id"]) if "id" in batch else next(v.shape[0] for v in out.values() if v.ndim)
+        batch_ids = batch.get("id", range(len(ids), len(ids) + n))
+        ids += [str(i) for i in (batch_ids.tolist() if isinstance(batch_ids, torch.Tensor) else batch_ids)]
+        for key, value in out.items():
+            if value.ndim and value.shape[0] == n:
+                parts.setdefault(key, []).append(value.float().cpu())
+    model.train(was_training)
+    return {"id": ids, **{k: torch.cat(v) for k, v in parts.items()}}
+
+
+# ----------------------------------------------------------------------------------------------- retrieval
+def embed_all(model: nn.Module, dataset: Dataset, collate: Callable, modalities: Sequence[str],
+              batch_size: int = 256) -> dict[str, torch.Tensor]:
+    """Unit-norm embeddings ``{modality: (N, embed_dim)}`` of every item of ``dataset``, in order."""
+    out = outputs_all(model, dataset, collate, batch_size)
+    return {m: out[f"{m}_emb"] for m in modalities}
+
+
+def retrieval_table(embeddings: Mapping[str, torch.Tensor], pair: str = "{q}->{g}") -> dict[str, dict[str, float]]:
+    """``{"image->audio": {R@1, R@5, R@10, MedR, MeanR}, ...}`` for every ordered pair of modalities."""
+    from xmodal.metrics.retrieval import cosine_similarity_matrix, retrieval_metrics
+
+    return {pair.format(q=q, g=g): retrieval_metrics(cosine_similarity_matrix(embeddings[q], embeddings[g]))
+            for q, g in permutations(embeddings, 2)}
+
+
+def flat(table: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """``{"a->b": {"R@1": x}}`` -> ``{"a->b/R@1": x}``."""
+    return {f"{row}/{k}": float(v) for row, metrics in table.items() for k, v in metrics.items()}
+
+
+def retrieval_evaluate(model: nn.Module, dataset: Dataset, *, collate: Callable, modalities: Sequence[str],
+                       pair: str = "{q}->{g}", batch_size: int = 256) -> dict[str, float]:
+    """Flat retrieval metrics ``{"<q>-><g>/R@1": ..., "mean/R@1": ...}`` on ``dataset``; ``mean/R@1`` (the mean
+    over ordered pairs) is the primary metric."""
+    table = retrieval_table(embed_all(model, dataset, collate, modalities, batch_size), pair)
+    metrics = flat(table)
+    metrics["mean/R@1"] = sum(row["R@1"] for row in table.values()) / len(table)
+    return metrics
+
+
+def retrieval_baselines(dataset: Dataset, *, modalities: Sequence[str], dim: int,
+                        pair: str = "{q}->{g}") -> dict[str, dict[str, float]]:
+    """The random-embedding baseline of every ordered pair (seeded by the pair's position)."""
+    from xmodal.metrics.retrieval import random_baseline
+
+    n = len(dataset)  # type: ignore[arg-type]
+    table = {pair.format(q=q, g=g): random_baseline(n, dim=dim, seed=s)
+             for s, (q, g) in enumerate(permutations(modalities, 2))}
+    metrics = flat(table)
+    metrics["mean/R@1"] = sum(row["R@1"] for row in table.values()) / len(table)
+    return {"random": metrics}
+
+
+def write_retrieval(model: nn.Module, dataset: Dataset, path: Path, *, collate: Callable,
+                    modalities: Sequence[str], batch_size: int = 256) -> Path:
+    """Embeddings of every modality (``.safetensors``, with ids in its metadata) or, for ``.json``, ids,
+    embeddings and the top-10 gallery items of every query per ordered pair."""
+    out = outputs_all(model, dataset, collate, batch_size)
+    emb = {m: out[f"{m}_emb"].contiguous() for m in modalities}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(emb, str(path), metadata={"ids": json.dumps(out["id"])})
+        return path
+    doc: dict[str, Any] = {"ids": out["id"], "embeddings": {m: e.tolist() for m, e in emb.items()}, "top10": {}}
+    for q, g in permutations(modalities, 2):
+        sim = emb[q] @ emb[g].T
+        top = sim.topk(min(10, sim.shape[1]), dim=1)
+        doc["top10"][f"{q}->{g}"] = [[{"id": out["id"][j], "similarity": round(float(s), 6)}
+                                      for j, s in zip(idx.tolist(), val.tolist())]
+                                     for idx, val in zip(top.indices, top.values)]
+    path.write_text(json.dumps(doc) + "\n", encoding="utf-8")
+    return path
+
+
+# ------------------------------------------------------------------------------------------ classification
+def _targets(dataset: Dataset, target: str) -> torch.Tensor:
+    return torch.as_tensor([dataset[i][target] for i in range(len(dataset))])  # type: ignore[arg-type]
+
+
+def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, classes: int) -> dict[str, float]:
+    """Accuracy and macro-F1 (scikit-learn's ``f1_score(average="macro")`` over the ``classes`` labels)."""
+    from sklearn.metrics import f1_score
+
+    pred = logits.argmax(1).numpy()
+    y = labels.numpy()
+    return {"accuracy": float((pred == y).mean()),
+            "macro_f1": float(f1_score(y, pred, labels=list(range(classes)), average="macro", zero_division=0))}
+
+
+def regression_metrics(pred: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    err = pred.double().view(-1) - y.double().view(-1)
+    return {"mae": float(err.abs().mean()), "rmse": float(err.square().mean().sqrt())}
+
+
+def supervised_evaluate(model: nn.Module, dataset: Dataset, *, collate: Callable, kind: str, target: str,
+                        classes: int | None, batch_size: int = 256) -> dict[str, float]:
+    out = outputs_all(model, dataset, collate, batch_size)
+    y = _targets(dataset, target)
+    if kind == "classification":
+        return classification_metrics(out["logits"], y, int(classes or out["logits"].shape[1]))
+    return regression_metrics(out["prediction"], y)
+
+
+def supervised_baselines(dataset: Dataset, *, train_set: Dataset, kind: str, target: str,
+                         classes: int | None) -> dict[str, dict[str, float]]:
+    """Majority class (classification) or the training mean (regression), fitted on ``train_set``."""
+    y_train, y = _targets(train_set, target), _targets(dataset, target)
+    if kind == "classification":
+        n = int(classes or int(y_train.max()) + 1)
+        majority = int(torch.bincount(y_train.long(), minlength=n).argmax())
+        logits = torch.nn.functional.one_hot(torch.full_like(y.long(), majority), n).float()
+        return {"majority": classification_metrics(logits, y, n)}
+    return {"mean": regression_metrics(torch.full(y.shape, float(y_train.double().mean())), y)}
+
+
+def write_supervised(model: nn.Module, dataset: Dataset, path: Path, *, collate: Callable, kind: str,
+                     label_names: Sequence[str] | None = None, batch_size: int = 256) -> Path:
+    """Predictions as JSON (``.json``: one record per sample) or CSV: the id, the predicted label and every
+    class probability (classification), or the predicted value (regression)."""
+    out = outputs_all(model, dataset, collate, batch_size)
+    records: list[dict[str, Any]] = []
+    if kind == "classification":
+        probs = out["logits"].softmax(1)
+        names = list(label_names) if label_names else [str(c) for c in range(probs.shape[1])]
+        for sid, p in zip(out["id"], probs.tolist()):
+            best = max(range(len(p)), key=p.__getitem__)
+            records.append({"id": sid, "label": names[best], **{f"p_{n}": round(v, 6) for n, v in zip(names, p)}})
+    else:
+        records = [{"id": sid, "prediction": float(v)} for sid, v in zip(out["id"], out["prediction"].view(-1).tolist())]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".json":
+        path.write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
+    else:
+        import csv
+
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(records[0]) if records else ["id"])
+            writer.writeheader()
+            writer.writerows(records)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ assembly
+def assemble(*, kind: str, model: nn.Module, modalities: Mapping[str, str], train_set: Dataset,
+             val_set: Dataset | None, collate: Callable | None = None, loss: str | None = None,
+             loss_settings: Mapping[str, Any] | None = None, target: str = "label", classes: int | None = None,
+             label_names: Sequence[str] | None = None, pair: str = "{q}->{g}", primary: str | None = None,
+             batch_size: int = 256, split: str = "val", artifacts: Mapping[str, Any] | None = None) -> TaskBundle:
+    """The TaskBundle of a task of ``kind`` over datasets of samples holding ``modalities`` ({field: modality})
+    and, for supervised kinds, ``target``."""
+    from xmodal.models import build_loss
+
+    if kind not in KINDS:
+        raise ConfigError(f"task kind {kind!r}: expected one of {', '.join(KINDS)}")
+    collate = collate or make_collate(modalities)
+    objective = build_loss(loss or LOSS_OF_KIND[kind], "loss", **dict(loss_settings or {}))
+    names = list(modalities)
+    if kind == "contrastive":
+        dim = int(getattr(model, "embed_dim", 256))
+        evaluate = partial(retrieval_evaluate, collate=collate, modalities=names, pair=pair, batch_size=batch_size)
+        baselines = partial(retrieval_baselines, modalities=names, dim=dim, pair=pair)
+        predict = partial(write_retrieval, collate=collate, modalities=names, batch_size=batch_size)
+        primary, higher = primary or "mean/R@1", True
+    else:
+        evaluate = partial(supervised_evaluate, collate=collate, kind=kind, target=target, classes=classes,
+                           batch_size=batch_size)
+        baselines = partial(supervised_baselines, train_set=train_set, kind=kind, target=target, classes=classes)
+        predict = partial(write_supervised, collate=collate, kind=kind, label_names=label_names,
+                          batch_size=batch_size)
+        primary = primary or PRIMARY_OF_KIND[kind]
+        higher = primary not in ("mae", "rmse")
+    return TaskBundle(model=model, loss=objective, train_set=train_set, collate=collate, val_set=val_set,
+                      evaluate=evaluate, coupled_loss=objective.coupled, primary=primary, higher_is_better=higher,
+                      baselines=baselines, predict=predict, artifacts=dict(artifacts or {}), split=split)
