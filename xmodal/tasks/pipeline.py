@@ -37,13 +37,15 @@ PRIMARY_OF_KIND = {"classification": "accuracy", "regression": "rmse"}
 # ------------------------------------------------------------------------------------------------ batching
 def collate_fields(samples: list[dict[str, Any]], modalities: Mapping[str, str]) -> dict[str, Any]:
     """Stack fixed-size fields and pad variable-length ones (by their spec's length axis) with
-    ``<field>_mask`` (True = valid)."""
+    ``<field>_mask`` (True = valid); sample ids stay a list."""
     from xmodal.data.sample import collate
 
     pad = {f: get_modality(m).length_axis for f, m in modalities.items()}
     pad = {f: axis for f, axis in pad.items() if axis is not None and f in samples[0]
            and isinstance(samples[0][f], torch.Tensor)}
     batch = collate(samples, pad_modalities=pad)
+    if "id" in samples[0]:
+        batch["id"] = [s["id"] for s in samples]
     for f in pad:
         batch.pop(f"{f}_lengths", None)
     return batch
