@@ -252,6 +252,8 @@ def check_settings(key: str, settings: dict[str, Any], schema: dict[str, Any]) -
             raise ConfigError(f"{key}.{name}: must be >= 1, got {value}")
         if isinstance(value, list) and any(isinstance(v, int) and v < 1 for v in value):
             raise ConfigError(f"{key}.{name}: every entry must be >= 1, got {value}")
+        if name == "kernel_size" and value % 2 == 0:
+            raise ConfigError(f"{key}.{name}: must be odd so that padding keeps positions aligned, got {value}")
         if name == "dropout" and not 0.0 <= value < 1.0:
             raise ConfigError(f"{key}.{name}: must be in [0, 1), got {value}")
     return out

@@ -64,6 +64,9 @@ def model_plan(cfg: dict[str, Any]) -> dict[str, Any]:
     ``embed_dim``."""
     d = _data_config(cfg)
     m = parse_section(ModelConfig, cfg.get("model"), "model")
+    for key in ("hidden", "layers", "embed_dim"):
+        if getattr(m, key) < 1:
+            raise ConfigError(f"model.{key}: must be >= 1, got {getattr(m, key)}")
     if not 0.0 <= m.dropout < 1.0:
         raise ConfigError(f"model.dropout: must be in [0, 1), got {m.dropout}")
     mlp = {"modality": "numeric", "family": "mlp", "width": m.hidden, "depth": m.layers, "dropout": m.dropout,

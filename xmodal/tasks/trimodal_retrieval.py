@@ -249,6 +249,10 @@ def model_plan(cfg: dict[str, Any]) -> dict[str, Any]:
     MiniLM embeddings, all projected to one ``embed_dim`` space."""
     m = parse_section(ModelConfig, cfg.get("model"), "model")
     d = parse_section(DataConfig, cfg.get("data"), "data")
+    for key, value in asdict(m).items():
+        values = value if isinstance(value, list) else [value]
+        if key not in ("dropout", "init_temperature") and (not values or min(values) < 1):
+            raise ConfigError(f"model.{key}: must be >= 1, got {value}")
     return {
         "encoders": {
             "image": {"family": "cnn2d", "channels": m.image_channels, "depth": m.image_depth, "norm": "batch",
