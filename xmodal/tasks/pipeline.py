@@ -233,7 +233,10 @@ def assemble(*, kind: str, model: nn.Module, modalities: Mapping[str, str], trai
     if kind not in KINDS:
         raise ConfigError(f"task kind {kind!r}: expected one of {', '.join(KINDS)}")
     collate = collate or make_collate(modalities)
-    objective = build_loss(loss or LOSS_OF_KIND[kind], "loss", **dict(loss_settings or {}))
+    settings = dict(loss_settings or {})
+    if kind != "contrastive":
+        settings.setdefault("target", target)
+    objective = build_loss(loss or LOSS_OF_KIND[kind], "loss", **settings)
     names = list(modalities)
     if kind == "contrastive":
         dim = int(getattr(model, "embed_dim", 256))
