@@ -135,6 +135,15 @@ def test_classification_metrics_hand_worked() -> None:
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [0.0, 3.0], [1.0, 2.0]])
     m = pipeline.classification_metrics(logits, torch.tensor([0, 0, 1, 1]), 2)
     assert m["accuracy"] == 0.75 and m["macro_f1"] == pytest.approx(11 / 15, abs=1e-12)
+    # against scikit-learn on random labels, with classes that are never predicted or never present
+    from sklearn.metrics import f1_score
+
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        y = torch.randint(0, 5, (30,), generator=gen)
+        scores = torch.randn(30, 6, generator=gen)
+        ref = f1_score(y.numpy(), scores.argmax(1).numpy(), labels=list(range(6)), average="macro", zero_division=0)
+        assert pipeline.classification_metrics(scores, y, 6)["macro_f1"] == pytest.approx(ref, abs=1e-12)
     r = pipeline.regression_metrics(torch.tensor([1.0, 2.0]), torch.tensor([0.0, 4.0]))
     assert r == {"mae": 1.5, "rmse": pytest.approx((2.5) ** 0.5)}
 

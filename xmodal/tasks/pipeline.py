@@ -158,13 +158,16 @@ def _targets(dataset: Dataset, target: str) -> torch.Tensor:
 
 
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, classes: int) -> dict[str, float]:
-    """Accuracy and macro-F1 (scikit-learn's ``f1_score(average="macro")`` over the ``classes`` labels)."""
-    from sklearn.metrics import f1_score
-
-    pred = logits.argmax(1).numpy()
-    y = labels.numpy()
-    return {"accuracy": float((pred == y).mean()),
-            "macro_f1": float(f1_score(y, pred, labels=list(range(classes)), average="macro", zero_division=0))}
+    """Accuracy and macro-F1 over the ``classes`` labels, F1 = 0 for a class never predicted nor present
+    (scikit-learn's ``f1_score(average="macro", zero_division=0)``; written here from the confusion matrix so
+    that the core package does not depend on scikit-learn for one formula)."""
+    pred = logits.argmax(1).long()
+    y = labels.long().view(-1)
+    confusion = torch.bincount(y * classes + pred, minlength=classes * classes).view(classes, classes).double()
+    tp = confusion.diag()
+    denom = confusion.sum(0) + confusion.sum(1)  # predicted + actual = 2 tp + fp + fn
+    f1 = torch.where(denom > 0, 2 * tp / denom.clamp_min(1), torch.zeros_like(tp))
+    return {"accuracy": float((pred == y).double().mean()), "macro_f1": float(f1.mean())}
 
 
 def regression_metrics(pred: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
