@@ -108,4 +108,5 @@ def build(cfg: dict[str, Any]) -> TaskBundle:
         artifacts["categories"] = source.vocabularies
     return pipeline.assemble(kind=d.kind, model=model, modalities=source.modalities, train_set=source.train,
                              val_set=source.val, target=d.target, classes=classes, label_names=source.labels,
-                             split=source.split, artifacts=artifacts)
+                             split=source.split, artifacts=artifacts,
+                             batch_size=pipeline.eval_batch_size(cfg))

@@ -224,6 +224,13 @@ def write_supervised(model: nn.Module, dataset: Dataset, path: Path, *, collate:
 
 
 # ------------------------------------------------------------------------------------------------ assembly
+def eval_batch_size(cfg: Mapping[str, Any]) -> int:
+    """``eval.batch_size`` of a recipe (samples per forward pass in evaluation and prediction)."""
+    from xmodal.config.recipe import parse_eval_config
+
+    return parse_eval_config(cfg.get("eval")).batch_size
+
+
 def assemble(*, kind: str, model: nn.Module, modalities: Mapping[str, str], train_set: Dataset,
              val_set: Dataset | None, collate: Callable | None = None, loss: str | None = None,
              loss_settings: Mapping[str, Any] | None = None, target: str = "label", classes: int | None = None,

@@ -132,4 +132,5 @@ def build(cfg: dict[str, Any]) -> TaskBundle:
     """The TaskBundle of the recipe ``cfg`` (sections ``data`` and ``model``)."""
     train_set, val_set = build_data(cfg)
     return pipeline.assemble(kind="contrastive", model=build_model(cfg), modalities=FIELDS, train_set=train_set,
-                             val_set=val_set, collate=collate, pair=PAIR)
+                             val_set=val_set, collate=collate, pair=PAIR,
+                             batch_size=pipeline.eval_batch_size(cfg))

@@ -316,4 +316,5 @@ def build(cfg: dict[str, Any]) -> TaskBundle:
     if len(test_set) == 0:
         raise ConfigError("data: the dataset has no 'test' items to evaluate on (raise data.options.max_groups)")
     return pipeline.assemble(kind="contrastive", model=build_model(cfg), modalities=FIELD_MODALITIES,
-                             train_set=train_set, val_set=test_set, collate=collate, split="test")
+                             train_set=train_set, val_set=test_set, collate=collate, split="test",
+                             batch_size=pipeline.eval_batch_size(cfg))
