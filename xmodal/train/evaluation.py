@@ -61,7 +61,7 @@ class RunEvaluator:
     """Runs ``bundle.evaluate`` when due, keeps the best checkpoint and writes ``metrics.json``."""
 
     def __init__(self, bundle: TaskBundle, out: Path, env: xdist.DistEnv, every: int, strategy: str,
-                 primary: str | None = None) -> None:
+                 primary: str | None = None, resumed: bool = False) -> None:
         self.bundle, self.out, self.env, self.every = bundle, out, env, every
         self.enabled = bundle.evaluate is not None and bundle.val_set is not None
         self.primary = primary or bundle.primary
@@ -69,7 +69,7 @@ class RunEvaluator:
         self.best: float | None = None
         self.last: dict[str, float] = {}
         kept = out / BEST / "best.json"
-        if kept.is_file() and self.primary is not None:  # a resumed run keeps competing with its best so far
+        if resumed and kept.is_file() and self.primary is not None:  # a resumed run competes with its best so far
             previous = json.loads(kept.read_text(encoding="utf-8"))
             if previous.get("primary") == self.primary:
                 self.best = float(previous["value"])

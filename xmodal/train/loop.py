@@ -409,7 +409,7 @@ def _train(
         epoch, in_epoch = epoch + 1, 0
 
     logger = RunLogger(out, env.is_main, tensorboard=tc.tensorboard, resume_step=resumed_from)
-    evaluator = RunEvaluator(bundle, out, env, tc.eval_every, tc.strategy, _primary(recipe))
+    evaluator = RunEvaluator(bundle, out, env, tc.eval_every, tc.strategy, _primary(recipe), resumed_from is not None)
     if env.is_main:
         write_run_files(out, recipe, bundle)
     coupled = bundle.coupled_loss
