@@ -201,3 +201,18 @@ def test_supervised_assembly_baselines_and_writers(tmp_path: Path) -> None:
     assert reg.baselines(val_set)["mean"]["mae"] == 0.5 and reg.primary == "rmse" and not reg.higher_is_better
     reg.predict(reg.model, val_set, tmp_path / "r.json")
     assert len(json.loads((tmp_path / "r.json").read_text())) == 4
+
+
+def test_resumed_run_keeps_competing_with_its_best(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    cfg = {**SMALL, "train": {**TRAIN, "epochs": 1, "eval_every": 2}}
+    bundle = synthetic_pairs.build(cfg)
+    bundle.evaluate, bundle.primary = ScriptedEvaluation([0.3, 0.9, 0.1, 0.5]), "score"
+    train(bundle, cfg, out_dir=tmp_path)
+    bundle.evaluate = ScriptedEvaluation([0.2])  # resumed at the end: one final evaluation, worse than step 4's
+    train(bundle, cfg, out_dir=tmp_path, resume=True)
+    assert json.loads((tmp_path / "best" / "best.json").read_text())["step"] == 4
+    bundle.evaluate = ScriptedEvaluation([0.2, 0.25, 0.2, 0.2])  # a fresh run into the same folder starts over
+    with pytest.warns(UserWarning, match="step_000000002 is gone"):  # pruned beside the old run's later steps
+        train(bundle, cfg, out_dir=tmp_path)
+    assert json.loads((tmp_path / "best" / "best.json").read_text())["value"] == 0.25

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,11 @@ class RunEvaluator:
         self.all_ranks = strategy == "fsdp" and env.distributed
         self.best: float | None = None
         self.last: dict[str, float] = {}
+        if not resumed and env.is_main:  # a fresh run into an old folder must not inherit its best
+            if (out / BEST).is_symlink():
+                (out / BEST).unlink()
+            for old in out.glob(f"{BEST}-*"):
+                shutil.rmtree(old, ignore_errors=True)
         kept = out / BEST / "best.json"
         if resumed and kept.is_file() and self.primary is not None:  # a resumed run competes with its best so far
             previous = json.loads(kept.read_text(encoding="utf-8"))
@@ -103,6 +109,10 @@ class RunEvaluator:
         if self.primary not in metrics:
             raise ConfigError(f"eval.primary: {self.primary!r} is not a metric of this task; it reports "
                               f"{', '.join(sorted(metrics))}")
+        if not checkpoint.is_dir():
+            # pruned at once: an older step than the kept checkpoints of an earlier run in this folder
+            warnings.warn(f"{checkpoint} is gone; the best checkpoint of step {step} is not kept", stacklevel=2)
+            return
         value = metrics[self.primary]
         sign = 1.0 if self.bundle.higher_is_better else -1.0
         if not math.isfinite(value) or (self.best is not None and sign * value <= sign * self.best):
