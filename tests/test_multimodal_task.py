@@ -17,8 +17,6 @@ from xmodal.cli import app
 from xmodal.config import load_recipe
 from xmodal.errors import ConfigError, DataError
 
-pytestmark = pytest.mark.slow  # ~20 s of training on a shared CPU
-
 
 def _digits_table(root: Path, n_per_class: int = 40) -> Path:
     from PIL import Image

@@ -108,6 +108,15 @@ def test_predict_cli_reloads_the_trained_model(tmp_path: Path) -> None:
         assert res.exit_code != 0 and message in str(res.exception)
     res = runner.invoke(app, ["predict", str(tmp_path), "--out", str(tmp_path / "x.json")])
     assert "not a run directory" in str(res.exception)
+    # a recipe with a checkpoint path rebuilds the task from the recipe and loads that checkpoint
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text((tmp_path / "run" / "recipe.yaml").read_text())
+    step = ckpt.find_latest(tmp_path / "run" / "checkpoints")
+    res = runner.invoke(app, ["predict", str(recipe), "--checkpoint", str(step), "--out", str(tmp_path / "r.safetensors")])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    assert torch.equal(load_file(str(tmp_path / "r.safetensors"))["a"], expected["a"])
+    res = runner.invoke(app, ["predict", str(recipe), "--out", str(tmp_path / "r.json")])
+    assert "needs a run directory" in str(res.exception)
 
 
 def test_train_and_predict_through_the_cli(tmp_path: Path) -> None:
