@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -109,3 +110,39 @@ def test_bad_tables_name_the_column(tmp_path: Path) -> None:
         build_task(cfg)
     with pytest.raises(ConfigError, match="data.manifest / data.table"):
         load_recipe(_recipe(tmp_path, table), ["data.table=null"])
+
+
+def test_manifest_source_with_text_and_a_contrastive_table(tmp_path: Path) -> None:
+    from xmodal.data.manifest import write_manifest
+    from xmodal.tasks.base import build_task
+    from xmodal.train.loop import train
+
+    table = _digits_table(tmp_path / "data", n_per_class=6)
+    rows = list(csv.DictReader(open(table, encoding="utf-8")))  # noqa: SIM115
+    words = {"n0": "a round zero", "n1": "a thin one", "n7": "a seven with a bar"}
+    manifest_rows = [{"id": r["id"], "split": "test" if i % 3 == 0 else "train", "image": r["picture"],
+                      "caption": words[r["digit"]], "label": r["digit"]} for i, r in enumerate(rows)]
+    root = write_manifest(tmp_path / "data", {"name": "digits", "modalities": {"image": "image",
+                                                                                "caption": "caption"}},
+                          manifest_rows)
+    cfg = {"task": "multimodal", "data": {"manifest": str(root), "image_size": [16, 16]},
+           "model": {"encoders": {"image": {"width": 16}, "caption": {"width": 16, "depth": 1}},
+                     "head": {"kind": "classifier"}}}
+    bundle = build_task(cfg)
+    sample = bundle.train_set[0]
+    assert sample["caption"].dtype == torch.int64 and sample["caption"][0] == 101  # [CLS] of the word pieces
+    assert sample["image"].shape == (3, 16, 16) and bundle.split == "test"
+    batch = bundle.collate([bundle.train_set[i] for i in range(4)])
+    assert batch["caption_mask"].shape == batch["caption"].shape  # word pieces padded with a mask
+    assert set(bundle.model(batch)) == {"logits", "embedding"}
+
+    cfg = {"task": "multimodal", "data": {"table": str(table), "fields": {"picture": "image", "noise": "numeric"},
+                                          "kind": "contrastive", "image_size": [16, 16]},
+           "model": {"encoders": {"picture": {"width": 16}, "noise": {"width": 8}}, "embed_dim": 8},
+           "train": {"epochs": 1, "batch_size": 4, "progress": False, "tensorboard": False}}
+    bundle = build_task(cfg)
+    assert bundle.coupled_loss and bundle.primary == "mean/R@1"
+    train(bundle, cfg, out_dir=tmp_path / "run")
+    doc = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert {"picture->noise/R@1", "noise->picture/R@1", "mean/R@1"} <= set(doc["model"])
+    assert set(doc["baselines"]) == {"random"}

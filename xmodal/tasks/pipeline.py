@@ -40,9 +40,12 @@ def collate_fields(samples: list[dict[str, Any]], modalities: Mapping[str, str])
     ``<field>_mask`` (True = valid); sample ids stay a list."""
     from xmodal.data.sample import collate
 
-    pad = {f: get_modality(m).length_axis for f, m in modalities.items()}
+    specs = {f: get_modality(m) for f, m in modalities.items()}
+    # text tokenised into word-piece ids is a sequence of tokens: padded along its only axis
+    pad = {f: 0 if s.is_text else s.length_axis for f, s in specs.items()}
     pad = {f: axis for f, axis in pad.items() if axis is not None and f in samples[0]
-           and isinstance(samples[0][f], torch.Tensor)}
+           and isinstance(samples[0][f], torch.Tensor) and samples[0][f].dim() > 0
+           and not (specs[f].is_text and samples[0][f].is_floating_point())}  # sentence embeddings: stacked
     batch = collate(samples, pad_modalities=pad)
     if "id" in samples[0]:
         batch["id"] = [s["id"] for s in samples]
