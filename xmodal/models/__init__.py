@@ -2,6 +2,9 @@
 (or a dotted path to user code), :func:`build_encoder` from a spec, :func:`build_model` from a recipe's
 ``model:`` section."""
 
+from collections.abc import Callable
+from typing import Any
+
 from xmodal.models import parts as _parts  # noqa: F401  (registers fusions, heads, losses)
 from xmodal.models.build import build_model, check_plan
 from xmodal.models.encoders import build_encoder
@@ -18,7 +21,7 @@ from xmodal.models.registry import (
 )
 
 
-def build_loss(name: str, key: str = "loss", **settings: object):
+def build_loss(name: str, key: str = "loss", **settings: object) -> Callable[..., Any]:
     """The loss ``(outputs, batch) -> scalar`` registered as ``name`` (or at a dotted path), with its settings
     checked; ``coupled`` on the returned callable says whether it couples the samples of a batch."""
     from xmodal.models.build import _part_settings
