@@ -146,3 +146,34 @@ def test_manifest_source_with_text_and_a_contrastive_table(tmp_path: Path) -> No
     doc = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert {"picture->noise/R@1", "noise->picture/R@1", "mean/R@1"} <= set(doc["model"])
     assert set(doc["baselines"]) == {"random"}
+
+
+def test_multilabel_table(tmp_path: Path) -> None:
+    from xmodal.tasks.base import build_task
+    from xmodal.train.loop import train
+
+    table = _digits_table(tmp_path / "data", n_per_class=8)
+    rows = list(csv.DictReader(open(table, encoding="utf-8")))  # noqa: SIM115
+    sets = {"n0": "zero|round", "n1": "one|thin", "n7": "seven|thin"}
+    for r in rows:
+        r["tags"] = sets[r["digit"]]
+    with open(table, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    cfg = {"task": "multimodal", "data": {"table": str(table), "fields": {"picture": "image"}, "target": "tags",
+                                          "kind": "multilabel", "image_size": [16, 16]},
+           "model": {"encoders": {"picture": {"width": 16}}}, "eval": {"primary": "mean_average_precision"},
+           "train": {"epochs": 2, "batch_size": 6, "progress": False, "tensorboard": False}}
+    recipe = tmp_path / "tags.yaml"
+    recipe.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    assert load_recipe(recipe) == cfg  # the recipe parser accepts the multilabel kind and its primary metric
+    bundle = build_task(cfg)
+    assert bundle.model.head.head.net[-1].out_features == 5  # one, round, seven, thin, zero
+    assert bundle.train_set[0]["tags"].tolist() in ([0, 1, 0, 0, 1], [1, 0, 0, 1, 0], [0, 0, 1, 1, 0])
+    train(bundle, cfg, out_dir=tmp_path / "run")
+    doc = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert doc["primary"] == "mean_average_precision" and set(doc["baselines"]) == {"prior"}
+    assert set(doc["model"]) == {"mean_average_precision", "micro_f1"}
+    out = bundle.predict(bundle.model, bundle.val_set, tmp_path / "p.json")
+    assert {"id", "labels", "p_thin"} <= set(json.loads(out.read_text())[0])

@@ -225,3 +225,23 @@ def test_resumed_run_keeps_competing_with_its_best(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="step_000000002 is gone"):  # pruned beside the old run's later steps
         train(bundle, cfg, out_dir=tmp_path)
     assert json.loads((tmp_path / "best" / "best.json").read_text())["value"] == 0.25
+
+
+def test_average_precision_against_scikit_learn() -> None:
+    from sklearn.metrics import average_precision_score
+
+    gen = torch.Generator().manual_seed(0)
+    for trial in range(30):
+        y = (torch.rand(40, generator=gen) < 0.3).long()
+        if y.sum() == 0:
+            continue
+        scores = torch.randn(40, generator=gen)
+        if trial % 2:
+            scores = (scores * 2).round() / 2  # many tied scores: one precision-recall step per distinct score
+        ref = average_precision_score(y.numpy(), scores.numpy())
+        assert pipeline.average_precision(scores, y) == pytest.approx(ref, abs=1e-12)
+    # hand-worked: scores 0.9 0.8 0.7 with labels 1 0 1 -> AP = 1/2 * 1 + 1/2 * 2/3 = 5/6
+    assert pipeline.average_precision(torch.tensor([0.9, 0.8, 0.7]), torch.tensor([1, 0, 1])) == pytest.approx(5 / 6)
+    m = pipeline.multilabel_metrics(torch.tensor([[2.0, -1.0], [-1.0, 1.0]]), torch.tensor([[1, 0], [1, 1]]))
+    # class 0: scores 2, -1 both positive -> AP 1; class 1: positive ranked first -> AP 1; micro-F1: tp 2, fn 1
+    assert m == {"mean_average_precision": 1.0, "micro_f1": pytest.approx(0.8)}

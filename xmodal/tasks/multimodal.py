@@ -9,8 +9,9 @@ with no task code of its own.
 
 Encoders default to every field's spec default; sizes the data decides (numeric input sizes, the categories of
 a categorical field, the number of classes) are filled in from the training data unless the plan sets them.
-``kind: classification`` (head ``classifier``, cross-entropy, accuracy), ``regression`` (head ``regression``,
-MSE, RMSE) or ``contrastive`` (no head; every ordered pair of fields scored by retrieval). The label names are a
+``kind: classification`` (head ``classifier``, cross-entropy, accuracy), ``multilabel`` (delimited label sets,
+head ``classifier`` trained with BCE, mean average precision), ``regression`` (head ``regression``, MSE, RMSE)
+or ``contrastive`` (no head; every ordered pair of fields scored by retrieval). The label names are a
 task artifact (``labels.json`` in the run directory).
 """
 
@@ -32,7 +33,8 @@ class DataConfig:
     table: str | None = None  # a .csv or .jsonl table; file cells are paths relative to it
     fields: dict[str, Any] = field(default_factory=dict)  # {field: modality}; manifest default: all its fields
     target: str = "label"
-    kind: Literal["classification", "regression", "contrastive"] = "classification"
+    kind: Literal["classification", "multilabel", "regression", "contrastive"] = "classification"
+    label_delimiter: str | None = None  # multilabel label sets ("cat|dog"); null: the first of | ; , found
     val_split: str = "test"  # the split evaluated on, when the data has splits
     val_fraction: float = 0.2  # otherwise: this fraction of each class, drawn with ``seed``
     seed: int = 0
@@ -63,7 +65,7 @@ def _plan(cfg: dict[str, Any], fields: dict[str, str], kind: str, sizes: dict[st
         for key, value in sizes.get(name, {}).items():
             entry.setdefault(key, value)
         encoders[name] = entry
-    if kind == "classification":
+    if kind in ("classification", "multilabel"):
         head = plan.setdefault("head", {"kind": "classifier"})
         if isinstance(head, dict) and head.get("kind", "classifier") == "classifier":
             head.setdefault("classes", classes or 2)
@@ -97,7 +99,8 @@ def build(cfg: dict[str, Any]) -> TaskBundle:
     source = build_source(manifest=d.manifest, table=d.table, fields={k: str(v) for k, v in d.fields.items()},
                           target=d.target, kind=d.kind, val_split=d.val_split, val_fraction=d.val_fraction,
                           seed=d.seed, families=families,
-                          meta={"image_size": d.image_size, "sample_rate": d.sample_rate})
+                          meta={"image_size": d.image_size, "sample_rate": d.sample_rate},
+                          delimiter=d.label_delimiter)
     sizes = sizes_from_data(source.train, source.modalities, source.vocabularies)
     classes = len(source.labels) if source.labels else None
     model = build_model(_plan(cfg, source.modalities, d.kind, sizes, classes))

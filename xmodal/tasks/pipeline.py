@@ -7,8 +7,10 @@ registry), a collate function that pads every variable-length field with its mas
 primary metric, the baselines every run reports, and a prediction writer.
 
 Task kinds: ``contrastive`` (every ordered pair of modalities scored by retrieval, R@1/5/10, MedR, MeanR;
-baseline: random embeddings), ``classification`` (accuracy, macro-F1; baseline: the majority class) and
-``regression`` (MAE, RMSE; baseline: the training mean).
+baseline: random embeddings), ``classification`` (accuracy, macro-F1; baseline: the majority class),
+``multilabel`` (a classifier trained with BCE on multi-hot targets; mean average precision and micro-F1;
+baseline: the training label frequencies as constant scores) and ``regression`` (MAE, RMSE; baseline: the
+training mean).
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ from xmodal.errors import ConfigError
 from xmodal.modalities import get_modality
 from xmodal.tasks.base import TaskBundle
 
-Kind = Literal["contrastive", "classification", "regression"]
-KINDS = ("contrastive", "classification", "regression")
-LOSS_OF_KIND = {"contrastive": "info_nce", "classification": "cross_entropy", "regression": "mse"}
-PRIMARY_OF_KIND = {"classification": "accuracy", "regression": "rmse"}
+Kind = Literal["contrastive", "classification", "multilabel", "regression"]
+KINDS = ("contrastive", "classification", "multilabel", "regression")
+LOSS_OF_KIND = {"contrastive": "info_nce", "classification": "cross_entropy", "multilabel": "bce",
+                "regression": "mse"}
+PRIMARY_OF_KIND = {"classification": "accuracy", "multilabel": "mean_average_precision", "regression": "rmse"}
 
 
 # ------------------------------------------------------------------------------------------------ batching
@@ -157,7 +160,8 @@ def write_retrieval(model: nn.Module, dataset: Dataset, path: Path, *, collate: 
 
 # ------------------------------------------------------------------------------------------ classification
 def _targets(dataset: Dataset, target: str) -> torch.Tensor:
-    return torch.as_tensor([dataset[i][target] for i in range(len(dataset))])  # type: ignore[arg-type]
+    values = [dataset[i][target] for i in range(len(dataset))]  # type: ignore[arg-type]
+    return torch.stack(values) if values and isinstance(values[0], torch.Tensor) else torch.as_tensor(values)
 
 
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, classes: int) -> dict[str, float]:
@@ -173,6 +177,32 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, classes: 
     return {"accuracy": float((pred == y).double().mean()), "macro_f1": float(f1.mean())}
 
 
+def average_precision(scores: torch.Tensor, positives: torch.Tensor) -> float:
+    """Average precision of one class, ``sum_n (R_n - R_{n-1}) P_n`` over the distinct score thresholds (tied
+    scores form one step), as scikit-learn's ``average_precision_score``; NaN without positives."""
+    order = torch.argsort(scores.double(), descending=True, stable=True)
+    s, y = scores.double()[order], positives.double()[order]
+    if y.sum() == 0:
+        return float("nan")
+    last = torch.cat([s[1:] != s[:-1], torch.tensor([True])])  # the last index of every run of equal scores
+    tp = torch.cumsum(y, 0)[last]
+    seen = torch.arange(1, len(s) + 1, dtype=torch.float64)[last]
+    precision, recall = tp / seen, tp / y.sum()
+    steps = torch.diff(torch.cat([torch.zeros(1, dtype=torch.float64), recall]))
+    return float((steps * precision).sum())
+
+
+def multilabel_metrics(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+    """Mean average precision over the classes with at least one positive, and micro-F1 at probability 0.5."""
+    y = targets.double()
+    aps = [average_precision(logits[:, c], y[:, c]) for c in range(y.shape[1]) if y[:, c].sum() > 0]
+    pred = (logits > 0).double()
+    tp, fp, fn = (pred * y).sum(), (pred * (1 - y)).sum(), ((1 - pred) * y).sum()
+    micro = 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) > 0 else torch.tensor(0.0)
+    return {"mean_average_precision": float(sum(aps) / len(aps)) if aps else float("nan"),
+            "micro_f1": float(micro)}
+
+
 def regression_metrics(pred: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     err = pred.double().view(-1) - y.double().view(-1)
     return {"mae": float(err.abs().mean()), "rmse": float(err.square().mean().sqrt())}
@@ -184,6 +214,8 @@ def supervised_evaluate(model: nn.Module, dataset: Dataset, *, collate: Callable
     y = _targets(dataset, target)
     if kind == "classification":
         return classification_metrics(out["logits"], y, int(classes or out["logits"].shape[1]))
+    if kind == "multilabel":
+        return multilabel_metrics(out["logits"], y)
     return regression_metrics(out["prediction"], y)
 
 
@@ -196,16 +228,26 @@ def supervised_baselines(dataset: Dataset, *, train_set: Dataset, kind: str, tar
         majority = int(torch.bincount(y_train.long(), minlength=n).argmax())
         logits = torch.nn.functional.one_hot(torch.full_like(y.long(), majority), n).float()
         return {"majority": classification_metrics(logits, y, n)}
+    if kind == "multilabel":
+        frequency = y_train.double().mean(0).clamp(1e-6, 1 - 1e-6)
+        return {"prior": multilabel_metrics(torch.logit(frequency).expand(y.shape[0], -1), y)}
     return {"mean": regression_metrics(torch.full(y.shape, float(y_train.double().mean())), y)}
 
 
 def write_supervised(model: nn.Module, dataset: Dataset, path: Path, *, collate: Callable, kind: str,
                      label_names: Sequence[str] | None = None, batch_size: int = 256) -> Path:
     """Predictions as JSON (``.json``: one record per sample) or CSV: the id, the predicted label and every
-    class probability (classification), or the predicted value (regression)."""
+    class probability (classification; multilabel: the labels with probability >= 0.5 joined by ``|``), or the
+    predicted value (regression)."""
     out = outputs_all(model, dataset, collate, batch_size)
     records: list[dict[str, Any]] = []
-    if kind == "classification":
+    if kind == "multilabel":
+        probs = out["logits"].sigmoid()
+        names = list(label_names) if label_names else [str(c) for c in range(probs.shape[1])]
+        for sid, p in zip(out["id"], probs.tolist()):
+            chosen = "|".join(n for n, v in zip(names, p) if v >= 0.5)
+            records.append({"id": sid, "labels": chosen, **{f"p_{n}": round(v, 6) for n, v in zip(names, p)}})
+    elif kind == "classification":
         probs = out["logits"].softmax(1)
         names = list(label_names) if label_names else [str(c) for c in range(probs.shape[1])]
         for sid, p in zip(out["id"], probs.tolist()):

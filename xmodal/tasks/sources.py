@@ -40,11 +40,11 @@ class Samples(Dataset):
 
     def __init__(self, rows: list[dict[str, Any]], root: Path, meta: Mapping[str, Any], modalities: Mapping[str, str],
                  transforms: Mapping[str, Callable[[Any], Any] | None], target: str | None,
-                 label_index: Mapping[str, int] | None, regression: bool) -> None:
+                 label_index: Mapping[str, int] | None, regression: bool, delimiter: str | None = None) -> None:
         self.rows, self.root, self.meta = rows, root, dict(meta)
         self.specs = {f: get_modality(m) for f, m in modalities.items()}
         self.transforms, self.target = dict(transforms), target
-        self.label_index, self.regression = label_index, regression
+        self.label_index, self.regression, self.delimiter = label_index, regression, delimiter
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -63,6 +63,14 @@ class Samples(Dataset):
                 raise DataError(f"target {self.target!r} of sample {sid!r} is not a number: {value!r}",
                                 source=f"{sid}/{self.target}") from None
         assert self.label_index is not None
+        if self.delimiter is not None:  # multilabel: a multi-hot vector over the training labels
+            hot = torch.zeros(len(self.label_index))
+            for part in split_labels(value, self.delimiter):
+                if part not in self.label_index:
+                    raise DataError(f"sample {sid!r}: label {part!r} never occurs in training",
+                                    source=f"{sid}/{self.target}")
+                hot[self.label_index[part]] = 1.0
+            return hot
         return self.label_index[str(value)]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -83,6 +91,19 @@ class Samples(Dataset):
         if self.target is not None:
             sample[self.target] = self.label(row)
         return sample
+
+
+def split_labels(value: Any, delimiter: str) -> list[str]:
+    """The labels of a delimited label set (``"cat|dog"``), stripped, empty parts dropped."""
+    return [p.strip() for p in str(value).split(delimiter) if p.strip()]
+
+
+def label_delimiter(values: list[Any]) -> str:
+    """The first of ``|``, ``;`` and ``,`` that occurs in the label sets (``|`` when none does)."""
+    for d in ("|", ";", ","):
+        if any(d in str(v) for v in values):
+            return d
+    return "|"
 
 
 def _vocabularies(rows: list[dict[str, Any]], modalities: Mapping[str, str]) -> dict[str, list[str]]:
@@ -119,7 +140,7 @@ def _split_rows(rows: list[dict[str, Any]], target: str | None, fraction: float,
 
 def build_source(*, manifest: str | None, table: str | None, fields: Mapping[str, str], target: str | None,
                  kind: str, val_split: str, val_fraction: float, seed: int, families: Mapping[str, str | None],
-                 meta: Mapping[str, Any] | None = None) -> Source:
+                 meta: Mapping[str, Any] | None = None, delimiter: str | None = None) -> Source:
     """The source a recipe's ``data:`` names (exactly one of ``manifest`` and ``table``)."""
     from xmodal.tasks.fields import field_transform
 
@@ -170,7 +191,13 @@ def build_source(*, manifest: str | None, table: str | None, fields: Mapping[str
                           "splits need samples")
     labels = None
     label_index = None
-    if kind == "classification" and target is not None:
+    if kind == "multilabel" and target is not None:
+        delimiter = delimiter or label_delimiter([r.get(target) for r in train_rows])
+        labels = sorted({p for r in train_rows for p in split_labels(r.get(target), delimiter)})
+        if len(labels) < 2:
+            raise ConfigError(f"data.target: {target!r} has {len(labels)} label in training; at least 2 are needed")
+        label_index = {name: i for i, name in enumerate(labels)}
+    elif kind == "classification" and target is not None:
         labels = sorted({str(r[target]) for r in train_rows})
         if len(labels) < 2:
             raise ConfigError(f"data.target: {target!r} has {len(labels)} class in training; at least 2 are needed")
@@ -182,7 +209,7 @@ def build_source(*, manifest: str | None, table: str | None, fields: Mapping[str
     transforms = {f: field_transform(f, get_modality(m), families.get(f), vocab) for f, m in modalities.items()}
     tgt = target if kind != "contrastive" else None
     make = lambda rs: Samples(rs, root, meta, modalities, transforms, tgt, label_index,
-                              kind == "regression")
+                              kind == "regression", delimiter if kind == "multilabel" else None)
     return Source(make(train_rows), make(val_rows), modalities, labels, vocab, split)
 
 
