@@ -119,11 +119,13 @@ def test_late_fusion_model_composes_encoders_fusion_head() -> None:
         "audio": audio,
         "audio_mask": torch.ones(2, 40, dtype=torch.bool),
     }
-    logits = model(batch)
-    assert logits.shape == (2, 3)
+    out = model(batch)
+    assert set(out) == {"logits", "embedding"} and out["logits"].shape == (2, 3)
     with torch.no_grad():
-        expected = model.head(torch.cat([encoders["image"](batch["image"]), encoders["audio"](audio)], -1))
-    torch.testing.assert_close(logits, expected)
+        fused = torch.cat([encoders["image"](batch["image"]), encoders["audio"](audio)], -1)
+        expected = model.head(fused)
+    torch.testing.assert_close(out["logits"], expected)
+    torch.testing.assert_close(out["embedding"], fused)
     with pytest.raises(MissingModalityError, match="audio"):
         model({"image": batch["image"]})
 

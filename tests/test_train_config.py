@@ -17,12 +17,12 @@ RECIPE = REPO / "recipes" / "synthetic_pairs.yaml"
 
 
 def test_recipe_loads_and_overrides_are_yaml_typed() -> None:
-    cfg = load_recipe(RECIPE, ["train.lr=3e-4", "train.grad_clip=null", "model.hidden=16", "new.section.value=[1, 2]"])
+    cfg = load_recipe(RECIPE, ["train.lr=3e-4", "train.grad_clip=null", "model.hidden=16", "train.betas=[0.8, 0.9]"])
     tc = parse_train_config(cfg["train"])
     assert tc.lr == 3e-4 and isinstance(tc.lr, float)
     assert tc.grad_clip is None
     assert cfg["model"]["hidden"] == 16
-    assert cfg["new"]["section"]["value"] == [1, 2]
+    assert tc.betas == [0.8, 0.9]
     assert tc.micro_batch_size == tc.batch_size // tc.grad_accum
 
 

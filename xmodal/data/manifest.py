@@ -96,19 +96,21 @@ def read_manifest(root: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]
     for p in (meta_path, rows_path):
         if not p.is_file():
             raise FileNotFoundError(f"{p}: not found; a dataset directory holds {META_FILE} and {MANIFEST_FILE}")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise CorruptFileError(f"invalid JSON: {exc}", source=meta_path) from exc
+    # Strict reading: UTF-8 only, and a key given twice is an error naming the line (json keeps the last one).
+    from xmodal.config.loaders import loads_json, read_utf8
+
+    meta = loads_json(read_utf8(meta_path, CorruptFileError), meta_path)
+    if not isinstance(meta, dict):
+        raise CorruptFileError(f"expected a JSON object, got {type(meta).__name__}", source=meta_path)
     _check_meta(meta, meta_path)
     rows = []
-    for n, line in enumerate(rows_path.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(read_utf8(rows_path, CorruptFileError).split("\n"), start=1):
         if not line.strip():
             continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise CorruptFileError(f"line {n}: invalid JSON: {exc}", source=rows_path) from exc
+        row = loads_json(line, rows_path, line=n)
+        if not isinstance(row, dict):
+            raise CorruptFileError(f"line {n}: expected a JSON object, got {type(row).__name__}", source=rows_path)
+        rows.append(row)
     return meta, rows
 
 

@@ -31,7 +31,10 @@ def encode(encoder: nn.Module, batch: Mapping[str, Any], modality: str) -> torch
 
 class LateFusionModel(nn.Module):
     """Encoders keyed by modality, then ``fusion({modality: embedding}) -> fused``, then ``head(fused)``
-    (TorchMultimodal's ``LateFusion``). Every encoder's modality must be in the batch."""
+    (TorchMultimodal's ``LateFusion``). Every encoder's modality must be in the batch.
+
+    ``forward`` returns a dict (the task contract): the head's output under the head's ``output_key``
+    (default ``"logits"``) and the fused vector under ``"embedding"``."""
 
     def __init__(self, encoders: Mapping[str, nn.Module], fusion: nn.Module, head: nn.Module) -> None:
         super().__init__()
@@ -39,9 +42,10 @@ class LateFusionModel(nn.Module):
         self.fusion = fusion
         self.head = head
 
-    def forward(self, batch: Mapping[str, Any]) -> torch.Tensor:
+    def forward(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         embeddings = {name: encode(encoder, batch, name) for name, encoder in self.encoders.items()}
-        return self.head(self.fusion(embeddings))
+        fused = self.fusion(embeddings)
+        return {getattr(self.head, "output_key", "logits"): self.head(fused), "embedding": fused}
 
 
 class ContrastiveModel(nn.Module):

@@ -6,9 +6,10 @@ optionally, an evaluation. The trainer knows nothing else about the task.
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,7 +29,14 @@ class TaskBundle:
     loss: ``(outputs, batch) -> scalar``. When ``coupled_loss`` is true the loss couples the samples of a batch
         (contrastive losses), so gradient accumulation caches embeddings instead of summing micro-batch losses.
     train_set / val_set: datasets of sample dicts; ``collate`` turns a list of them into a batch dict.
-    evaluate: ``(model, dataset) -> {metric: value}``, run on ``val_set`` after training.
+    evaluate: ``(model, dataset) -> {metric: value}``, run on ``val_set`` during (``train.eval_every``) and
+        after training.
+    primary / higher_is_better: the metric of ``evaluate`` that picks the best checkpoint.
+    baselines: ``dataset -> {baseline name: {metric: value}}``, the references every run reports beside the model.
+    predict: ``(model, dataset, path) -> path`` writes predictions in the task's format (``xmodal predict``).
+    artifacts: JSON-able things the trained model needs to be used (label maps, vocabularies); the trainer
+        writes them into the run directory.
+    split: the name of ``val_set``'s split (reported in ``metrics.json``).
     """
 
     model: nn.Module
@@ -38,17 +46,24 @@ class TaskBundle:
     val_set: Dataset | None = None
     evaluate: Callable[[nn.Module, Dataset], dict[str, float]] | None = None
     coupled_loss: bool = False
+    primary: str | None = None
+    higher_is_better: bool = True
+    baselines: Callable[[Dataset], dict[str, dict[str, float]]] | None = None
+    predict: Callable[[nn.Module, Dataset, Path], Path] | None = None
+    artifacts: dict[str, Any] = field(default_factory=dict)
+    split: str = "val"
 
 
 def build_task(cfg: dict[str, Any]) -> TaskBundle:
-    """Build the task named by ``cfg['task']`` (a module in ``xmodal.tasks``) from the whole recipe ``cfg``."""
-    name = cfg.get("task")
-    if not isinstance(name, str) or not name:
-        raise ConfigError("recipe key 'task' must name a module of xmodal.tasks, e.g. 'trimodal_retrieval'")
-    try:
-        module = importlib.import_module(f"xmodal.tasks.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name == f"xmodal.tasks.{name}":
-            raise ConfigError(f"recipe key 'task': no task named {name!r} in xmodal.tasks") from exc
-        raise
-    return module.build(cfg)
+    """Build the task named by ``cfg['task']`` (a module of ``xmodal.tasks``, or a dotted path to a user's module
+    exposing ``build(cfg) -> TaskBundle``) from the whole recipe ``cfg``."""
+    from xmodal.config.recipe import resolve_task
+
+    module = resolve_task(cfg.get("task"))
+    check = getattr(module, "check", None)
+    if callable(check):
+        check(cfg)
+    bundle = module.build(cfg)
+    if not isinstance(bundle, TaskBundle):
+        raise ConfigError(f"task: {cfg.get('task')!r}: build(cfg) returned {type(bundle).__name__}, not a TaskBundle")
+    return bundle

@@ -12,6 +12,10 @@ Evaluation: on the held-out split (emoji never seen in training), every ordered 
 (query -> gallery) is scored with R@1/5/10, MedR and MeanR (:mod:`xmodal.metrics.retrieval`); the test audio
 query is voice 0.
 
+The task is a dataset view (the decoded feature store and its augmentation) on the generic pipeline
+(:mod:`xmodal.tasks.pipeline`): the model is built from a plan by :func:`xmodal.models.build_model`, the loss
+comes from the losses registry, and evaluation, baselines and the prediction writer are the pipeline's.
+
 Recipe sections: ``data:`` (see :class:`DataConfig`), ``model:`` (see :class:`ModelConfig`), ``train:``.
 """
 
@@ -20,8 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
-from itertools import permutations
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +33,14 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from xmodal.errors import ConfigError, ShapeError
+from xmodal.config.schema import parse_section
+from xmodal.errors import ConfigError
+from xmodal.tasks import fields as xfields
+from xmodal.tasks import pipeline
 from xmodal.tasks.base import TaskBundle
 
 MODALITIES = ("image", "audio", "text")
+FIELD_MODALITIES = {"image": "image", "audio": "spectrogram", "text": "caption"}  # text: MiniLM embeddings
 
 
 def default_data_root() -> Path:
@@ -72,15 +79,12 @@ class ModelConfig:
     init_temperature: float = 0.07
 
 
-def _section(cls: type, cfg: dict[str, Any], name: str) -> Any:
-    section = cfg.get(name) or {}
-    if not isinstance(section, dict):
-        raise ConfigError(f"{name}: expected a mapping, got {section!r}")
-    known = {f.name for f in fields(cls)}
-    for key in section:
-        if key not in known:
-            raise ConfigError(f"{name}.{key}: unknown setting; known settings are {', '.join(sorted(known))}")
-    return cls(**section)
+def check(cfg: dict[str, Any]) -> None:
+    """Check the ``data:`` and ``model:`` sections at parse time (before anything is built)."""
+    parse_section(DataConfig, cfg.get("data"), "data")
+    from xmodal.models import check_plan
+
+    check_plan(model_plan(cfg))
 
 
 # ------------------------------------------------------------------------------------------------ features
@@ -104,36 +108,22 @@ class FeatureStore:
     sample_rate: int
 
 
-def _mel_module(cfg: DataConfig, sample_rate: int) -> nn.Module:
-    from xmodal.data.features import MelSpectrogram
-
-    return MelSpectrogram(sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length, n_mels=cfg.n_mels,
-                          fmax=cfg.fmax, log=True, top_db=80.0)
-
-
 def _decode_chunk(root: Path, rows: list[dict[str, Any]], audio_fields: list[str], cfg: DataConfig,
                   sample_rate: int | None) -> tuple[torch.Tensor, list[list[torch.Tensor]]]:
     """Worker: images (n, 3, H, W) uint8 and per-voice float16 log-mels of ``rows``."""
     from xmodal.data import io
 
     torch.set_num_threads(1)  # many tiny STFTs: threads only contend
-    mel = None
     images, mels = [], []
     for r in rows:
-        img = io.read_image(root / r["image"], "RGB")  # (H, W, 3) uint8
-        images.append(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1))
+        images.append(xfields.image_uint8(root / r["image"]))
         wavs = []
         for f in audio_fields:
             wav, rate = io.read_audio(root / r[f], sample_rate)
             wavs.append(torch.from_numpy(wav))
             sample_rate = rate  # the others must match: one batched STFT below
-        if mel is None or mel.sample_rate != sample_rate:
-            mel = _mel_module(cfg, sample_rate)
-        # One STFT for all voices: zero padding at the end is exactly the padding centred frames see anyway,
-        # so the first 1 + len // hop frames of each row equal the unbatched spectrogram.
-        padded = nn.utils.rnn.pad_sequence(wavs, batch_first=True)  # (voices, samples)
-        spec = mel(padded).to(torch.float16)  # (voices, n_mels, frames)
-        mels.append([spec[v, :, : 1 + len(w) // cfg.hop_length].clone() for v, w in enumerate(wavs)])
+        mel = xfields.mel_module(int(sample_rate), cfg.n_fft, cfg.hop_length, cfg.n_mels, cfg.fmax)
+        mels.append(xfields.log_mels(wavs, mel, cfg.hop_length))
     return torch.stack(images), mels
 
 
@@ -169,9 +159,7 @@ def _features(cache: Path, root: Path, rows: list[dict[str, Any]], audio_fields:
         images, text = t["images"], t["text"]
     else:
         images, mels = _decode_parallel(root, rows, audio_fields, cfg, meta.get("sample_rate"), progress)
-        from xmodal.pretrained.minilm import encode
-
-        text = encode([str(r["caption"]) for r in rows], batch_size=cfg.text_batch).float()
+        text = xfields.sentence_embeddings([str(r["caption"]) for r in rows], batch_size=cfg.text_batch)
         lengths = [m.shape[1] for per in mels for m in per]
         offsets_t = torch.tensor([0, *np.cumsum(lengths)], dtype=torch.int64)
         flat = torch.cat([m.T for per in mels for m in per])  # (total_frames, n_mels)
@@ -251,85 +239,62 @@ class TrimodalDataset(Dataset):
         return {"id": s.ids[i], "image": image, "audio": mel.float(), "text": s.text[i]}
 
 
-def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack images and text embeddings; pad log-mels along time with ``audio_mask`` (True = valid)."""
-    from xmodal.data.sample import collate as base_collate
-
-    batch = base_collate(samples, pad_modalities={"audio": -1})
-    batch.pop("audio_lengths", None)
-    return batch
+collate = pipeline.make_collate(FIELD_MODALITIES)  # log-mels padded along time with ``audio_mask``
 
 
 # --------------------------------------------------------------------------------------------------- model
-class TextProjection(nn.Module):
-    """The trainable part of the text tower: MLP on frozen MiniLM sentence embeddings ``(batch, 384)``."""
-
-    def __init__(self, in_dim: int = 384, hidden: int = 512, dropout: float = 0.1) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout),
-                                 nn.Linear(hidden, hidden))
-        self.out_dim = hidden
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 2:
-            raise ShapeError(f"expected MiniLM embeddings (batch, dim), got {tuple(x.shape)}", source="text")
-        return self.net(x)
+def model_plan(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The ``model:`` plan of the recipe's settings: a 2-D CNN on the image, a 1-D CNN over time on the log-mel
+    (mel bins as channels; channel LayerNorm keeps the padding mask exact), a trainable projection of the frozen
+    MiniLM embeddings, all projected to one ``embed_dim`` space."""
+    m = parse_section(ModelConfig, cfg.get("model"), "model")
+    d = parse_section(DataConfig, cfg.get("data"), "data")
+    for key, value in asdict(m).items():
+        values = value if isinstance(value, list) else [value]
+        if key not in ("dropout", "init_temperature") and (not values or min(values) < 1):
+            raise ConfigError(f"model.{key}: must be >= 1, got {value}")
+    return {
+        "encoders": {
+            "image": {"family": "cnn2d", "channels": m.image_channels, "depth": m.image_depth, "norm": "batch",
+                      "stem_stride": m.image_stem_stride},
+            "audio": {"modality": "spectrogram", "family": "cnn1d", "in_channels": d.n_mels,
+                      "channels": m.audio_channels, "depth": m.audio_depth, "kernel_size": m.audio_kernel,
+                      "norm": "layer", "stem_stride": m.audio_stem_stride},
+            "text": {"modality": "caption", "family": "minilm", "width": m.text_hidden, "dropout": m.dropout},
+        },
+        "embed_dim": m.embed_dim,
+        "init_temperature": m.init_temperature,
+    }
 
 
 def build_model(cfg: dict[str, Any]) -> nn.Module:
     """The tri-modal ContrastiveModel of the recipe ``cfg`` (its ``model:`` and ``data:`` sections)."""
-    from xmodal.nn.encoders.cnn import CNN1d, CNN2d
-    from xmodal.nn.multimodal import ContrastiveModel
+    from xmodal.models import build_model as build_from_plan
 
-    m = _section(ModelConfig, cfg, "model")
-    d = _section(DataConfig, cfg, "data")
-    encoders = {
-        "image": CNN2d(3, m.image_channels, depth=m.image_depth, norm="batch", stem_stride=m.image_stem_stride),
-        # Mel bins are channels, time is the one axis: the padding mask is exact with channel LayerNorm.
-        "audio": CNN1d(d.n_mels, m.audio_channels, depth=m.audio_depth, kernel_size=m.audio_kernel, norm="layer",
-                       stem_stride=m.audio_stem_stride),
-        "text": TextProjection(384, m.text_hidden, m.dropout),
-    }
-    return ContrastiveModel(encoders, m.embed_dim, init_temperature=m.init_temperature)
+    return build_from_plan(model_plan(cfg))
 
 
 def loss_fn(outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
-    """Mean symmetric InfoNCE over image-audio, image-text and audio-text."""
-    from xmodal.nn.multimodal import contrastive_loss
+    """Mean symmetric InfoNCE over image-audio, image-text and audio-text (the registry's ``info_nce``)."""
+    from xmodal.models import build_loss
 
-    return contrastive_loss(outputs)
+    return build_loss("info_nce")(outputs, batch)
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
-@torch.no_grad()
 def embed_all(model: nn.Module, dataset: Dataset, batch_size: int = 256) -> dict[str, torch.Tensor]:
     """Unit-norm embeddings ``{modality: (N, embed_dim)}`` of every item of ``dataset``, in order."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    out: dict[str, list[torch.Tensor]] = {m: [] for m in MODALITIES}
-    for start in range(0, len(dataset), batch_size):
-        batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-        emb = model(batch)
-        for m in MODALITIES:
-            out[m].append(emb[f"{m}_emb"].float().cpu())
-    model.train(was_training)
-    return {m: torch.cat(v) for m, v in out.items()}
+    return pipeline.embed_all(model, dataset, collate, MODALITIES, batch_size)
 
 
 def retrieval_table(embeddings: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
     """``{"image->audio": {R@1, R@5, R@10, MedR, MeanR}, ...}`` for every ordered pair of modalities."""
-    from xmodal.metrics.retrieval import cosine_similarity_matrix, retrieval_metrics
-
-    return {f"{q}->{g}": retrieval_metrics(cosine_similarity_matrix(embeddings[q], embeddings[g]))
-            for q, g in permutations(MODALITIES, 2)}
+    return pipeline.retrieval_table({m: embeddings[m] for m in MODALITIES})
 
 
 def evaluate(model: nn.Module, dataset: Dataset) -> dict[str, float]:
-    """Flat metrics ``{"image->audio/R@1": ..., ...}`` on ``dataset`` (the held-out split)."""
-    table = retrieval_table(embed_all(model, dataset))
-    return {f"{pair}/{k}": v for pair, row in table.items() for k, v in row.items()}
+    """Flat metrics ``{"image->audio/R@1": ..., ..., "mean/R@1": ...}`` on ``dataset`` (the held-out split)."""
+    return pipeline.retrieval_evaluate(model, dataset, collate=collate, modalities=MODALITIES)
 
 
 # ----------------------------------------------------------------------------------------------- the task
@@ -337,7 +302,7 @@ def prepare_data(cfg: dict[str, Any], progress: bool = True) -> tuple[FeatureSto
     """Build (or reuse) the dataset named by ``data.builder`` and load its features."""
     from xmodal.data.registry import get_builder
 
-    d = _section(DataConfig, cfg, "data")
+    d = parse_section(DataConfig, cfg.get("data"), "data")
     root = Path(d.root) if d.root else default_data_root()
     path = get_builder(d.builder).build(root, **dict(d.options))
     return _load_features(Path(path), d, progress), d
@@ -350,5 +315,6 @@ def build(cfg: dict[str, Any]) -> TaskBundle:
     test_set = TrimodalDataset(store, "test", d, train=False)
     if len(test_set) == 0:
         raise ConfigError("data: the dataset has no 'test' items to evaluate on (raise data.options.max_groups)")
-    return TaskBundle(model=build_model(cfg), loss=loss_fn, train_set=train_set, collate=collate,
-                      val_set=test_set, evaluate=evaluate, coupled_loss=True)
+    return pipeline.assemble(kind="contrastive", model=build_model(cfg), modalities=FIELD_MODALITIES,
+                             train_set=train_set, val_set=test_set, collate=collate, split="test",
+                             batch_size=pipeline.eval_batch_size(cfg))

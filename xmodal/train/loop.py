@@ -34,6 +34,7 @@ from xmodal.tasks.base import Batch, Outputs, TaskBundle
 from xmodal.train import checkpoint as ckpt
 from xmodal.train import distributed as xdist
 from xmodal.train.config import TrainConfig, train_config_from
+from xmodal.train.evaluation import RunEvaluator, write_run_files
 from xmodal.train.logging import RunLogger, progress_bar
 
 RESULT_NAME = "train_result.json"
@@ -277,6 +278,26 @@ def _epoch_batches(
     yield from loader
 
 
+def _naming_step(batches: Iterator[Batch], where: Callable[[], tuple[str, str]]) -> Iterator[Batch]:
+    """``batches``, with a NaN found while collating (``xmodal.data.sample.collate`` checks) re-raised naming
+    the step and position ``where()`` gives."""
+    iterator = iter(batches)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except NonFiniteError as exc:
+            source, position = where()
+            raise NonFiniteError(f"{position} {exc}", source=source) from exc
+        yield batch
+
+
+def _primary(recipe: dict[str, Any]) -> str | None:
+    section = recipe.get("eval")
+    return section.get("primary") if isinstance(section, dict) else None
+
+
 def _gather_rng(env: xdist.DistEnv) -> list[dict[str, Any]]:
     state = ckpt.rng_state()
     if not env.distributed:
@@ -388,6 +409,9 @@ def _train(
         epoch, in_epoch = epoch + 1, 0
 
     logger = RunLogger(out, env.is_main, tensorboard=tc.tensorboard, resume_step=resumed_from)
+    evaluator = RunEvaluator(bundle, out, env, tc.eval_every, tc.strategy, _primary(recipe), resumed_from is not None)
+    if env.is_main:
+        write_run_files(out, recipe, bundle)
     coupled = bundle.coupled_loss
     scale = scaler.scale if scaler is not None else (lambda t: t)
     bar = progress_bar(total, step, enabled=env.is_main and tc.progress)
@@ -396,6 +420,9 @@ def _train(
     window: list[float] = []
     t0 = time.perf_counter()
     start_step = step
+
+    def position() -> tuple[str, str]:  # where the loop is, read when an error is raised
+        return f"step {step + 1}", f"(epoch {epoch}, batch {in_epoch + 1} of the epoch)"
 
     def save() -> Path | None:
         tensors, optim_json = ckpt.gather_state(model, optimizer)
@@ -420,7 +447,8 @@ def _train(
 
     try:
         while step < total:
-            for batch in _epoch_batches(bundle.train_set, bundle, tc, env, epoch, in_epoch, steps_per_epoch):
+            batches = _epoch_batches(bundle.train_set, bundle, tc, env, epoch, in_epoch, steps_per_epoch)
+            for batch in _naming_step(batches, position):
                 batch = to_device(batch, env.device)
                 micro = split_batch(batch, tc.batch_size, tc.grad_accum)
                 common = {"step": step + 1, "autocast": autocast, "scale": scale, "sync": env.distributed}
@@ -475,6 +503,10 @@ def _train(
                     window.clear()
                 if tc.checkpoint_every and step % tc.checkpoint_every == 0 and step < total:
                     last_saved, saved_step = save(), step
+                if evaluator.due(step, total):
+                    if saved_step != step:  # the best checkpoint links this step's files
+                        last_saved, saved_step = save(), step
+                    logger.log_metrics(step, evaluator.evaluate(model, step, last_saved))
                 if step >= total:
                     break
             if in_epoch >= steps_per_epoch:
@@ -486,16 +518,12 @@ def _train(
     seconds = time.perf_counter() - t0
 
     metrics: dict[str, float] = {}
-    if tc.evaluate and bundle.evaluate is not None and bundle.val_set is not None:
-        # FSDP2 shards live on every rank, so every rank must take part in the forward passes.
-        if env.is_main or tc.strategy == "fsdp" and env.distributed:
-            inner = xdist.unwrap(model)
-            inner.eval()
-            with torch.no_grad():
-                metrics = bundle.evaluate(inner, bundle.val_set)
-            inner.train()
-        xdist.barrier()
+    if (tc.evaluate or tc.eval_every) and evaluator.enabled:
+        # FSDP2 shards live on every rank, so every rank takes part in the forward passes (inside evaluate).
+        metrics = evaluator.evaluate(model, step, last_saved)
         logger.log_metrics(step, metrics)
+    if env.is_main:
+        evaluator.write_metrics()
     logger.close()
 
     result = TrainResult(

@@ -1,0 +1,151 @@
+"""Evaluation during training, the best checkpoint, and the files that make a run directory self-contained.
+
+- ``train.eval_every: N`` runs the task's evaluation every N steps and at the end, on rank 0 (every rank under
+  FSDP, whose shards all take part in the forward passes); the other ranks wait at a barrier.
+- The best evaluation by the primary metric (``eval.primary``, else the task's) is kept under ``best/``: a
+  symlink, replaced atomically, to ``best-<step>/``, whose files are hard links (copies where links fail) of that
+  step's checkpoint, plus ``best.json`` with the step and the metrics.
+- ``metrics.json``, written by every run: ``{"primary", "model": {metric: value}, "baselines": {name: {metric:
+  value}}, "split", "n"}`` for the model at the end of training.
+- ``recipe.yaml`` (the resolved recipe, after overrides) and one ``<name>.json`` per task artifact (label maps,
+  vocabularies): with the safetensors checkpoints, everything needed to load the run offline.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from xmodal.errors import ConfigError
+from xmodal.tasks.base import TaskBundle
+from xmodal.train import distributed as xdist
+
+METRICS = "metrics.json"
+RECIPE = "recipe.yaml"
+BEST = "best"
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_run_files(out: Path, recipe: dict[str, Any], bundle: TaskBundle) -> None:
+    """``recipe.yaml`` and the task's artifacts (``<name>.json``) in the run directory."""
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_text(out / RECIPE, yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True))
+    for name, value in bundle.artifacts.items():
+        _atomic_text(out / f"{name}.json", json.dumps(value, indent=1, ensure_ascii=False) + "\n")
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system, or links not allowed
+        shutil.copy2(src, dst)
+
+
+class RunEvaluator:
+    """Runs ``bundle.evaluate`` when due, keeps the best checkpoint and writes ``metrics.json``."""
+
+    def __init__(self, bundle: TaskBundle, out: Path, env: xdist.DistEnv, every: int, strategy: str,
+                 primary: str | None = None, resumed: bool = False) -> None:
+        self.bundle, self.out, self.env, self.every = bundle, out, env, every
+        self.enabled = bundle.evaluate is not None and bundle.val_set is not None
+        self.primary = primary or bundle.primary
+        self.all_ranks = strategy == "fsdp" and env.distributed
+        self.best: float | None = None
+        self.last: dict[str, float] = {}
+        if not resumed and env.is_main:  # a fresh run into an old folder must not inherit its best
+            if (out / BEST).is_symlink():
+                (out / BEST).unlink()
+            for old in out.glob(f"{BEST}-*"):
+                shutil.rmtree(old, ignore_errors=True)
+        kept = out / BEST / "best.json"
+        if resumed and kept.is_file() and self.primary is not None:  # a resumed run competes with its best so far
+            previous = json.loads(kept.read_text(encoding="utf-8"))
+            if previous.get("primary") == self.primary:
+                self.best = float(previous["value"])
+
+    def due(self, step: int, total: int) -> bool:
+        return self.enabled and self.every > 0 and step % self.every == 0 and step < total
+
+    def evaluate(self, model: nn.Module, step: int, checkpoint: Path | None) -> dict[str, float]:
+        """Evaluate (collective: call on every rank); rank 0 returns the metrics and keeps the best."""
+        from xmodal.train import checkpoint as ckpt
+
+        metrics: dict[str, float] = {}
+        if self.env.is_main or self.all_ranks:
+            inner = xdist.unwrap(model)
+            was_training = inner.training
+            rng = ckpt.rng_state()  # evaluation must not move training's random streams (bit-exact resume)
+            inner.eval()
+            with torch.no_grad():
+                metrics = {k: float(v) for k, v in self.bundle.evaluate(inner, self.bundle.val_set).items()}
+            inner.train(was_training)
+            ckpt.set_rng_state(rng)
+        if self.env.is_main:
+            self.last = metrics
+            self._keep_best(step, metrics, checkpoint)
+        xdist.barrier()
+        return metrics if self.env.is_main else {}
+
+    def _keep_best(self, step: int, metrics: dict[str, float], checkpoint: Path | None) -> None:
+        if self.primary is None or checkpoint is None:
+            return
+        if self.primary not in metrics:
+            raise ConfigError(f"eval.primary: {self.primary!r} is not a metric of this task; it reports "
+                              f"{', '.join(sorted(metrics))}")
+        if not checkpoint.is_dir():
+            # pruned at once: an older step than the kept checkpoints of an earlier run in this folder
+            warnings.warn(f"{checkpoint} is gone; the best checkpoint of step {step} is not kept", stacklevel=2)
+            return
+        value = metrics[self.primary]
+        sign = 1.0 if self.bundle.higher_is_better else -1.0
+        if not math.isfinite(value) or (self.best is not None and sign * value <= sign * self.best):
+            return
+        self.best = value
+        target = self.out / f"{BEST}-{step:09d}"
+        tmp = self.out / f".{target.name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for f in sorted(checkpoint.iterdir()):
+            if f.is_file():
+                _link_or_copy(f, tmp / f.name)
+        _atomic_text(tmp / "best.json", json.dumps({"step": step, "primary": self.primary, "value": value,
+                                                     "metrics": metrics}, indent=1) + "\n")
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+        link = self.out / f".{BEST}.link"
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(target.name)
+        previous = os.path.realpath(self.out / BEST) if (self.out / BEST).is_symlink() else None
+        os.replace(link, self.out / BEST)  # atomic: best/ is always a complete checkpoint
+        if previous and Path(previous) != target.resolve():
+            shutil.rmtree(previous, ignore_errors=True)
+
+    def write_metrics(self) -> dict[str, Any]:
+        """``metrics.json`` of the last evaluation (rank 0)."""
+        val = self.bundle.val_set
+        baselines: dict[str, dict[str, float]] = {}
+        if self.last and self.bundle.baselines is not None and val is not None:
+            baselines = {name: {k: float(v) for k, v in row.items()}
+                         for name, row in self.bundle.baselines(val).items()}
+        doc = {"primary": self.primary, "model": self.last, "baselines": baselines, "split": self.bundle.split,
+               "n": len(val) if val is not None else 0}  # type: ignore[arg-type]
+        _atomic_text(self.out / METRICS, json.dumps(doc, indent=1) + "\n")
+        return doc
