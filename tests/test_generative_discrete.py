@@ -1,0 +1,152 @@
+"""D3PM against the definitions of the reference D3PM code (``d3pm/images/diffusion_categorical.py``),
+re-derived here in plain numpy loops on small K and T, and by hand on K = 3."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from xmodal.errors import ConfigError, ShapeError
+from xmodal.generative.discrete import D3PM, cosine_betas, jsd_betas
+
+
+def _np_onestep(kind, beta, k):
+    mat = np.zeros((k, k))
+    for i in range(k):
+        for j in range(k):
+            if kind == "uniform":
+                mat[i, j] = 1 - beta * (k - 1) / k if i == j else beta / k
+            else:  # absorbing into the last class
+                mat[i, j] = (1 - beta) * (i == j) + beta * (j == k - 1)
+    return mat
+
+
+def test_uniform_and_absorbing_matrices_by_hand():
+    d = D3PM(3, [0.3, 0.6], "uniform")
+    np.testing.assert_allclose(d.q_onestep_mats[0], [[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]],
+                               atol=1e-15)
+    np.testing.assert_allclose(d.q_mats[1], d.q_onestep_mats[0] @ d.q_onestep_mats[1], atol=1e-15)
+    a = D3PM(3, [0.25, 0.5], "absorbing")
+    np.testing.assert_allclose(a.q_onestep_mats[0], [[0.75, 0, 0.25], [0, 0.75, 0.25], [0, 0, 1.0]], atol=1e-15)
+    # after both steps a token survives with (1 - 0.25)(1 - 0.5) and is masked otherwise
+    np.testing.assert_allclose(a.q_mats[1], [[0.375, 0, 0.625], [0, 0.375, 0.625], [0, 0, 1.0]], atol=1e-15)
+    assert d.q_onestep_mats.shape == (2, 3, 3) and d.q_mats.dtype == np.float64
+    for mats in (d.q_mats, a.q_mats):
+        np.testing.assert_allclose(mats.sum(-1), 1.0, atol=1e-14)
+
+
+@pytest.mark.parametrize("kind", ["uniform", "absorbing"])
+def test_cumulative_products_against_numpy(kind):
+    k, T = 5, 6
+    betas = cosine_betas(T) if kind == "uniform" else jsd_betas(T)
+    d = D3PM(k, betas, kind)
+    running = np.eye(k)
+    for t in range(T):
+        one = _np_onestep(kind, betas[t], k)
+        np.testing.assert_allclose(d.q_onestep_mats[t], one, rtol=0, atol=1e-15)
+        running = running @ one
+        np.testing.assert_allclose(d.q_mats[t], running, rtol=0, atol=1e-13)
+    if kind == "absorbing":  # jsd ends at beta = 1: everything is masked
+        np.testing.assert_allclose(d.q_mats[-1][:, -1], 1.0)
+
+
+def _np_posterior(d_onestep, d_cum, x_start, x_t, t, x_start_probs=None):
+    """Elementwise loops over the definition: log(Q_t[x_prev, x_t] + eps) + log(q(x_prev | x_start) + eps)."""
+    eps = 1e-6
+    k = d_onestep.shape[-1]
+    out = np.zeros((len(x_t), k))
+    for n in range(len(x_t)):
+        for prev in range(k):
+            if t[n] == 0:
+                out[n, prev] = (np.log(x_start_probs[n, prev]) if x_start_probs is not None
+                                else np.log((prev == x_start[n]) + eps))
+                continue
+            f1 = d_onestep[t[n]][prev, x_t[n]]
+            if x_start_probs is None:
+                f2 = d_cum[t[n] - 1][x_start[n], prev]
+            else:
+                f2 = sum(x_start_probs[n, i] * d_cum[t[n] - 1][i, prev] for i in range(k))
+            out[n, prev] = np.log(f1 + eps) + np.log(f2 + eps)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["uniform", "absorbing"])
+def test_posterior_logits_against_definition(kind):
+    k, T = 4, 5
+    d = D3PM(k, np.linspace(0.1, 0.5, T), kind)
+    gen = torch.Generator().manual_seed(0)
+    x_start = torch.randint(0, k, (6,), generator=gen)
+    t = torch.tensor([0, 1, 2, 3, 4, 2])
+    x_t = d.q_sample(x_start, t, torch.rand(6, k, generator=gen, dtype=torch.float64))
+    got = d.q_posterior_logits(x_start, x_t, t, x_start_logits=False)
+    assert got.dtype == torch.float64 and got.shape == (6, k)
+    ref = _np_posterior(d.q_onestep_mats, d.q_mats, x_start.numpy(), x_t.numpy(), t.numpy())
+    np.testing.assert_allclose(got.numpy(), ref, rtol=0, atol=1e-12)
+
+    logits = torch.randn(6, k, generator=gen, dtype=torch.float64)
+    got_l = d.q_posterior_logits(logits, x_t, t, x_start_logits=True)
+    probs = torch.softmax(logits, -1).numpy()
+    ref_l = _np_posterior(d.q_onestep_mats, d.q_mats, None, x_t.numpy(), t.numpy(), probs)
+    # at t = 0 the logits come back unchanged
+    ref_l[0] = logits[0].numpy()
+    np.testing.assert_allclose(got_l.numpy(), ref_l, rtol=0, atol=1e-12)
+
+    # any shape (batch, ...) works: a 2x3 grid per example
+    xs, xt = x_start[:2, None, None].expand(2, 2, 3), x_t[:2, None, None].expand(2, 2, 3)
+    grid = d.q_posterior_logits(xs, xt, t[:2], x_start_logits=False)
+    assert grid.shape == (2, 2, 3, k)
+    torch.testing.assert_close(grid[:, 1, 2], got[:2])
+
+
+def test_posterior_is_bayes_rule_when_normalised():
+    """softmax of the posterior logits equals q(x_t | x_prev) q(x_prev | x_start) / q(x_t | x_start) up to the
+    1e-6 smoothing."""
+    d = D3PM(3, [0.2, 0.4, 0.6], "uniform")
+    x_start, x_t, t = torch.tensor([0, 2]), torch.tensor([1, 2]), torch.tensor([2, 1])
+    probs = torch.softmax(d.q_posterior_logits(x_start, x_t, t, False), -1).numpy()
+    for n in range(2):
+        tt = int(t[n])
+        num = d.q_onestep_mats[tt][:, int(x_t[n])] * d.q_mats[tt - 1][int(x_start[n])]
+        np.testing.assert_allclose(probs[n], num / d.q_mats[tt][int(x_start[n]), int(x_t[n])], atol=1e-5)
+
+
+def test_hybrid_loss_weights_the_cross_entropy():
+    k = 4
+    d = D3PM(k, np.linspace(0.05, 0.4, 5), "absorbing", loss_type="hybrid", hybrid_coeff=0.25)
+    torch.manual_seed(0)
+    table = torch.randn(k, k, dtype=torch.float64)
+
+    def model(x, t):
+        return table[x] + 0.1 * t.double().reshape(-1, *([1] * (x.ndim))).expand(*x.shape, k)
+
+    x_start = torch.randint(0, k - 1, (3, 7))
+    t = torch.tensor([0, 2, 4])
+    noise = torch.rand(3, 7, k, dtype=torch.float64)
+    out = d.training_losses(model, x_start, t, noise)
+    torch.testing.assert_close(out["loss"], out["vb"] + 0.25 * out["ce"], rtol=0, atol=1e-14)
+    # the cross-entropy term by hand: -mean log softmax(model(x_t))[x_start] in bits
+    x_t = d.q_sample(x_start, t, noise)
+    logp = torch.log_softmax(model(x_t, t), -1).gather(-1, x_start[..., None])[..., 0]
+    torch.testing.assert_close(out["ce"], -logp.mean(1) / math.log(2), rtol=0, atol=1e-12)
+    # at t = 0 the vb term is the decoder NLL of the model's own logits
+    torch.testing.assert_close(out["vb"][0], out["ce"][0], rtol=0, atol=1e-12)
+    kl_only = D3PM(k, d.betas, "absorbing", loss_type="kl").training_losses(model, x_start, t, noise)
+    torch.testing.assert_close(kl_only["loss"], out["vb"])
+
+
+def test_prior_and_sampling_shapes_and_errors():
+    d = D3PM(4, jsd_betas(4), "absorbing")
+    x = torch.randint(0, 3, (2, 5))
+    assert torch.allclose(d.prior_bpd(x), torch.zeros(2, dtype=torch.float64), atol=1e-5)  # all masked at T-1
+    samples = d.p_sample_loop(lambda x, t: torch.zeros(*x.shape, 4, dtype=torch.float64), (2, 5),
+                              generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (2, 5) and samples.dtype == torch.int64
+    with pytest.raises(ConfigError):
+        D3PM(4, [0.1], "gaussian")
+    with pytest.raises(ShapeError):
+        d.q_posterior_logits(x, x, torch.tensor([0]), False)
+    with pytest.raises(ShapeError):
+        d.q_probs(torch.full((1, 2), 4), torch.tensor([0]))
