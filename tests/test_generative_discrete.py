@@ -11,6 +11,13 @@ import torch
 
 from xmodal.errors import ConfigError, ShapeError
 from xmodal.generative.discrete import D3PM, cosine_betas, jsd_betas
+from xmodal.generative.vq_diffusion import (
+    VQDiffusion,
+    alpha_schedule,
+    cdcd_loss,
+    chunk_shuffle,
+    inter_negatives_from_batch,
+)
 
 
 def _np_onestep(kind, beta, k):
@@ -150,3 +157,88 @@ def test_prior_and_sampling_shapes_and_errors():
         d.q_posterior_logits(x, x, torch.tensor([0]), False)
     with pytest.raises(ShapeError):
         d.q_probs(torch.full((1, 2), 4), torch.tensor([0]))
+
+
+# ---- VQ-Diffusion mask-and-replace and CDCD ----
+
+
+
+def test_mask_and_replace_schedule_and_matrices():
+    n, T = 3, 6
+    at, bt, ct, att, _btt, ctt = alpha_schedule(T, n)
+    # the cumulative keep probability is linear from 0.99999 to 0.000009, the mask probability the reverse
+    np.testing.assert_allclose(att, np.linspace(0.99999, 0.000009, T), rtol=1e-10)
+    np.testing.assert_allclose(ctt, np.linspace(0.000009, 0.99999, T), rtol=1e-12)
+    np.testing.assert_allclose(np.cumprod(at), att, rtol=1e-12)
+    np.testing.assert_allclose(1 - np.cumprod(1 - ct), ctt, rtol=1e-10)
+    d = VQDiffusion(n, T)
+    running = np.eye(n + 1)
+    for t in range(T):
+        q = d.q_onestep_mat(t).numpy()
+        np.testing.assert_allclose(q.sum(1), 1.0, atol=1e-12)
+        assert q[n, n] == 1.0 and q[0, 0] == pytest.approx(at[t] + bt[t]) and q[0, n] == pytest.approx(ct[t])
+        running = running @ q
+        # the dense product equals the closed-form cumulative rows
+        closed = d.q_probs(torch.arange(n), torch.full((n,), t)).numpy()
+        np.testing.assert_allclose(closed, running[:n], rtol=0, atol=1e-12)
+
+
+def test_mask_and_replace_posterior_against_bayes_rule():
+    n, T = 3, 5
+    d = VQDiffusion(n, T)
+    mats = [d.q_onestep_mat(t).numpy() for t in range(T)]
+    cum = [mats[0]]
+    for t in range(1, T):
+        cum.append(cum[-1] @ mats[t])
+    gen = torch.Generator().manual_seed(0)
+    x_t = torch.tensor([0, 3, 2, 3, 1])  # 3 is the mask token
+    t = torch.tensor([1, 2, 3, 4, 0])
+    p0 = torch.softmax(torch.randn(5, n, generator=gen, dtype=torch.float64), -1)
+    got = d.posterior_probs(p0, x_t, t).numpy()
+    for b in range(5):
+        tt, xt = int(t[b]), int(x_t[b])
+        ref = np.zeros(n + 1)
+        for x0 in range(n):
+            prev = np.eye(n + 1)[x0] if tt == 0 else cum[tt - 1][x0]
+            ref += p0[b, x0].item() * mats[tt][:, xt] * prev / cum[tt][x0, xt]
+        np.testing.assert_allclose(got[b], ref, rtol=1e-8, atol=1e-15)  # dense products vs closed form
+    np.testing.assert_allclose(got.sum(-1), 1.0, atol=1e-12)
+
+
+def test_vq_diffusion_loss_terms_and_cdcd():
+    n, T = 4, 10
+    d = VQDiffusion(n, T, auxiliary_loss_weight=0.1, adaptive_auxiliary_loss=True)
+    torch.manual_seed(0)
+    table = torch.randn(n + 1, n, dtype=torch.float64)
+
+    def model(x, t):
+        return table[x]
+
+    x0 = torch.randint(0, n, (3, 16))
+    t = torch.tensor([0, 4, 9])
+    out = d.training_losses(model, x0, t=t, generator=torch.Generator().manual_seed(1))
+    # the auxiliary term away from t = 0 is -sum log p(x_0 | x_t) by hand
+    logp = torch.log_softmax(table[out["x_t"]], -1).gather(-1, x0[..., None])[..., 0]
+    torch.testing.assert_close(out["aux"][1:], -logp.sum(1)[1:], rtol=0, atol=1e-12)
+    w = torch.tensor([2 - 0 / T, 2 - 4 / T, 2 - 9 / T], dtype=torch.float64)
+    torch.testing.assert_close(out["loss"], (out["vb"] + 0.1 * w * out["aux"]) * T)
+    assert (out["vb"] >= -1e-9).all()
+
+    shuffled = chunk_shuffle(x0, 8, generator=torch.Generator().manual_seed(2))
+    chunks = lambda x: sorted(tuple(x[0, i * 2:(i + 1) * 2].tolist()) for i in range(8))
+    assert chunks(shuffled) == chunks(x0)
+    cond = torch.tensor([0, 1, 1])
+    inter = inter_negatives_from_batch(x0, cond, 2, generator=torch.Generator().manual_seed(3))
+    assert inter.shape == (3, 2, 16) and torch.equal(inter[0, 0], x0[1]) | torch.equal(inter[0, 0], x0[2])
+    assert torch.equal(inter[1, 0], x0[0]) and torch.equal(inter[2, 1], x0[0])
+
+    res = cdcd_loss(d, model, x0, intra_negatives=shuffled[:, None], inter_negatives=inter, intra_weight=0.01,
+                    inter_weight=0.02, t=t, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(res["loss"], out["loss"] - 0.01 * res["intra"] - 0.02 * res["inter"])
+    # the sample-mode inter term by hand: mean over negatives of (1 + t/T) * T * -sum log p(x^- | x_t)
+    lp = torch.log_softmax(table[out["x_t"]], -1)
+    by_hand = torch.stack([-lp.gather(-1, inter[:, k, :, None])[..., 0].sum(1) for k in range(2)], 1).mean(1)
+    adaptive = 1 + t.double() / T
+    torch.testing.assert_close(res["inter"][1:], (adaptive * T * by_hand)[1:], rtol=0, atol=1e-10)
+    samples = d.p_sample_loop(model, (2, 16), generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (2, 16) and int(samples.max()) < n  # all tokens unmasked at the end
