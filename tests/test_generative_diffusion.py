@@ -263,3 +263,47 @@ def test_respaced_chain_keeps_alphas_cumprod():
     sp = d.respaced(keep)
     np.testing.assert_allclose(sp.alphas_cumprod, d.alphas_cumprod[keep], rtol=1e-13)
     assert sp.model_timesteps(torch.tensor([0, 4])).tolist() == [0, 99]
+
+
+class _CondModel(nn.Module):
+    def __init__(self, labels: bool) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(4, 4) if labels else None
+
+    def forward(self, x, t, cond):
+        c = self.emb(cond) if self.emb is not None else cond
+        return torch.cat([x * 0 + c, -c], dim=1)  # 4 mean channels, 4 variance channels
+
+
+def test_classifier_free_guidance_adapter():
+    from xmodal.generative.guidance import ClassifierFreeGuidance
+
+    torch.manual_seed(0)
+    cfg = ClassifierFreeGuidance(_CondModel(labels=False), cond_shape=(4,), p_uncond=0.5, guided_channels=4)
+    with torch.no_grad():
+        cfg.null_cond.fill_(0.25)
+    x, t = torch.zeros(3, 4), torch.zeros(3, dtype=torch.int64)
+    cond = torch.randn(3, 4)
+    out = cfg.guided(3.0)(x, t, cond=cond)
+    # uncond + s (cond - uncond) on the guided channels, the conditional output elsewhere
+    torch.testing.assert_close(out[:, :4], 0.25 + 3.0 * (cond - 0.25))
+    torch.testing.assert_close(out[:, 4:], -cond)
+    torch.testing.assert_close(cfg.guided(1.0)(x, t, cond=cond), cfg.model(x, t, cond=cond))
+    # dropout replaces whole examples with the learnable null, at about p_uncond
+    dropped = cfg.drop(torch.ones(2000, 4), generator=torch.Generator().manual_seed(0))
+    frac = (dropped == 0.25).all(1).float().mean().item()
+    assert abs(frac - 0.5) < 0.05 and ((dropped == 1) | (dropped == 0.25)).all()
+    cfg.train()
+    out = cfg(x, t, cond)
+    out.sum().backward()  # the null embedding learns
+    assert cfg.null_cond.grad is not None
+    labels = ClassifierFreeGuidance(_CondModel(labels=True), num_classes=3, p_uncond=1.0)
+    assert torch.equal(labels.drop(torch.tensor([0, 1, 2])), torch.tensor([3, 3, 3]))
+    with pytest.raises(ConfigError):
+        ClassifierFreeGuidance(_CondModel(labels=True))
+    # the guided model drives the samplers
+    d = GaussianDiffusion(get_named_beta_schedule("cosine", 10), model_var_type="learned_range")
+    cond = cond.clamp(-1, 1)  # the variance channels are read as a fraction in [-1, 1]
+    sample = d.p_sample_loop(cfg.eval().guided(2.0), (3, 4), model_kwargs={"cond": cond},
+                             generator=torch.Generator().manual_seed(0))
+    assert sample.shape == (3, 4)
