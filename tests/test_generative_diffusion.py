@@ -19,6 +19,15 @@ from xmodal.generative.diffusion import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These models are tiny: one intra-op thread is faster than two that contend on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_linear_schedule_matches_reference_formula():
     betas = get_named_beta_schedule("linear", 4)
     scale = 1000 / 4

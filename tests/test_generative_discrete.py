@@ -20,6 +20,15 @@ from xmodal.generative.vq_diffusion import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These models are tiny: one intra-op thread is faster than two that contend on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _np_onestep(kind, beta, k):
     mat = np.zeros((k, k))
     for i in range(k):

@@ -21,6 +21,15 @@ from xmodal.generative.vae import (
 from xmodal.nn.encoders.cnn import CNN2d
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These models are tiny: one intra-op thread is faster than two that contend on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_gaussian_kl_hand_values():
     assert gaussian_kl(torch.zeros(3), torch.zeros(3)).item() == 0.0
     mu = torch.tensor([[1.0, 2.0], [0.0, -0.5]], dtype=torch.float64)
