@@ -70,3 +70,30 @@ def test_dit_on_images_and_sequences():
     assert seq(torch.randn(2, 12, 6), t[:2], torch.randn(2, 3)).shape == (2, 12, 6)
     with pytest.raises(ShapeError):
         seq(torch.randn(2, 13, 6), t[:2], torch.randn(2, 3))
+
+
+def test_latent_diffusion_over_vae_and_vq_latents():
+    from sklearn.datasets import load_digits
+
+    from xmodal.generative.diffusion import GaussianDiffusion, get_named_beta_schedule
+    from xmodal.generative.latent import LatentDiffusion
+    from xmodal.generative.vq import image_vqvae
+
+    torch.manual_seed(0)
+    x = torch.tensor(load_digits().images[:16] / 8.0 - 1.0, dtype=torch.float32).unsqueeze(1)  # real 8x8 digits
+    vq = image_vqvae(1, num_codes=16, latent_dim=4, hidden=8, downsample=1)  # latents (4, 4, 4)
+    diffusion = GaussianDiffusion(get_named_beta_schedule("cosine", 20))
+    denoiser = DiT(4, max_len=4, patch_size=2, dim=32, depth=1, heads=2)
+    ldm = LatentDiffusion(vq, denoiser, diffusion)
+    scale = ldm.fit_scale_factor(x)
+    z = ldm.encode(x)
+    assert z.shape == (16, 4, 4, 4) and abs(z.std().item() - 1.0) < 1e-4 and scale > 0
+    t = torch.randint(0, 20, (16,), generator=torch.Generator().manual_seed(1))
+    noise = torch.randn(z.shape)
+    losses = ldm.training_losses(x, t, noise=noise)
+    torch.testing.assert_close(losses["loss"], diffusion.training_losses(denoiser, z, t, noise=noise)["loss"])
+    losses["loss"].mean().backward()
+    assert all(p.grad is None for p in vq.parameters()) and any(p.grad is not None for p in denoiser.parameters())
+    out = ldm.sample((2, 4, 4, 4), num_steps=5, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (2, 1, 8, 8)
+    assert ldm.sample((1, 4, 4, 4), generator=torch.Generator().manual_seed(0)).shape == (1, 1, 8, 8)
