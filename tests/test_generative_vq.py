@@ -134,3 +134,54 @@ def test_audio_and_motion_vqvae_shapes_on_real_signals():
     assert out["codes"].shape == (1, 16) and out["recon_loss"].item() < first
     with pytest.raises(ShapeError):
         mv(motion[:, :63])
+
+
+def _vq_worker(rank: int, port: int, result_dir: str) -> None:
+    import os
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        torch.set_num_threads(1)
+        torch.manual_seed(rank)  # different restart draws per rank: rank 0's must win
+        vq = _distributed_quantizer()
+        z = _distributed_batch()[rank * 3 : (rank + 1) * 3]
+        vq(z)
+        torch.save({"codebook": vq.codebook, "count": vq.ema_count}, os.path.join(result_dir, f"rank{rank}.pt"))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _distributed_quantizer() -> VectorQuantizerEMA:
+    vq = VectorQuantizerEMA(6, 2, decay=0.5, eps=0.0, dead_threshold=0.4)
+    with torch.no_grad():  # two codes in use, four far away that will die and restart
+        vq.codebook.copy_(torch.tensor([[0.0, 0.0], [1.0, 1.0]] + [[50.0 + i, 50.0] for i in range(4)]))
+        vq.ema_sum.copy_(vq.codebook * 0.5)
+        vq.ema_count.fill_(0.5)
+    return vq
+
+
+def _distributed_batch() -> torch.Tensor:
+    return torch.randn(6, 2, 4, generator=torch.Generator().manual_seed(0)) * 0.3 + 0.5
+
+
+@pytest.mark.distributed
+def test_codebook_statistics_are_summed_over_ranks():
+    """Two gloo ranks with half the batch each keep the same codebook, equal to one process on the whole batch
+    for the live codes (the restarted ones come from rank 0's draw)."""
+    import socket
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        mp.spawn(_vq_worker, args=(port, tmp), nprocs=2, join=True)
+        ranks = [torch.load(f"{tmp}/rank{r}.pt", weights_only=True) for r in range(2)]
+    assert torch.equal(ranks[0]["codebook"], ranks[1]["codebook"])
+    single = _distributed_quantizer()
+    single(_distributed_batch())
+    torch.testing.assert_close(ranks[0]["codebook"][:2], single.codebook[:2])
+    torch.testing.assert_close(ranks[0]["count"], single.ema_count)
