@@ -139,7 +139,7 @@ class GaussianDiffusion:
 
     # ---- the forward process -------------------------------------------------------------------------------
 
-    def q_mean_variance(self, x_start: torch.Tensor, t: torch.Tensor):
+    def q_mean_variance(self, x_start: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mean, variance and log-variance of q(x_t | x_0), each of ``x_start``'s shape (float64)."""
         shape = x_start.shape
         mean = extract(self.sqrt_alphas_cumprod, t, shape) * x_start
@@ -162,7 +162,9 @@ class GaussianDiffusion:
             + extract(self.sqrt_one_minus_alphas_cumprod, t, shape) * noise
         )
 
-    def q_posterior_mean_variance(self, x_start: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor):
+    def q_posterior_mean_variance(
+        self, x_start: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mean, variance and clipped log-variance of q(x_{t-1} | x_t, x_0), float64 of ``x_t``'s full shape."""
         if x_start.shape != x_t.shape:
             raise ShapeError(f"x_start {tuple(x_start.shape)} != x_t {tuple(x_t.shape)}", source="x_start")
@@ -231,7 +233,9 @@ class GaussianDiffusion:
             return mapped.double() * (1000.0 / self.original_num_steps)
         return mapped
 
-    def run_model(self, model: Model, x: torch.Tensor, t: torch.Tensor, model_kwargs: dict | None = None):
+    def run_model(
+        self, model: Model, x: torch.Tensor, t: torch.Tensor, model_kwargs: dict | None = None
+    ) -> torch.Tensor:
         """``model(x, t, **model_kwargs)`` with ``x`` in the model's dtype; the output in float64."""
         dtype = _model_dtype(model, x.dtype)
         return model(x.to(dtype), self.model_timesteps(t), **(model_kwargs or {})).double()

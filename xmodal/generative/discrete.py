@@ -162,7 +162,7 @@ class D3PM:
 
     # ---- the reverse process ----
 
-    def p_logits(self, model: Callable, x: torch.Tensor, t: torch.Tensor):
+    def p_logits(self, model: Callable, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(model_logits, pred_x_start_logits)`` of p(x_{t-1} | x_t), both ``(batch, ..., K)`` float64."""
         pred = model(x, t).double()
         if pred.shape != (*x.shape, self.num_classes):
@@ -172,7 +172,7 @@ class D3PM:
         model_logits = torch.where(tb == 0, pred, self.q_posterior_logits(pred, x, t, x_start_logits=True))
         return model_logits, pred
 
-    def p_sample(self, model: Callable, x: torch.Tensor, t: torch.Tensor, noise: torch.Tensor):
+    def p_sample(self, model: Callable, x: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One step x_t -> x_{t-1} from uniform ``noise`` ``(*x.shape, K)``; the argmax at t = 0."""
         logits, pred = self.p_logits(model, x, t)
         noise = noise.double().clamp(min=torch.finfo(torch.float64).tiny, max=1.0)
@@ -196,7 +196,9 @@ class D3PM:
 
     # ---- losses ----
 
-    def vb_terms_bpd(self, model: Callable, x_start: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor):
+    def vb_terms_bpd(
+        self, model: Callable, x_start: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(terms, pred_x_start_logits)``: the decoder NLL at t = 0, else KL(q(x_{t-1} | x_t, x_start) ||
         p(x_{t-1} | x_t)), in bits per dimension, ``(batch,)``."""
         true_logits = self.q_posterior_logits(x_start, x_t, t, x_start_logits=False)

@@ -41,7 +41,9 @@ def gaussian_kl_between(
     ).sum(-1)
 
 
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None):
+def reparameterize(
+    mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """``mu + exp(logvar / 2) * eps`` with ``eps ~ N(0, I)``: a sample that gradients flow through."""
     eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
     return mu + torch.exp(0.5 * logvar) * eps
@@ -117,7 +119,9 @@ class VAE(nn.Module):
                              source="cond")
         return cond
 
-    def encode(self, x: torch.Tensor, cond: torch.Tensor | None = None, mask: torch.Tensor | None = None):
+    def encode(
+        self, x: torch.Tensor, cond: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mu, logvar)`` of q(z | x[, c])."""
         h = self.encoder(x) if mask is None else self.encoder(x, mask=mask)
         cond = self._cond(cond, h.shape[0])
@@ -173,13 +177,15 @@ class StochasticSequenceVAE(nn.Module):
         self.out = nn.Linear(hidden, x_dim)
         self.latent_dim, self.beta = latent_dim, beta
 
-    def prior(self, cond: torch.Tensor):
+    def prior(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.prior_head(self.prior_rnn(cond)[0])
 
     def decode(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.out(self.decoder_rnn(torch.cat([z, cond], -1))[0])
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None):
+    def forward(
+        self, x: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
         if x.shape[:2] != cond.shape[:2]:
             raise ShapeError(f"x {tuple(x.shape)} and cond {tuple(cond.shape)} need the same (batch, time)",
                              source="cond")

@@ -14,7 +14,7 @@ Losses are in nats summed over positions, per example, as the reference computes
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -100,7 +100,9 @@ class VQDiffusion:
         """q(x_t | x_0): ``(batch, ..., N+1)``."""
         return self.q_probs_from(F.one_hot(x_start, self.num_classes).double(), t)
 
-    def q_sample(self, x_start: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None):
+    def q_sample(
+        self, x_start: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         probs = self.q_probs(x_start, t)
         flat = torch.multinomial(probs.reshape(-1, self.num_classes), 1, generator=generator)
         return flat.reshape(x_start.shape)
@@ -178,7 +180,10 @@ class VQDiffusion:
         return (1 - frac) + 1.0 if decreasing else frac + 1.0
 
     @torch.no_grad()
-    def p_sample_loop(self, model: Callable, shape, generator: torch.Generator | None = None, device=None):
+    def p_sample_loop(
+        self, model: Callable, shape: Sequence[int], generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
         """Ancestral sampling from the all-mask sequence."""
         x = torch.full(tuple(shape), self.mask_index, dtype=torch.int64, device=device)
         for i in reversed(range(self.num_timesteps)):
