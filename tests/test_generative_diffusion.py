@@ -316,3 +316,16 @@ def test_classifier_free_guidance_adapter():
     sample = d.p_sample_loop(cfg.eval().guided(2.0), (3, 4), model_kwargs={"cond": cond},
                              generator=torch.Generator().manual_seed(0))
     assert sample.shape == (3, 4)
+
+
+@pytest.mark.parametrize("mean_type", ["epsilon", "x_start", "v"])
+def test_ddim_equals_diffusers_for_every_prediction_type(mean_type):
+    pytest.importorskip("diffusers")
+    from xmodal.generative.sampling import sample_with_scheduler, scheduler_from_diffusion
+
+    d = GaussianDiffusion(get_named_beta_schedule("cosine", 50), model_mean_type=mean_type)
+    model = _Eps()
+    noise = torch.randn(3, 4, generator=torch.Generator().manual_seed(2))
+    ours = d.ddim_sample_loop(model, (3, 4), num_steps=5, noise=noise, clip_denoised=False)
+    theirs = sample_with_scheduler(model, scheduler_from_diffusion(d, clip_sample=False), (3, 4), 5, noise=noise)
+    torch.testing.assert_close(ours.float(), theirs, rtol=1e-5, atol=1e-5)
