@@ -93,3 +93,23 @@ def test_conditional_prior_learns_a_mapping_and_reranks():
         prior.sample(2, torch.zeros(2, 2, dtype=torch.int64))
     with pytest.raises(ShapeError):
         rerank(samples, torch.zeros(3))
+
+
+def test_rerank_with_an_xmodal_contrastive_model():
+    """DALL-E's use of CLIP: embed the condition and each decoded sample, keep the most similar samples."""
+    from torch import nn
+
+    from xmodal.nn.multimodal import ContrastiveModel
+
+    torch.manual_seed(0)
+    model = ContrastiveModel({"text": nn.Linear(5, 8), "image": nn.Linear(6, 8)}, embed_dim=4,
+                             projections={"text": 8, "image": 8}).eval()
+    text, images = torch.randn(1, 5), torch.randn(7, 6)
+    with torch.no_grad():
+        out = model({"text": text, "image": images})
+    scores = contrastive_scores(out["text_emb"][0], out["image_emb"])
+    best, best_scores = rerank(images, scores, keep=3)
+    expected = torch.nn.functional.cosine_similarity(out["image_emb"], out["text_emb"], dim=-1)
+    top = torch.argsort(expected, descending=True)[:3]
+    assert torch.equal(best, images[top])
+    torch.testing.assert_close(best_scores, expected[top])
