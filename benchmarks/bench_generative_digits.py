@@ -2,7 +2,7 @@
 trained on real digits: the accuracy of the classifier on samples of each requested class (chance = 10%),
 and the Frechet distance on the classifier's hidden features against a per-pixel Gaussian baseline.
 
-    .venv/bin/python benchmarks/bench_generative_digits.py [--steps 4000] [--per-class 100]
+    .venv/bin/python benchmarks/bench_generative_digits.py [--steps 12000] [--per-class 100]
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def features(clf: MLPClassifier, x01: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=4000)
+    ap.add_argument("--steps", type=int, default=12000)
     ap.add_argument("--per-class", type=int, default=100)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
