@@ -70,6 +70,8 @@ def test_dit_on_images_and_sequences():
     assert seq(torch.randn(2, 12, 6), t[:2], torch.randn(2, 3)).shape == (2, 12, 6)
     with pytest.raises(ShapeError):
         seq(torch.randn(2, 13, 6), t[:2], torch.randn(2, 3))
+    with pytest.raises(ShapeError):
+        seq(torch.randn(2, 12, 6), t[:2])  # conditional without its condition
 
 
 def test_latent_diffusion_over_vae_and_vq_latents():

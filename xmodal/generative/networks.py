@@ -33,6 +33,13 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     return F.pad(emb, (0, 1)) if dim % 2 else emb
 
 
+def _check_cond(conditional: bool, cond: torch.Tensor | None) -> None:
+    if conditional and cond is None:
+        raise ShapeError("this network is conditional: pass cond", source="cond")
+    if not conditional and cond is not None:
+        raise ConfigError("this network is unconditional (no num_classes or cond_dim) but cond was given")
+
+
 class UNet2d(nn.Module):
     """diffusers' ``UNet2DModel`` behind ``net(x, t, cond=None)``.
 
@@ -65,8 +72,7 @@ class UNet2d(nn.Module):
         self.conditional = num_classes is not None or cond_dim is not None
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        if self.conditional and cond is None:
-            raise ShapeError("this U-Net is conditional: pass cond", source="cond")
+        _check_cond(self.conditional, cond)
         labels = self.cond_proj(cond) if self.cond_proj is not None else cond
         return self.unet(x, t, class_labels=labels).sample
 
@@ -134,6 +140,7 @@ class SpaceTimeUNet(nn.Module):
             raise ShapeError(f"video must be (batch, C, T, H, W) with H, W divisible by {self.factor}, got "
                              f"{tuple(x.shape)}", source="x")
         emb = self.time_mlp(timestep_embedding(t, self.base).to(x.dtype))
+        _check_cond(self.label is not None or self.cond_proj is not None, cond)
         if self.label is not None:
             emb = emb + self.label(cond)
         elif self.cond_proj is not None:
@@ -236,6 +243,7 @@ class DiT(nn.Module):
             raise ShapeError(f"{tokens.shape[1]} tokens exceed max_len={self.max_len}", source="x")
         h = self.embed(tokens) + self.pos[:, : tokens.shape[1]]
         c = self.time_mlp(timestep_embedding(t, 256).to(h.dtype))
+        _check_cond(self.label is not None or self.cond_proj is not None, cond)
         if self.label is not None:
             c = c + self.label(cond)
         elif self.cond_proj is not None:
