@@ -55,7 +55,7 @@ def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
     diagonal included), the square of ``scipy.stats.energy_distance`` in one dimension. 0 iff equal laws."""
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
         raise ShapeError(f"need (n, d) and (m, d) samples, got {tuple(x.shape)} and {tuple(y.shape)}", source="y")
-    x, y = x.double(), y.double()
+    x, y = x.detach().double(), y.detach().double()
     return float(2 * torch.cdist(x, y).mean() - torch.cdist(x, x).mean() - torch.cdist(y, y).mean())
 
 
