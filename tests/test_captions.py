@@ -222,3 +222,29 @@ def test_meteor_without_jar_or_java(monkeypatch, tmp_path):
     monkeypatch.setitem(__import__("sys").modules, "pycocoevalcap", None)
     with pytest.raises(MissingDependencyError, match="meteor-1.5.jar"):
         met.find_meteor_jar(tmp_path / "absent.jar")
+
+
+TINY_CORPORA = {
+    "two tokens, equal": ({1: ["yes"]}, {1: "yes"}),
+    "two tokens, different": ({1: ["yes"]}, {1: "no"}),
+    "one-word sentences, two images": ({1: ["yes"], 2: ["no"]}, {1: "yes", 2: "yes"}),
+    "three tokens": ({1: ["a b"]}, {1: "a"}),
+    "n larger than every sentence": ({1: ["a b c"], 2: ["b"]}, {1: "a b", 2: "b"}),
+    "one token and an empty candidate": ({1: ["a"]}, {1: ""}),
+}
+
+
+@pytest.mark.parametrize("case", list(TINY_CORPORA))
+def test_tiny_corpora_equal_pycocoevalcap(case):
+    """Corpora holding fewer tokens than the largest n-gram order (4): pycocoevalcap scores them."""
+    refs, cands = TINY_CORPORA[case]
+    ours, per = evaluate(refs, cands, metrics=["bleu", "rouge_l", "cider_d"], tokenize=False, per_item=True)
+    ref, _, _ = coco_scores(refs, cands, tokenized=True)
+    assert_same(ours, per, ref, list(refs))
+
+
+def test_two_token_corpus_after_tokenization():
+    # "Yes." tokenizes to "yes": BLEU-1 is 1 - 2e-9 (pycocoevalcap's tiny/eps terms) and CIDEr-D 0 (one image).
+    ours = evaluate({1: ["yes"]}, {1: "Yes."}, metrics=["bleu", "cider_d"])
+    assert ours["BLEU-1"] == pytest.approx(0.999999998, abs=1e-9)
+    assert ours["CIDEr-D"] == 0.0

@@ -120,7 +120,8 @@ def count_ngrams_encoded(tokens: np.ndarray, lengths: np.ndarray, n_vocab: int, 
             # Extend the (n-1)-gram starting at each position by the token n-1 places on, and renumber
             # densely so that ids stay small.
             nxt = np.zeros_like(tokens)
-            nxt[: len(tokens) - (n - 1)] = tokens[n - 1:]
+            shifted = tokens[n - 1:]  # empty when the whole corpus is shorter than n tokens
+            nxt[: len(shifted)] = shifted
             key = code * max(n_vocab, 1) + nxt
             uniq, inv = unique_inverse(np.where(fits, key, -1))
             code = inv
