@@ -29,7 +29,7 @@ pretty_midi = pytest.importorskip("pretty_midi")
 music21 = pytest.importorskip("music21")
 sf = pytest.importorskip("soundfile")
 
-from xmodal.errors import EmptyInputError, MetricInputError, ShapeError  # noqa: E402
+from xmodal.errors import EmptyInputError, MetricInputError, NonFiniteError, ShapeError  # noqa: E402
 from xmodal.metrics import music as mm  # noqa: E402
 from xmodal.metrics.music import structure as st  # noqa: E402
 
@@ -505,3 +505,32 @@ def test_eval_music_cli(chorales, tmp_path):
     (gen_dir / "0.wav").unlink()
     res = CliRunner().invoke(app, ["eval", "music", "--ref", str(ref_dir), "--gen", str(gen_dir)])
     assert res.exit_code != 0 and isinstance(res.exception, MetricInputError)
+
+
+BAD_BEAT_TIMES = {
+    "2-D (time, label) columns": (np.array([[0.5, 1.0], [1.0, 2.0], [1.5, 1.0]]), ShapeError),
+    "unsorted": (np.array([0.5, 1.5, 1.0, 2.0]), MetricInputError),
+    "absurd time (milliseconds?)": (np.array([0.5, 1.0, 1e10]), MetricInputError),
+    "NaN": (np.array([0.5, np.nan, 2.0]), NonFiniteError),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_BEAT_TIMES))
+@pytest.mark.parametrize("side", ["reference_beats", "estimated_beats"])
+def test_beat_f_measure_rejects_what_mir_eval_rejects(case, side):
+    mir_eval = pytest.importorskip("mir_eval")
+    bad, error = BAD_BEAT_TIMES[case]
+    good = np.array([0.5, 1.0, 1.5, 2.0])
+    args = {"reference_beats": good, "estimated_beats": good, side: bad}
+    with pytest.raises(error, match=side):
+        mm.beat_f_measure(**args)
+    if case != "NaN":  # mir_eval lets NaN through (its comparisons are all False)
+        with pytest.raises(ValueError):
+            mir_eval.beat.validate(args["reference_beats"], args["estimated_beats"])
+
+
+def test_onset_bins_must_be_one_dimensional_zeros_and_ones():
+    with pytest.raises(ShapeError, match="reference_bins"):
+        mm.coverage_hit(np.ones((2, 3), dtype=int), np.ones(3, dtype=int))
+    with pytest.raises(MetricInputError, match="generated_bins"):
+        mm.coverage_hit(np.ones(3, dtype=int), np.array([0, 2, 1]))
