@@ -1,4 +1,4 @@
-"""Bad input gets a typed error naming the file, field or sample id: one test per case of issue 2."""
+"""Bad input gets a typed error naming the file, field or sample id: one test per kind of bad input."""
 
 from __future__ import annotations
 

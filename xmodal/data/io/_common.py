@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,11 +33,20 @@ def decoding(path: PathLike, what: str) -> Iterator[None]:
 
 def list_files(folder: PathLike, suffixes: tuple[str, ...], what: str) -> list[Path]:
     """Files under ``folder`` (recursive) whose suffix is in ``suffixes``, sorted; EmptyInputError naming the
-    folder when it is not a directory or holds none."""
+    folder when it is not a directory or holds none. Other files are left out with a warning that counts
+    them and names the first few."""
     root = Path(folder)
     if not root.is_dir():
         raise EmptyInputError("is not a directory", source=root)
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+    found = sorted(p for p in root.rglob("*") if p.is_file())
+    files = [p for p in found if p.suffix.lower() in suffixes]
     if not files:
         raise EmptyInputError(f"holds no {what} ({', '.join(suffixes)})", source=root)
+    skipped = [p for p in found if p.suffix.lower() not in suffixes]
+    if skipped:
+        names = ", ".join(str(p.relative_to(root)) for p in skipped[:5])
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        warnings.warn(
+            f"{root}: skipped {len(skipped)} file(s) that are not {what}: {names}{more}", stacklevel=2
+        )
     return files

@@ -14,12 +14,13 @@ import torch
 from torch import nn
 
 from xmodal.data.io import read_image
+from xmodal.data.io.image import image_suffixes
 from xmodal.data.io._common import list_files
 from xmodal.errors import MetricInputError
 from xmodal.metrics.generation.cache import FeatureCache, files_digest, model_fingerprint
 from xmodal.metrics.vision import fid_from_features, inception_score_from_logits, kid_from_features
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_SUFFIXES = image_suffixes()  # every format read_image decodes (pytorch-fid's .pgm/.ppm included)
 
 
 def list_images(folder: str | Path) -> list[Path]:
