@@ -27,7 +27,10 @@ def list_cmd() -> None:
 
 @data_app.command("info")
 def info_cmd(root: Path = typer.Argument(..., help="dataset directory (dataset.json + manifest.jsonl)"),
-             json_out: bool = typer.Option(False, "--json", help="print JSON instead of tables")) -> None:
+             json_out: bool = typer.Option(False, "--json", help="print JSON instead of tables"),
+             allow_outside: bool = typer.Option(False, "--allow-outside",
+                                                help="read files the manifest names outside the dataset folder")
+             ) -> None:
     """Show counts per split, labels and per-field statistics of a dataset."""
     import json
 
@@ -36,7 +39,7 @@ def info_cmd(root: Path = typer.Argument(..., help="dataset directory (dataset.j
 
     from xmodal.data.manifest import info
 
-    stats = info(root)
+    stats = info(root, allow_outside=allow_outside)
     console = Console()
     if json_out:
         console.print_json(json.dumps(stats))
@@ -54,14 +57,17 @@ def info_cmd(root: Path = typer.Argument(..., help="dataset directory (dataset.j
 
 
 @data_app.command("verify")
-def verify_cmd(root: Path = typer.Argument(..., help="dataset directory (dataset.json + manifest.jsonl)")) -> None:
+def verify_cmd(root: Path = typer.Argument(..., help="dataset directory (dataset.json + manifest.jsonl)"),
+               allow_outside: bool = typer.Option(False, "--allow-outside",
+                                                  help="read files the manifest names outside the dataset folder")
+               ) -> None:
     """Decode every file of a dataset; list each bad item. Exit code 1 when any item is bad."""
     from rich.console import Console
     from rich.table import Table
 
     from xmodal.data.manifest import verify
 
-    report = verify(root, progress=True)
+    report = verify(root, progress=True, allow_outside=allow_outside)
     console = Console()
     if report.ok:
         console.print(f"[green]ok[/]: {report.samples} samples, {report.fields_checked} fields decoded")

@@ -16,10 +16,10 @@ METRICS = ("stoi", "estoi", "pesq", "si_snr", "si_sdr", "snr")
 
 def _audio_files(folder: Path) -> dict[str, Path]:
     """Audio files of a folder keyed by stem; two files with one stem are ambiguous."""
-    from xmodal.errors import DataError
+    from xmodal.errors import DataError, MissingFileError
 
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: not a directory")
+        raise MissingFileError("not a directory", folder)
     files: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
         if p.suffix.lower() in AUDIO_SUFFIXES:

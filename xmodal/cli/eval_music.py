@@ -26,12 +26,12 @@ ALL_METRICS = PAIR_METRICS + SYMBOLIC_METRICS + tuple(SI_METRICS) + ("genre_accu
 
 
 def _files(folder: Optional[Path], ext: set[str], flag: str) -> list[Path]:
-    from xmodal.errors import DataError
+    from xmodal.errors import DataError, MissingFileError
 
     if folder is None:
         raise DataError(f"{flag} is needed for the metrics asked for")
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: not a directory ({flag})")
+        raise MissingFileError(f"not a directory ({flag})", folder)
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in ext)
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xmodal.errors import DataError, EmptyInputError
+from xmodal.errors import DataError, EmptyInputError, MissingFileError
 
 COLUMNS = ("rater", "item", "system", "score")
 
@@ -74,7 +74,7 @@ def read_ratings(path: str | Path, scale: tuple[float, float] | None = (1, 5)) -
     out-of-``scale`` score, or the same (rater, item, system) rated twice."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: ratings file not found")
+        raise MissingFileError("ratings file not found", path)
     with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)

@@ -36,7 +36,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from xmodal.errors import CorruptFileError, EmptyInputError, MetricInputError, require_module
+from xmodal.errors import CorruptFileError, EmptyInputError, MetricInputError, MissingFileError, require_module
 
 BAR = 192
 POSITION0 = 193
@@ -75,7 +75,7 @@ def _load_midi(piece: Any):
     pretty_midi = require_module("pretty_midi", extra="music")
     if isinstance(piece, (str, Path)):
         if not Path(piece).is_file():
-            raise FileNotFoundError(f"{piece}: MIDI file not found")
+            raise MissingFileError("MIDI file not found", piece)
         try:
             return pretty_midi.PrettyMIDI(str(piece)), str(piece)
         except Exception as exc:  # pretty_midi/mido raise many types on bad files
