@@ -15,7 +15,8 @@ import unicodedata
 import numpy as np
 import pytest
 
-from xmodal.errors import MetricInputError, MissingDependencyError
+from xmodal.errors import (CorruptFileError, ExternalToolError, MetricInputError, MissingDependencyError,
+                           MissingFileError)
 from xmodal.metrics.captions import evaluate
 from xmodal.metrics.text.ptb_tokenizer import tokenize_caption
 
@@ -220,8 +221,48 @@ def test_meteor_without_jar_or_java(monkeypatch, tmp_path):
     with pytest.raises(MissingDependencyError, match="Java"):
         met.MeteorProcess()
     monkeypatch.setitem(__import__("sys").modules, "pycocoevalcap", None)
+    monkeypatch.delenv("XMODAL_METEOR_JAR", raising=False)
     with pytest.raises(MissingDependencyError, match="meteor-1.5.jar"):
+        met.find_meteor_jar(None)
+    with pytest.raises(MissingFileError, match="absent.jar"):  # an explicit jar is not silently replaced
         met.find_meteor_jar(tmp_path / "absent.jar")
+
+
+def test_meteor_jar_that_is_not_a_jar(tmp_path):
+    import xmodal.metrics.text.meteor as met
+
+    (tmp_path / "meteor.jar").write_text("not a jar")
+    with pytest.raises(CorruptFileError, match="not a jar"):
+        met.meteor(["a dog"], [["a dog"]], tmp_path / "meteor.jar")
+
+
+@needs_java
+def test_meteor_jvm_failure_quotes_its_stderr(tmp_path):
+    import zipfile
+
+    import xmodal.metrics.text.meteor as met
+
+    with zipfile.ZipFile(tmp_path / "meteor.jar", "w") as z:  # a zip, but no runnable jar
+        z.writestr("readme.txt", "no manifest")
+    with pytest.raises(ExternalToolError, match="(?s)exit code 1.*stderr.*jarfile"):
+        met.meteor(["a dog"], [["a dog"]], tmp_path / "meteor.jar")
+
+
+@needs_java
+@pytest.mark.slow
+def test_meteor_line_terminators_and_restart_after_a_crash():
+    """A caption holding a line terminator that Java honours (\r, U+2028, U+0085) is one line; a JVM that dies
+    is replaced on the next call."""
+    import xmodal.metrics.text.meteor as met
+
+    refs = [["a dog runs on the grass", "a brown dog"], ["a cat sits on a mat"]]
+    plain = met.meteor(["a dog runs", "a cat sits"], refs)
+    assert met.meteor(["a dog\rruns", "a cat\u2028sits"], refs) == plain
+    assert met.meteor(["a dog\u0085runs", "a cat\r\nsits"], refs) == plain
+    assert met.meteor(["a dog runs", "a cat sits"], refs) == plain  # still in step
+    met._PROCESS._proc.kill()  # the JVM dies (as it does on a 200,000-word candidate)
+    met._PROCESS._proc.wait()
+    assert met.meteor(["a dog runs", "a cat sits"], refs) == plain
 
 
 TINY_CORPORA = {

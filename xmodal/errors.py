@@ -80,6 +80,10 @@ class ChecksumError(XmodalError, ValueError):
     """A file's sha256 differs from the one expected."""
 
 
+class ExternalToolError(XmodalError, RuntimeError):
+    """An external program (the METEOR or SPICE jar, fluidsynth) failed; the message carries its stderr."""
+
+
 class MissingDependencyError(XmodalError, ImportError):
     """An optional package or program is needed. The message says what to install."""
 

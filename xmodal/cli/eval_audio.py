@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from xmodal.cli._options import metric_list, positive_workers, write_json
 from xmodal.cli.eval import eval_app
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3"}
@@ -92,6 +92,7 @@ def evaluate_audio_dirs(
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:
         raise ConfigError(f"--metrics: unknown metric(s) {unknown}; choose from {list(METRICS)}")
+    positive_workers(workers)
     pairs = pair_files(ref_dir, gen_dir)
     per_file: dict[str, dict[str, float]] = {name: {} for name, _, _ in pairs}
     pesq_jobs: list[tuple[str, np.ndarray, np.ndarray, int]] = []
@@ -161,18 +162,9 @@ def eval_audio(
 ) -> None:
     """Score paired audio files with speech metrics (pystoi, ITU P.862, torchmetrics); print JSON."""
     result = evaluate_audio_dirs(
-        ref,
-        gen,
-        [m.strip() for m in metrics.split(",") if m.strip()],
-        pesq_mode,
-        pesq_resample,
-        trim,
-        workers,
+        ref, gen, metric_list(metrics, METRICS), pesq_mode, pesq_resample, trim, positive_workers(workers)
     )
-    text = json.dumps(result, indent=2)
-    if out is not None:
-        out.write_text(text + "\n")
-    typer.echo(text)
+    typer.echo(write_json(result, out))
 
 
 @eval_app.command("mos")
@@ -187,4 +179,5 @@ def eval_mos(
     """MOS per system with CrowdMOS 95% confidence intervals, and paired tests between systems; print JSON."""
     from xmodal.metrics.mos import mos_report
 
-    typer.echo(json.dumps(mos_report(ratings, (scale_min, scale_max), ddof), indent=2))
+    # One rater gives no confidence interval: NaN in Python, null in the JSON.
+    typer.echo(write_json(mos_report(ratings, (scale_min, scale_max), ddof), None))

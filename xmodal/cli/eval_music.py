@@ -7,12 +7,12 @@ Symbolic metrics (MusDr H/GS/CPI) read the MIDI files of a folder; structureness
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from xmodal.cli._options import write_json
 from xmodal.cli.eval import eval_app
 
 AUDIO_EXT = {".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif"}
@@ -166,7 +166,4 @@ def eval_music(
             result["per_file"]["genre"] = {"per_genre": acc.per_genre, "confusion": acc.confusion}
             result["counts"]["genre"] = acc.n
 
-    text = json.dumps(result, indent=2)
-    if out is not None:
-        out.write_text(text + "\n")
-    typer.echo(text)
+    typer.echo(write_json(result, out))

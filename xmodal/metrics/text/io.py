@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 
-from xmodal.errors import CorruptFileError, DataError
+from xmodal.data.io._common import read_json
+from xmodal.errors import DataError
 
 
 def _load(path: str | Path) -> object:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("file not found", path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CorruptFileError(f"not valid UTF-8 JSON ({e})", path) from e
+    """UTF-8 JSON; a repeated key is an error (``json.loads`` would keep the last one silently)."""
+    return read_json(path)
 
 
 def _entries(data: object, path: str | Path) -> list[tuple[object, object]] | None:
