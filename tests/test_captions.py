@@ -289,3 +289,24 @@ def test_two_token_corpus_after_tokenization():
     ours = evaluate({1: ["yes"]}, {1: "Yes."}, metrics=["bleu", "cider_d"])
     assert ours["BLEU-1"] == pytest.approx(0.999999998, abs=1e-9)
     assert ours["CIDEr-D"] == 0.0
+
+
+# Characters that end a line for the Java side of pycocoevalcap's pipeline but not for its Python side, so the
+# captions after them are paired with the wrong lines there.
+_DESYNC = "\x0b\x0c\x0e\x0f\x10\x11\r"
+CONTROL_CHARACTERS = [chr(c) for c in [*range(0x20), *range(0x7F, 0xA0), 0x200B, 0xFEFF]
+                      if chr(c) not in "\n\x80" + _DESYNC]
+
+
+@needs_java
+def test_control_characters_are_dropped_as_the_java_tokenizer_drops_them():
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    captions = {i: [{"caption": f"A dog{c}runs and a{c} cat{c}."}] for i, c in enumerate(CONTROL_CHARACTERS)}
+    java = PTBTokenizer().tokenize(captions)
+    for i, c in enumerate(CONTROL_CHARACTERS):
+        assert tokenize_caption(captions[i][0]["caption"]) == java[i][0] == "a dog runs and a cat", hex(ord(c))
+    euro = PTBTokenizer().tokenize({0: [{"caption": "A dog\x80runs."}]})[0][0]
+    assert tokenize_caption("A dog\x80runs.") == euro == "a dog $ runs"  # U+0080 is read as Windows-1252's euro
+    for c in _DESYNC:  # pycocoevalcap misaligns its lines here; the caption itself reads as with a space
+        assert tokenize_caption(f"A dog{c}runs and a{c} cat{c}.") == "a dog runs and a cat", hex(ord(c))
