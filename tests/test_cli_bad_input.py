@@ -126,3 +126,28 @@ def test_the_console_script_exits_2_on_typed_errors(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2, res.stderr
     assert "MissingFileError" in res.stderr and "absent.csv" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("kind", ["undecodable", "empty", "nan"])
+@pytest.mark.parametrize("metric", ["beat_hit", "SI"])
+def test_music_metrics_on_bad_audio(tmp_path: Path, audio_pair, kind: str, metric: str) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    from xmodal.errors import EmptyInputError, NonFiniteError
+
+    ref, gen = audio_pair
+    bad = gen / "a.wav"
+    if kind == "undecodable":
+        bad.write_text("not audio at all\n")
+        error: type[XmodalError] = CorruptFileError
+    elif kind == "empty":
+        sf.write(bad, np.zeros(0, np.float32), 22050, subtype="FLOAT")
+        error = EmptyInputError
+    else:
+        x = np.sin(np.arange(22050) / 10).astype(np.float32)
+        x[100] = np.nan
+        sf.write(bad, x, 22050, subtype="FLOAT")
+        error = NonFiniteError
+    args = ["eval", "music", "--gen", str(gen), "--metrics", metric]
+    fails(args + (["--ref", str(ref)] if metric == "beat_hit" else []), error, "a.wav")

@@ -35,6 +35,30 @@ def _files(folder: Optional[Path], ext: set[str], flag: str) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in ext)
 
 
+def load_audio(path: Path, sr: int):
+    """``librosa.load(path, sr=sr)`` (mono, soxr_hq), as the reference scripts read audio; an undecodable,
+    empty or non-finite file is a typed error naming it (librosa would raise its own errors, and NaN audio can
+    abort the process in the analysis that follows)."""
+    import librosa
+    import numpy as np
+
+    from xmodal.data.io._common import decoding
+    from xmodal.errors import CorruptFileError, EmptyInputError, NonFiniteError
+
+    try:
+        with decoding(path, "audio"):
+            x, _ = librosa.load(path, sr=sr)
+    except CorruptFileError as exc:
+        if "not finite" in str(exc.__cause__):  # librosa's own check, while resampling
+            raise NonFiniteError("holds NaN or infinite samples", source=path) from exc
+        raise
+    if x.size == 0:
+        raise EmptyInputError("holds no audio samples", source=path)
+    if not np.all(np.isfinite(x)):
+        raise NonFiniteError(f"{int((~np.isfinite(x)).sum())} samples are NaN or infinite", source=path)
+    return x
+
+
 def parse_metrics(spec: str) -> list[str]:
     """Comma-separated names (aliases H1, H4, GS, CPI, SI, genre) -> canonical names, order kept."""
     from xmodal.errors import ConfigError
@@ -68,11 +92,10 @@ def eval_music(
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON here."),
 ) -> None:
     """Score generated music against references; prints JSON (means and per-file values)."""
-    import librosa
     from rich.console import Console
     from rich.progress import Progress
 
-    from xmodal.errors import EmptyInputError, MetricInputError, ShapeError
+    from xmodal.errors import DataError, MetricInputError
     from xmodal.metrics import music as mm
 
     names = parse_metrics(metrics)
@@ -87,17 +110,19 @@ def eval_music(
             rows = []
             task = progress.add_task("beat scores", total=len(refs))
             for r, g in zip(refs, gens):
-                x_ref, _ = librosa.load(r, sr=mm.beats.BEAT_SR)
-                x_gen, _ = librosa.load(g, sr=mm.beats.BEAT_SR)
+                x_ref, x_gen = load_audio(r, mm.beats.BEAT_SR), load_audio(g, mm.beats.BEAT_SR)
                 row: dict[str, float] = {}
                 if "beat_coverage" in pair_names or "beat_hit" in pair_names:
                     try:
                         cov, hit = mm.coverage_hit(mm.onset_bins(x_ref), mm.onset_bins(x_gen))
-                    except (ShapeError, EmptyInputError) as exc:  # name the pair at fault
+                    except DataError as exc:  # name the pair at fault
                         raise type(exc)(str(exc), source=f"{r} / {g}") from exc
                     row.update(beat_coverage=cov, beat_hit=hit)
                 if "beat_f1" in pair_names:
-                    row["beat_f1"] = mm.beat_f_measure(mm.beat_times(x_ref), mm.beat_times(x_gen))
+                    try:
+                        row["beat_f1"] = mm.beat_f_measure(mm.beat_times(x_ref), mm.beat_times(x_gen))
+                    except DataError as exc:
+                        raise type(exc)(str(exc), source=f"{r} / {g}") from exc
                 rows.append({"ref": r.name, "gen": g.name, **{k: row[k] for k in pair_names}})
                 progress.advance(task)
             for m in pair_names:
@@ -139,7 +164,7 @@ def eval_music(
             rows = []
             task = progress.add_task("structureness", total=len(wavs))
             for p in wavs:
-                x, sr = librosa.load(p, sr=mm.structure.ANALYSIS_SR)
+                x, sr = load_audio(p, mm.structure.ANALYSIS_SR), mm.structure.ANALYSIS_SR
                 values = mm.structureness_many(x, sr, [SI_METRICS[m] for m in si_names])
                 rows.append({"file": p.name, **dict(zip(si_names, values))})
                 progress.advance(task)
@@ -157,7 +182,7 @@ def eval_music(
             clips, genres = [], []
             for sub in sorted(p for p in gen.iterdir() if p.is_dir()):
                 for p in _files(sub, AUDIO_EXT, "--gen"):
-                    clips.append(librosa.load(p, sr=mm.genre.FEATURE_SR)[0])
+                    clips.append(load_audio(p, mm.genre.FEATURE_SR))
                     genres.append(sub.name)
             if not clips:
                 raise MetricInputError(f"{gen}: genre_accuracy expects audio in sub-folders named by genre")

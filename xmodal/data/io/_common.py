@@ -30,7 +30,15 @@ def decoding(path: PathLike, what: str) -> Iterator[None]:
     except (DataError, FileNotFoundError):
         raise
     except Exception as exc:  # decoders raise many unrelated types (RuntimeError, EOFError, av.error...)
-        raise CorruptFileError(f"cannot decode {what}: {type(exc).__name__}: {exc}", source=path) from exc
+        raise CorruptFileError(f"cannot decode {what}: {describe(exc)}", source=path) from exc
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` of a decoder's exception; a bare EOFError (mido on a truncated file) says so."""
+    text = str(exc).strip()
+    if not text and isinstance(exc, EOFError):
+        text = "the file ends in the middle of its data (truncated)"
+    return f"{type(exc).__name__}: {text or 'no message'}"
 
 
 def list_files(folder: PathLike, suffixes: tuple[str, ...], what: str) -> list[Path]:

@@ -135,6 +135,15 @@ def _read_ply(p: Path) -> tuple[np.ndarray, np.ndarray]:
                      else _triangulate([list(map(int, f)) for f in lists]))
     if verts is None:
         raise CorruptFileError("PLY has no vertex element", source=p)
+    declared = ", ".join(f"{count} {name}" for name, count, _ in elements)
+    left = len(tokens) - pos if tokens is not None else len(body) - pos
+    if left > 0:  # e.g. more vertex lines than "element vertex N" declares
+        unit = "values" if tokens is not None else "bytes"
+        raise CorruptFileError(f"{left} {unit} follow the declared elements ({declared})", source=p)
+    if faces.size and (faces.min() < 0 or faces.max() >= len(verts)):
+        raise CorruptFileError(
+            f"a face refers to vertex {int(faces.max() if faces.max() >= len(verts) else faces.min())} but "
+            f"there are {len(verts)} vertices ({declared})", source=p)
     return verts, faces
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from xmodal.data.io._common import PathLike, decoding, existing
-from xmodal.errors import CorruptFileError, EmptyInputError
+from xmodal.errors import CorruptFileError, EmptyInputError, MissingModalityError
 
 
 @dataclass
@@ -55,10 +55,13 @@ def _indices(n: int, rate: float, num_frames: int | None, fps: float | None) -> 
 
 
 def read_video(path: PathLike, *, num_frames: int | None = None, fps: float | None = None,
-               with_audio: bool = True, max_frames: int | None = None) -> VideoClip:
+               with_audio: bool | None = None, max_frames: int | None = None) -> VideoClip:
     """Decode every frame of the first video stream, then keep ``num_frames`` uniformly spaced ones or
     resample to ``fps`` (nearest earlier frame). A file whose stream stops before the frame count its header
-    declares is reported as truncated (CorruptFileError), not returned short."""
+    declares is reported as truncated (CorruptFileError), not returned short.
+
+    ``with_audio``: None decodes the audio track when there is one (``audio`` is None otherwise); True requires
+    it (MissingModalityError when the file has none); False skips it."""
     import av
 
     p = existing(path)
@@ -81,7 +84,9 @@ def read_video(path: PathLike, *, num_frames: int | None = None, fps: float | No
                 if max_frames is not None and n >= max_frames:
                     break
             audio, sr = (None, None)
-            if with_audio:
+            if with_audio and not container.streams.audio:
+                raise MissingModalityError("with_audio=True, but the file has no audio stream", source=p)
+            if with_audio is not False:
                 container.seek(0)
                 audio, sr = _decode_audio(container, p)
     if n == 0:

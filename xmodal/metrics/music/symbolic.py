@@ -36,7 +36,13 @@ from typing import Any, Union
 
 import numpy as np
 
-from xmodal.errors import CorruptFileError, EmptyInputError, MetricInputError, MissingFileError, require_module
+from xmodal.data.io._common import decoding
+from xmodal.errors import (
+    EmptyInputError,
+    MetricInputError,
+    MissingFileError,
+    require_module,
+)
 
 BAR = 192
 POSITION0 = 193
@@ -76,10 +82,8 @@ def _load_midi(piece: Any):
     if isinstance(piece, (str, Path)):
         if not Path(piece).is_file():
             raise MissingFileError("MIDI file not found", piece)
-        try:
+        with decoding(piece, "MIDI"):  # pretty_midi/mido raise many types on bad files
             return pretty_midi.PrettyMIDI(str(piece)), str(piece)
-        except Exception as exc:  # pretty_midi/mido raise many types on bad files
-            raise CorruptFileError(f"cannot decode MIDI: {exc}", source=piece) from exc
     return piece, "PrettyMIDI"
 
 
