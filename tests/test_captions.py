@@ -3,7 +3,7 @@
 Real captions: the human-written names of the Unicode emoji pictures that the `emoji` package ships
 (CLDR short names in 14 languages, GitHub aliases) plus Python's `unicodedata` names. Each emoji with two or more
 distinct English descriptions becomes an "image": one description is held out as the candidate and the others are
-its references (about 1,500 images, 3,500 captions). Tolerances: 1e-9 absolute (the issue's bar); ROUGE-L and the
+its references (about 1,500 images, 3,500 captions). Tolerances: 1e-9 absolute (the project's bar); ROUGE-L and the
 tokenization are exact.
 """
 

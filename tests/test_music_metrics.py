@@ -44,7 +44,7 @@ def _soundfont() -> str | None:
 
 
 def render(mid: Path, wav: Path, sr: int = SR) -> np.ndarray:
-    """MIDI -> mono float32 audio with fluidsynth (the brief's command line)."""
+    """MIDI -> mono float32 audio with fluidsynth (fluidsynth's non-interactive render)."""
     subprocess.run(["fluidsynth", "-ni", "-q", "-r", str(sr), "-F", str(wav), _soundfont(), str(mid)],
                    check=True, capture_output=True)
     x, got = sf.read(wav, dtype="float32")

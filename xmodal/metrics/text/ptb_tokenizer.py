@@ -6,7 +6,7 @@ re-implements the lexer rules that matter once those tokens are dropped: which p
 (abbreviations, acronyms), contractions (``n't``, ``'s``), brackets (``-lrb-``, which pycocoevalcap keeps because
 its list is upper case), currency and fraction normalisation, grouped ``!!!``/``?!``, and the deletion of
 characters outside the Basic Multilingual Plane (emoji), which the Java lexer cannot tokenize.
-The rules were checked token for token against the bundled jar (see ``tests/test_captions_tokenizer.py``).
+The rules were checked token for token against the bundled jar (see ``tests/test_captions.py``).
 """
 
 from __future__ import annotations
