@@ -534,3 +534,41 @@ def test_onset_bins_must_be_one_dimensional_zeros_and_ones():
         mm.coverage_hit(np.ones((2, 3), dtype=int), np.ones(3, dtype=int))
     with pytest.raises(MetricInputError, match="generated_bins"):
         mm.coverage_hit(np.ones(3, dtype=int), np.array([0, 2, 1]))
+
+
+# Root-position triads, one per 2 s (a 4/4 bar at 120 bpm): pitch class of the root and quality (0 maj, 1 min).
+TRIADS = {"C": ([60, 64, 67], 0, 0), "Dm": ([62, 65, 69], 2, 1), "Em": ([64, 67, 71], 4, 1),
+          "F": ([65, 69, 72], 5, 0), "G": ([67, 71, 74], 7, 0), "Am": ([57, 60, 64], 9, 1)}
+
+
+def _progression(chords: list[str], path: Path) -> Path:
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+    piano = pretty_midi.Instrument(program=0)
+    for k, name in enumerate(chords):
+        for p in TRIADS[name][0]:
+            piano.notes.append(pretty_midi.Note(velocity=80, pitch=p, start=2.0 * k, end=2.0 * k + 2.0))
+    pm.instruments.append(piano)
+    pm.write(str(path))
+    return path
+
+
+@pytest.mark.parametrize("chords,cpi", [
+    # 7 chords -> trigrams starting at 0..3: CFG, FGC, GCF, CFG -> 3 unique / 4 = 0.75
+    (["C", "F", "G", "C", "F", "G", "C"], 0.75),
+    # 6 distinct chords -> trigrams at 0..2, all different -> 3 / 3 = 1
+    (["C", "Dm", "Em", "F", "G", "Am"], 1.0),
+    # C G alternating, 8 chords -> trigrams at 0..4: CGC, GCG, CGC, GCG, CGC -> 2 / 5 = 0.4
+    (["C", "G"] * 4, 0.4),
+    # 3 chords: no trigram is counted (MusDr returns 1 for at most n chords)
+    (["C", "F", "G"], 1.0),
+])
+def test_chord_irregularity_of_hand_worked_progressions(tmp_path, chords, cpi):
+    """CPI = #unique chord trigrams / (#chords - 3), MusDr's definition, worked by hand on progressions whose
+    chords are known; the chord tokens read back are checked first (root, quality, bass = root)."""
+    events = mm.midi_to_events(_progression(chords, tmp_path / "p.mid"))
+    from xmodal.metrics.music.symbolic import CHORD_SLASH0, CHORD_TONE0, CHORD_TYPE0
+
+    expected = [(CHORD_TONE0 + TRIADS[c][1], CHORD_TYPE0 + TRIADS[c][2], CHORD_SLASH0 + TRIADS[c][1])
+                for c in chords]
+    assert mm.chord_sequence(events) == expected
+    assert mm.chord_irregularity(events) == pytest.approx(cpi, abs=1e-12)
