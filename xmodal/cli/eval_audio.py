@@ -82,8 +82,7 @@ def evaluate_audio_dirs(
 ) -> dict:
     """Score every paired file; returns {'metrics', 'n_files', 'mean', 'per_file'}."""
     import numpy as np
-    from rich.console import Console
-    from rich.progress import Progress
+    from tqdm import tqdm
 
     from xmodal.data.io.audio import resample
     from xmodal.errors import ConfigError, DataError
@@ -104,8 +103,8 @@ def evaluate_audio_dirs(
         "snr": lambda r, g, fs: A.snr(g, r),
     }
     # The bar goes to stderr so that stdout holds only the JSON.
-    with Progress(console=Console(stderr=True), disable=not progress, transient=True) as bar:
-        task = bar.add_task("scoring", total=len(pairs) * (1 + ("pesq" in metrics)))
+    with tqdm(total=len(pairs) * (1 + ("pesq" in metrics)), desc="scoring", disable=not progress,
+              leave=False) as bar:
         for name, ref_path, gen_path in pairs:
             ref, gen, fs = _load_pair(ref_path, gen_path, trim)
             try:
@@ -118,7 +117,7 @@ def evaluate_audio_dirs(
                 if fs not in (8000, 16000) and pesq_resample:
                     ref, gen, fs = resample(ref, fs, 16000), resample(gen, fs, 16000), 16000
                 pesq_jobs.append((name, ref, gen, fs))
-            bar.advance(task)
+            bar.update()
         # PESQ runs many pairs at once over worker processes, a chunk at a time so the bar moves.
         chunk = 4 * (workers or 2)
         for lo in range(0, len(pesq_jobs), chunk):
@@ -138,7 +137,7 @@ def evaluate_audio_dirs(
                     ) from exc
                 for j, s in zip(group, scores):
                     per_file[j[0]]["pesq"] = float(s)
-            bar.advance(task, len(part))
+            bar.update(len(part))
     mean = {m: float(np.mean([per_file[n][m] for n in per_file])) for m in metrics}
     return {"metrics": metrics, "n_files": len(pairs), "mean": mean, "per_file": per_file}
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -49,7 +50,7 @@ def captions(
     typer.echo(json.dumps(scores, indent=2))
 
 
-def read_utterances(path: Path) -> list[str] | dict[str, str]:
+def read_utterances(path: Path) -> Any:
     """Transcripts from a text file (one utterance per line) or JSON (a list of strings or {id: text})."""
     from xmodal.data.io._common import parse_json, read_text
     from xmodal.errors import DataError
@@ -63,6 +64,7 @@ def read_utterances(path: Path) -> list[str] | dict[str, str]:
             lines.pop()
         return [line[:-1] if line.endswith("\r") else line for line in lines]
     data = parse_json(text, path)
+    items: Iterable[tuple[object, object]]
     if isinstance(data, dict):
         data = _str_keys(data, path)
         items = data.items()

@@ -30,8 +30,15 @@ from torch.utils.data import Dataset
 from xmodal.data import io
 from xmodal.data.io._common import decoding, parse_json, read_json, read_text
 from xmodal.data.sample import validate_sample
-from xmodal.errors import (ConfigError, CorruptFileError, DataError, EmptyInputError, MissingFileError, MissingModalityError,
-                           XmodalError)
+from xmodal.errors import (
+    ConfigError,
+    CorruptFileError,
+    DataError,
+    EmptyInputError,
+    MissingFileError,
+    MissingModalityError,
+    XmodalError,
+)
 from xmodal.modalities import ModalitySpec, get_modality
 
 META_FILE = "dataset.json"

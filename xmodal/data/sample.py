@@ -141,7 +141,8 @@ def collate(samples: Sequence[Mapping[str, Any]], pad_modalities: Mapping[str, i
             for sid, t in zip(ids, tensors):
                 _check_finite(t, sid, f)
             if f in axes:
-                axis = axes[f] if axes[f] is not None else _pad_axis(f, modalities, [tuple(t.shape) for t in tensors])
+                given = axes[f]
+                axis = int(given) if given is not None else _pad_axis(f, modalities, [tuple(t.shape) for t in tensors])
                 batch[f], batch[f + "_mask"], batch[f + "_lengths"] = _pad(tensors, axis, pad_value, f, ids)
             else:
                 shapes = {tuple(t.shape) for t in tensors}

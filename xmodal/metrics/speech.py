@@ -410,9 +410,7 @@ def _error_rate(reference: str | Sequence[str], hypothesis: str | Sequence[str],
     refs, hyps = _pair_up(reference, hypothesis)
     if words:
         toks = [_words(t, normalize) for t in chain(refs, hyps)]
-        vocab: dict[str, int] = dict.fromkeys(chain.from_iterable(toks))  # type: ignore[arg-type]
-        for i, w in enumerate(vocab):
-            vocab[w] = i
+        vocab: dict[str, int] = {w: i for i, w in enumerate(dict.fromkeys(chain.from_iterable(toks)))}
         flat = list(chain.from_iterable(toks))
         ids = np.fromiter(map(vocab.__getitem__, flat), dtype=np.int64, count=len(flat))
         lens = np.fromiter(map(len, toks), dtype=np.int64, count=len(toks))

@@ -7,8 +7,9 @@ optionally, an evaluation. The trainer knows nothing else about the task.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn

@@ -102,6 +102,6 @@ def write_graph(path: PathLike, graph: Graph) -> None:
     if graph.y is not None:
         d["y"] = graph.y
     if p.suffix.lower() == ".npz":
-        np.savez(p, **d)
+        np.savez(p, **d)  # type: ignore[arg-type]  # numpy stubs type **kwds as the allow_pickle flag
     else:
         p.write_text(json.dumps({k: np.asarray(v).tolist() for k, v in d.items()}))

@@ -9,7 +9,6 @@ import torch
 
 from xmodal.data.io._common import PathLike, decoding, existing
 
-
 # PIL formats that open but cannot decode pixels here: stubs that need an external handler (BUFR, GRIB, HDF5,
 # WMF/EMF), MPEG (identified only), EPS (needs Ghostscript) and IPTC (metadata, not an image).
 _NOT_DECODED = {"BUFR", "GRIB", "HDF5", "WMF", "MPEG", "EPS", "IPTC"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -94,8 +95,8 @@ def read_video(path: PathLike, *, num_frames: int | None = None, fps: float | No
     if max_frames is None and declared and n < declared:
         raise CorruptFileError(f"truncated video: decoded {n} of the {declared} frames the header "
                                "declares", source=p)
-    idx = _indices(n, rate, num_frames, fps) if wanted is None else wanted
-    idx = np.array(sorted(i for i in idx if i in frames), dtype=np.int64)
+    kept = _indices(n, rate, num_frames, fps) if wanted is None else wanted
+    idx = np.array(sorted(i for i in kept if i in frames), dtype=np.int64)
     out_rate = fps if (fps is not None and num_frames is None) else rate
     stacked = np.stack([frames[int(i)] for i in idx])  # (T, H, W, 3)
     return VideoClip(stacked, float(out_rate), idx, n / rate, audio, sr)
@@ -105,16 +106,17 @@ def write_video(path: PathLike, frames: np.ndarray, fps: float, codec: str = "li
                 audio: np.ndarray | None = None, sample_rate: int | None = None) -> None:
     """Write uint8 (T, H, W, 3) frames to an mp4 (H.264, yuv420p; odd sizes are cropped to even), optionally
     with a float (channels, time) or (time,) audio track encoded as AAC."""
-    import av
     from fractions import Fraction
+
+    import av
 
     frames = np.asarray(frames, dtype=np.uint8)
     t, h, w = frames.shape[:3]
     h2, w2 = h - h % 2, w - w % 2  # yuv420p needs even sizes
     with av.open(str(path), "w") as container:
-        vstream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        vstream: Any = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         vstream.width, vstream.height, vstream.pix_fmt = w2, h2, "yuv420p"
-        astream = None
+        astream: Any = None
         if audio is not None:
             if sample_rate is None:
                 raise ValueError("write_video: sample_rate is required with audio")
@@ -126,6 +128,7 @@ def write_video(path: PathLike, frames: np.ndarray, fps: float, codec: str = "li
             container.mux(vstream.encode(vf))
         container.mux(vstream.encode())
         if astream is not None:
+            assert audio is not None and sample_rate is not None
             af = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio), format="fltp",
                                             layout="mono" if audio.shape[0] == 1 else "stereo")
             af.sample_rate = int(sample_rate)

@@ -24,6 +24,7 @@ import functools
 import os
 import threading
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -173,7 +174,7 @@ def _chunk_scores(x: np.ndarray, y: np.ndarray, fs: int, extended: bool) -> tupl
         # (b, J, 15, 30): every window of 30 frames, bands first as pystoi stores them.
         xs = sliding_window_view(x_tob, N_SEG, axis=1)
         ys = sliding_window_view(y_tob, N_SEG, axis=1)
-        seg_fn = _estoi_segments
+        seg_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] = _estoi_segments
     else:
         # STOI treats bands independently: (b, 15, J, 30) windows over contiguous frame rows, so every pass over
         # a window reads adjacent memory.
@@ -184,8 +185,10 @@ def _chunk_scores(x: np.ndarray, y: np.ndarray, fs: int, extended: bool) -> tupl
             sliding_window_view(np.ascontiguousarray(np.swapaxes(y_tob, 1, 2)), N_SEG, axis=2), 1, 2
         )
 
-        def seg_fn(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        def band_sum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             return np.sum(_stoi_segments(a, b), axis=-1)
+
+        seg_fn = band_sum
 
     # Blocks of segments keep the (b, block, 15, 30) temporaries in cache between the passes.
     per_seg = np.concatenate(

@@ -281,7 +281,7 @@ def chord_sequence(events: Sequence[int]) -> list[tuple[int, int, int]]:
         count += 1
         if ev in CHORD_SLASH and count == 3:
             count = 0
-            out.append(tuple(toks[i - 2 : i + 1]))
+            out.append((toks[i - 2], toks[i - 1], toks[i]))
     return out
 
 

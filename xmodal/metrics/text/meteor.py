@@ -24,7 +24,7 @@ from pathlib import Path
 from xmodal.errors import CorruptFileError, ExternalToolError, MissingDependencyError, MissingFileError
 
 _LOCK = threading.Lock()
-_PROCESS: "MeteorProcess | None" = None
+_PROCESS: MeteorProcess | None = None
 # Java's BufferedReader ends a line at \n or \r, its Scanner also at U+0085, U+2028 and U+2029.
 _LINE_BREAKS = str.maketrans({c: " " for c in "\n\r\u0085\u2028\u2029"})
 _STDERR_TAIL = 2000  # characters of the JVM's stderr quoted in an error
@@ -44,10 +44,10 @@ def find_meteor_jar(path: str | os.PathLike | None = None) -> Path:
     for c in candidates:
         if c and Path(c).is_file():
             if not zipfile.is_zipfile(c):
-                raise CorruptFileError("is not a jar (zip) file; expected meteor-1.5.jar", source=c)
+                raise CorruptFileError("is not a jar (zip) file; expected meteor-1.5.jar", source=str(c))
             return Path(c)
         if c is path and c is not None:  # an explicit jar that is absent is an error, not a fallback
-            raise MissingFileError("METEOR jar not found", source=c)
+            raise MissingFileError("METEOR jar not found", source=str(c))
     raise MissingDependencyError(
         "METEOR needs meteor-1.5.jar (with data/paraphrase-en.gz beside it): pass meteor_jar=, set "
         "XMODAL_METEOR_JAR, or `pip install pycocoevalcap`, which bundles both.")

@@ -90,9 +90,7 @@ def encode(sentences: list[list[str]]) -> tuple[np.ndarray, np.ndarray, int]:
     from itertools import chain
 
     flat = list(chain.from_iterable(sentences))
-    vocab: dict[str, int] = dict.fromkeys(flat)  # type: ignore[arg-type]
-    for i, t in enumerate(vocab):
-        vocab[t] = i
+    vocab: dict[str, int] = {t: i for i, t in enumerate(dict.fromkeys(flat))}  # ids by first appearance
     ids = np.fromiter(map(vocab.__getitem__, flat), dtype=np.int64, count=len(flat))
     lengths = np.fromiter(map(len, sentences), dtype=np.int64, count=len(sentences))
     return ids, lengths, len(vocab)

@@ -12,7 +12,7 @@ The rules were checked token for token against the bundled jar (see ``tests/test
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache, lru_cache
 
 __all__ = ["PUNCTUATIONS", "ptb_tokens", "tokenize_caption", "tokenize_caption_full", "tokenize_corpus"]
 
@@ -92,7 +92,7 @@ _BRANCHES: list[tuple[str | None, str]] = [
 ]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pattern(present: frozenset[str]) -> re.Pattern[str]:
     return re.compile("|".join(rx for need, rx in _BRANCHES if need is None or need in present))
 
@@ -150,7 +150,7 @@ def _next_is_number(text: str, end: int) -> bool:
     return m is not None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _astral() -> re.Pattern[str]:
     return re.compile("[\U00010000-\U0010ffff]")
 
@@ -178,7 +178,7 @@ def ptb_tokens(line: str) -> list[str]:
                     out.append("\x00")
                     continue
             if tok[0].isdigit() and re.match(r"^\d+\.\d", tok):
-                num = re.match(r"^\d+(?:\.\d+)+", tok).group()
+                num = re.match(r"^\d+(?:\.\d+)+", tok).group()  # type: ignore[union-attr]  # matched above
                 out.extend([num.lower(), tok[len(num) :].lower()])
                 continue
             out.extend(t.lower() for t in _split_word(tok))
