@@ -151,3 +151,12 @@ def test_music_metrics_on_bad_audio(tmp_path: Path, audio_pair, kind: str, metri
         error = NonFiniteError
     args = ["eval", "music", "--gen", str(gen), "--metrics", metric]
     fails(args + (["--ref", str(ref)] if metric == "beat_hit" else []), error, "a.wav")
+
+
+def test_missing_image_and_video_folders(tmp_path: Path) -> None:
+    from xmodal.metrics.generation.images import list_images
+    from xmodal.metrics.generation.videos import list_videos
+
+    for lister in (list_images, list_videos):
+        with pytest.raises(MissingFileError, match="nope"):
+            lister(tmp_path / "nope")

@@ -42,12 +42,12 @@ def describe(exc: BaseException) -> str:
 
 
 def list_files(folder: PathLike, suffixes: tuple[str, ...], what: str) -> list[Path]:
-    """Files under ``folder`` (recursive) whose suffix is in ``suffixes``, sorted; EmptyInputError naming the
-    folder when it is not a directory or holds none. Other files are left out with a warning that counts
-    them and names the first few."""
+    """Files under ``folder`` (recursive) whose suffix is in ``suffixes``, sorted; MissingFileError naming the
+    folder when it is not a directory, EmptyInputError when it holds none. Other files are left out with a
+    warning that counts them and names the first few."""
     root = Path(folder)
     if not root.is_dir():
-        raise EmptyInputError("is not a directory", source=root)
+        raise MissingFileError("is not a directory", source=root)
     found = sorted(p for p in root.rglob("*") if p.is_file())
     files = [p for p in found if p.suffix.lower() in suffixes]
     if not files:
