@@ -70,7 +70,7 @@ tm_audio = _load_torchmetrics_audio()
 
 from xmodal.errors import EmptyInputError, NonFiniteError, SampleRateError, ShapeError  # noqa: E402
 from xmodal.metrics.audio import estoi, pesq, pesq_batch, si_sdr, si_snr, snr, stoi  # noqa: E402
-from xmodal.metrics.audio._resample import resample_to
+from xmodal.metrics.audio._resample import resample_to  # noqa: E402
 from xmodal.metrics.audio.pesq_itu import PesqFailure  # noqa: E402
 
 ALSA = Path("/usr/share/sounds/alsa")

@@ -11,8 +11,15 @@ import torch
 
 from xmodal.data import io
 from xmodal.data.sample import collate, validate_sample
-from xmodal.errors import (CorruptFileError, DataError, EmptyInputError, MissingModalityError, NonFiniteError,
-                           SampleRateError, ShapeError)
+from xmodal.errors import (
+    CorruptFileError,
+    DataError,
+    EmptyInputError,
+    MissingModalityError,
+    NonFiniteError,
+    SampleRateError,
+    ShapeError,
+)
 
 ALSA = Path("/usr/share/sounds/alsa/Front_Center.wav")
 needs_alsa = pytest.mark.skipif(not ALSA.exists(), reason="alsa-utils sounds not installed")
@@ -52,7 +59,7 @@ def test_midi_with_no_notes(tmp_path: Path) -> None:
 
 @needs_alsa
 def test_empty_caption(tmp_path: Path) -> None:
-    from xmodal.data.manifest import META_FILE, MANIFEST_FILE, ManifestDataset
+    from xmodal.data.manifest import MANIFEST_FILE, META_FILE, ManifestDataset
 
     shutil.copy(ALSA, tmp_path / "fc.wav")
     (tmp_path / META_FILE).write_text(json.dumps({"name": "t", "modalities": {"audio": "waveform",

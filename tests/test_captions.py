@@ -15,8 +15,13 @@ import unicodedata
 import numpy as np
 import pytest
 
-from xmodal.errors import (CorruptFileError, ExternalToolError, MetricInputError, MissingDependencyError,
-                           MissingFileError)
+from xmodal.errors import (
+    CorruptFileError,
+    ExternalToolError,
+    MetricInputError,
+    MissingDependencyError,
+    MissingFileError,
+)
 from xmodal.metrics.captions import evaluate
 from xmodal.metrics.text.ptb_tokenizer import tokenize_caption
 

