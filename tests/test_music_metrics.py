@@ -3,7 +3,7 @@
 References, transcribed below from their definitions (nothing is copied from their repositories):
 - beat coverage / hit: L-YeZhu/Beats_Scores ``beats_scores.py`` (librosa onset_detect with its parameters,
   one-second bins), run on files loaded with ``librosa.load`` as the script does. Tolerance: exact (0).
-- beat F-measure: ``mir_eval.beat.f_measure`` itself. Tolerance 1e-12.
+- beat F-measure: ``mir_eval.beat.f_measure`` itself (mir_eval 0.8.2), and its validation. Tolerance 1e-12.
 - H, GS, CPI: MusDr ``eval_metrics.py`` / ``side_utils.py``. Tolerance 1e-12.
 - fitness scape plot: Mueller's quadratic DP + backtracking + fitness, as in MusDr's ``scapeplot.py``.
   Tolerance 1e-6 (observed: exactly equal).

@@ -1,4 +1,4 @@
-"""PESQ (ITU-T P.862 / P.862.2) on the ITU reference C code shipped in the ``pesq`` package
+"""PESQ (ITU-T P.862 / P.862.2) on the ITU reference C code shipped in the ``pesq`` package 0.0.4
 (ludlows/python-pesq), with batches spread over worker processes.
 
 The score is MOS-LQO: ``mode='nb'`` is P.862 with the P.862.1 mapping (8 or 16 kHz), ``mode='wb'`` is P.862.2

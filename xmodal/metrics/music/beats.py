@@ -11,8 +11,9 @@ Reference: L-YeZhu/Beats_Scores ``beats_scores.py`` (identical to CDCD ``inferen
 
 These are one-second onset bins, not beats: dense music saturates near 1. The F-measure adds a stricter view:
 beats tracked with ``librosa.beat.beat_track`` in both clips, matched one-to-one within +-70 ms, as
-``mir_eval.beat.f_measure`` computes it (no trimming of the first 5 s unless ``min_beat_time`` is given,
-which is what ``mir_eval.beat.evaluate`` does).
+``mir_eval.beat.f_measure`` (mir_eval 0.8.2) computes it (no trimming of the first 5 s unless
+``min_beat_time`` is given, which is what ``mir_eval.beat.evaluate`` does). Beat times are validated as
+mir_eval validates them (1-D, increasing, at most 30000 s) and rejected with a typed error otherwise.
 """
 
 from __future__ import annotations
