@@ -3,7 +3,7 @@
 Real captions: the human-written names of the Unicode emoji pictures that the `emoji` package ships
 (CLDR short names in 14 languages, GitHub aliases) plus Python's `unicodedata` names. Each emoji with two or more
 distinct English descriptions becomes an "image": one description is held out as the candidate and the others are
-its references (about 1,500 images, 3,500 captions). Tolerances: 1e-9 absolute (the issue's bar); ROUGE-L and the
+its references (about 1,500 images, 3,500 captions). Tolerances: 1e-9 absolute (the project's bar); ROUGE-L and the
 tokenization are exact.
 """
 
@@ -15,7 +15,13 @@ import unicodedata
 import numpy as np
 import pytest
 
-from xmodal.errors import MetricInputError, MissingDependencyError
+from xmodal.errors import (
+    CorruptFileError,
+    ExternalToolError,
+    MetricInputError,
+    MissingDependencyError,
+    MissingFileError,
+)
 from xmodal.metrics.captions import evaluate
 from xmodal.metrics.text.ptb_tokenizer import tokenize_caption
 
@@ -220,5 +226,92 @@ def test_meteor_without_jar_or_java(monkeypatch, tmp_path):
     with pytest.raises(MissingDependencyError, match="Java"):
         met.MeteorProcess()
     monkeypatch.setitem(__import__("sys").modules, "pycocoevalcap", None)
+    monkeypatch.delenv("XMODAL_METEOR_JAR", raising=False)
     with pytest.raises(MissingDependencyError, match="meteor-1.5.jar"):
+        met.find_meteor_jar(None)
+    with pytest.raises(MissingFileError, match="absent.jar"):  # an explicit jar is not silently replaced
         met.find_meteor_jar(tmp_path / "absent.jar")
+
+
+def test_meteor_jar_that_is_not_a_jar(tmp_path):
+    import xmodal.metrics.text.meteor as met
+
+    (tmp_path / "meteor.jar").write_text("not a jar")
+    with pytest.raises(CorruptFileError, match="not a jar"):
+        met.meteor(["a dog"], [["a dog"]], tmp_path / "meteor.jar")
+
+
+@needs_java
+def test_meteor_jvm_failure_quotes_its_stderr(tmp_path):
+    import zipfile
+
+    import xmodal.metrics.text.meteor as met
+
+    with zipfile.ZipFile(tmp_path / "meteor.jar", "w") as z:  # a zip, but no runnable jar
+        z.writestr("readme.txt", "no manifest")
+    with pytest.raises(ExternalToolError, match="(?s)exit code 1.*stderr.*jarfile"):
+        met.meteor(["a dog"], [["a dog"]], tmp_path / "meteor.jar")
+
+
+@needs_java
+@pytest.mark.slow
+def test_meteor_line_terminators_and_restart_after_a_crash():
+    """A caption holding a line terminator that Java honours (\r, U+2028, U+0085) is one line; a JVM that dies
+    is replaced on the next call."""
+    import xmodal.metrics.text.meteor as met
+
+    refs = [["a dog runs on the grass", "a brown dog"], ["a cat sits on a mat"]]
+    plain = met.meteor(["a dog runs", "a cat sits"], refs)
+    assert met.meteor(["a dog\rruns", "a cat\u2028sits"], refs) == plain
+    assert met.meteor(["a dog\u0085runs", "a cat\r\nsits"], refs) == plain
+    assert met.meteor(["a dog runs", "a cat sits"], refs) == plain  # still in step
+    met._PROCESS._proc.kill()  # the JVM dies (as it does on a 200,000-word candidate)
+    met._PROCESS._proc.wait()
+    assert met.meteor(["a dog runs", "a cat sits"], refs) == plain
+
+
+TINY_CORPORA = {
+    "two tokens, equal": ({1: ["yes"]}, {1: "yes"}),
+    "two tokens, different": ({1: ["yes"]}, {1: "no"}),
+    "one-word sentences, two images": ({1: ["yes"], 2: ["no"]}, {1: "yes", 2: "yes"}),
+    "three tokens": ({1: ["a b"]}, {1: "a"}),
+    "n larger than every sentence": ({1: ["a b c"], 2: ["b"]}, {1: "a b", 2: "b"}),
+    "one token and an empty candidate": ({1: ["a"]}, {1: ""}),
+}
+
+
+@pytest.mark.parametrize("case", list(TINY_CORPORA))
+def test_tiny_corpora_equal_pycocoevalcap(case):
+    """Corpora holding fewer tokens than the largest n-gram order (4): pycocoevalcap scores them."""
+    refs, cands = TINY_CORPORA[case]
+    ours, per = evaluate(refs, cands, metrics=["bleu", "rouge_l", "cider_d"], tokenize=False, per_item=True)
+    ref, _, _ = coco_scores(refs, cands, tokenized=True)
+    assert_same(ours, per, ref, list(refs))
+
+
+def test_two_token_corpus_after_tokenization():
+    # "Yes." tokenizes to "yes": BLEU-1 is 1 - 2e-9 (pycocoevalcap's tiny/eps terms) and CIDEr-D 0 (one image).
+    ours = evaluate({1: ["yes"]}, {1: "Yes."}, metrics=["bleu", "cider_d"])
+    assert ours["BLEU-1"] == pytest.approx(0.999999998, abs=1e-9)
+    assert ours["CIDEr-D"] == 0.0
+
+
+# Characters that end a line for the Java side of pycocoevalcap's pipeline but not for its Python side, so the
+# captions after them are paired with the wrong lines there.
+_DESYNC = "\x0b\x0c\x0e\x0f\x10\x11\r"
+CONTROL_CHARACTERS = [chr(c) for c in [*range(0x20), *range(0x7F, 0xA0), 0x200B, 0xFEFF]
+                      if chr(c) not in "\n\x80" + _DESYNC]
+
+
+@needs_java
+def test_control_characters_are_dropped_as_the_java_tokenizer_drops_them():
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    captions = {i: [{"caption": f"A dog{c}runs and a{c} cat{c}."}] for i, c in enumerate(CONTROL_CHARACTERS)}
+    java = PTBTokenizer().tokenize(captions)
+    for i, c in enumerate(CONTROL_CHARACTERS):
+        assert tokenize_caption(captions[i][0]["caption"]) == java[i][0] == "a dog runs and a cat", hex(ord(c))
+    euro = PTBTokenizer().tokenize({0: [{"caption": "A dog\x80runs."}]})[0][0]
+    assert tokenize_caption("A dog\x80runs.") == euro == "a dog $ runs"  # U+0080 is read as Windows-1252's euro
+    for c in _DESYNC:  # pycocoevalcap misaligns its lines here; the caption itself reads as with a space
+        assert tokenize_caption(f"A dog{c}runs and a{c} cat{c}.") == "a dog runs and a cat", hex(ord(c))

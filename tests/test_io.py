@@ -318,3 +318,39 @@ def test_garbage_files_raise_corrupt_file_error(tmp_path: Path, name: str, reade
 def test_missing_file_is_not_corrupt(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="nothing.wav"):
         io.read_audio(tmp_path / "nothing.wav")
+
+
+# --- image formats and folders ----------------------------------------------------------------------------
+
+def test_sixteen_bit_grey_png_is_scaled_not_clipped(tmp_path: Path) -> None:
+    from PIL import Image
+
+    camera = io.read_image(_skimage_file("camera.png"), mode="L")  # (512, 512) uint8
+    deep = camera.astype(np.uint16) * 257  # the same picture at 16 bits: v -> v * 257 spans 0..65535
+    path = tmp_path / "camera16.png"
+    Image.fromarray(deep).save(path)
+    assert Image.open(path).mode.startswith("I")
+    np.testing.assert_array_equal(io.read_image(path, mode="L"), camera)  # exact: v * 257 / 257
+    rgb = io.read_image(path)
+    np.testing.assert_array_equal(rgb, np.repeat(camera[:, :, None], 3, axis=2))
+
+
+def test_image_folder_lists_every_decodable_format_and_reports_the_rest(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from xmodal.metrics.generation.images import list_images
+
+    astronaut = io.read_image(_skimage_file("astronaut.png"))[::8, ::8]
+    names = ["a.png", "b.jpg", "c.pgm", "d.ppm", "e.bmp", "f.tiff", "g.webp", "h.tga", "i.qoi"]
+    for name in names:
+        img = Image.fromarray(astronaut).convert("L" if name.endswith(".pgm") else "RGB")
+        img.save(tmp_path / name)
+        assert io.read_image(tmp_path / name).shape == astronaut.shape, name
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "clip.mp4").write_bytes(b"")
+    with pytest.warns(UserWarning, match=r"skipped 2 file\(s\).*clip\.mp4, notes\.txt"):
+        found = list_images(tmp_path)
+    assert [p.name for p in found] == names
+    # pytorch-fid's ImagePathDataset suffixes, all of them readable here.
+    pytorch_fid = {".bmp", ".jpg", ".jpeg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp"}
+    assert pytorch_fid <= set(io.image_suffixes())

@@ -107,7 +107,7 @@ def test_verify_lists_every_bad_item(tmp_path: Path) -> None:
     (root / MANIFEST_FILE).write_text("\n".join(lines) + "\n")
     report = verify(root)
     found = {(b.id, b.field, b.error) for b in report.bad}
-    assert found == {("front_right", "audio", "CorruptFileError"), ("rear_left", "image", "FileNotFoundError"),
+    assert found == {("front_right", "audio", "CorruptFileError"), ("rear_left", "image", "MissingFileError"),
                      ("rear_right", "caption", "EmptyInputError"), ("front_left", "id", "DataError")}
     assert report.samples == 5 and report.fields_checked == 15
     assert any("Front_Right.wav" in b.message for b in report.bad)

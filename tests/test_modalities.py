@@ -1,4 +1,4 @@
-"""Modality registry: every modality issue 2 names is there, and its encoder follows from its nature."""
+"""Modality registry: every modality the toolkit names is there, and its encoder follows from its nature."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from xmodal.modalities import MODALITIES, UnknownModalityError, default_encoder_for, get_modality
 
-NAMED_IN_ISSUE = [
+SURVEY_MODALITIES = [
     "image", "video", "waveform", "spectrogram", "piano_roll", "midi_notes", "vq_tokens", "caption", "dialog",
     "question", "answer", "asr_transcript", "ocr_transcript", "graph", "optical_flow", "point_cloud", "mesh",
     "skeleton_2d", "skeleton_3d", "smpl",
@@ -15,7 +15,7 @@ NAMED_IN_ISSUE = [
 
 
 def test_every_named_modality_is_registered() -> None:
-    assert set(NAMED_IN_ISSUE) <= set(MODALITIES)
+    assert set(SURVEY_MODALITIES) <= set(MODALITIES)
 
 
 @pytest.mark.parametrize("name,encoder", [
@@ -52,6 +52,6 @@ def test_cli_prints_table() -> None:
 
     result = CliRunner().invoke(app, ["modalities"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    for name in NAMED_IN_ISSUE:
+    for name in SURVEY_MODALITIES:
         assert name in result.output
     assert "pointnet" in result.output and "ssm" in result.output

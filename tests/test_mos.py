@@ -118,6 +118,32 @@ def test_mos_variance_by_hand():
     assert mos_variance(d) == pytest.approx(_ref_mos_variance(d), abs=1e-12)
 
 
+def test_mos_variance_unbalanced_by_hand():
+    """Incomplete designs, worked with fractions from the CrowdMOS model (Ribeiro et al. 2011, eq. 5-9):
+    Var mu = v_s * sum_j m_j^2 / N^2 + v_w * sum_i n_i^2 / N^2 + v_u / N, with m_j ratings of item j, n_i ratings
+    by rater i, v_su, v_wu the mean within-rater / within-item variances (lines with >= 2 ratings), v_swu the
+    variance of all N ratings, and [v_s + v_u, v_w + v_u, v_s + v_w + v_u] = [v_su, v_wu, v_swu].
+
+    (a) Z = [[5, 3, 4], [4, -, 2], [1, 3, -]] (raters x items), N = 7, m = (3, 2, 2), n = (3, 2, 2):
+        items {5,4,1} 26/9, {3,3} 0, {4,2} 1 -> v_wu = 35/27; raters {5,3,4} 2/3, {4,2} 1, {1,3} 1 -> v_su = 8/9;
+        all: mean 22/7, v_swu = 80/7 - (22/7)^2 = 76/49.
+        v_s = 76/49 - 35/27 = 337/1323, v_w = 76/49 - 8/9 = 292/441, v_u = 8/9 + 35/27 - 76/49 = 839/1323;
+        Var mu = (337/1323 + 292/441) * 17/49 + 839/1323 / 7 = 26494/64827.
+    (b) Z = [[4, 2], [5, -], [3, 3]], N = 5, m = (3, 2), n = (2, 1, 2): v_wu = (2/3 + 1/4) / 2 = 11/24,
+        v_su = (1 + 0) / 2 = 1/2 (rater 1 has one rating), v_swu = 26/25 -> v_s = 349/600, v_w = 27/50 and
+        v_u = -49/600, clipped to 0 as CrowdMOS clips negative components: Var mu = 349/600 * 13/25 + 27/50 * 9/25.
+    (c) Z = [[5, 1, -], [4, -, 2], [-, 3, 3], [2, 2, 4]], N = 9, m = (3, 3, 3), n = (2, 2, 2, 3): v_wu = 26/27,
+        v_su = 53/36, v_swu = 116/81 -> v_s = 38/81, v_w = -13/324 -> 0, v_u = 325/324: Var mu = 38/81 * 27/81
+        + 325/324 / 9 = 781/2916."""
+    n = np.nan
+    a = np.array([[5, 3, 4], [4, n, 2], [1, 3, n]])
+    assert mos_variance(a) == pytest.approx(26494 / 64827, abs=1e-12)
+    b = np.array([[4, 2], [5, n], [3, 3]])
+    assert mos_variance(b) == pytest.approx(349 / 600 * 13 / 25 + 27 / 50 * 9 / 25, abs=1e-12)
+    c = np.array([[5, 1, n], [4, n, 2], [n, 3, 3], [2, 2, 4]])
+    assert mos_variance(c) == pytest.approx(781 / 2916, abs=1e-12)
+
+
 def test_paired_comparisons(tmp_path):
     path, mats = _study(tmp_path)
     comps = {(c.system_a, c.system_b): c for c in paired_comparisons(read_ratings(path))}

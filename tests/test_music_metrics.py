@@ -3,7 +3,7 @@
 References, transcribed below from their definitions (nothing is copied from their repositories):
 - beat coverage / hit: L-YeZhu/Beats_Scores ``beats_scores.py`` (librosa onset_detect with its parameters,
   one-second bins), run on files loaded with ``librosa.load`` as the script does. Tolerance: exact (0).
-- beat F-measure: ``mir_eval.beat.f_measure`` itself. Tolerance 1e-12.
+- beat F-measure: ``mir_eval.beat.f_measure`` itself (mir_eval 0.8.2), and its validation. Tolerance 1e-12.
 - H, GS, CPI: MusDr ``eval_metrics.py`` / ``side_utils.py``. Tolerance 1e-12.
 - fitness scape plot: Mueller's quadratic DP + backtracking + fitness, as in MusDr's ``scapeplot.py``.
   Tolerance 1e-6 (observed: exactly equal).
@@ -29,7 +29,7 @@ pretty_midi = pytest.importorskip("pretty_midi")
 music21 = pytest.importorskip("music21")
 sf = pytest.importorskip("soundfile")
 
-from xmodal.errors import EmptyInputError, MetricInputError, ShapeError  # noqa: E402
+from xmodal.errors import EmptyInputError, MetricInputError, NonFiniteError, ShapeError  # noqa: E402
 from xmodal.metrics import music as mm  # noqa: E402
 from xmodal.metrics.music import structure as st  # noqa: E402
 
@@ -44,7 +44,7 @@ def _soundfont() -> str | None:
 
 
 def render(mid: Path, wav: Path, sr: int = SR) -> np.ndarray:
-    """MIDI -> mono float32 audio with fluidsynth (the brief's command line)."""
+    """MIDI -> mono float32 audio with fluidsynth (fluidsynth's non-interactive render)."""
     subprocess.run(["fluidsynth", "-ni", "-q", "-r", str(sr), "-F", str(wav), _soundfont(), str(mid)],
                    check=True, capture_output=True)
     x, got = sf.read(wav, dtype="float32")
@@ -505,3 +505,70 @@ def test_eval_music_cli(chorales, tmp_path):
     (gen_dir / "0.wav").unlink()
     res = CliRunner().invoke(app, ["eval", "music", "--ref", str(ref_dir), "--gen", str(gen_dir)])
     assert res.exit_code != 0 and isinstance(res.exception, MetricInputError)
+
+
+BAD_BEAT_TIMES = {
+    "2-D (time, label) columns": (np.array([[0.5, 1.0], [1.0, 2.0], [1.5, 1.0]]), ShapeError),
+    "unsorted": (np.array([0.5, 1.5, 1.0, 2.0]), MetricInputError),
+    "absurd time (milliseconds?)": (np.array([0.5, 1.0, 1e10]), MetricInputError),
+    "NaN": (np.array([0.5, np.nan, 2.0]), NonFiniteError),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_BEAT_TIMES))
+@pytest.mark.parametrize("side", ["reference_beats", "estimated_beats"])
+def test_beat_f_measure_rejects_what_mir_eval_rejects(case, side):
+    mir_eval = pytest.importorskip("mir_eval")
+    bad, error = BAD_BEAT_TIMES[case]
+    good = np.array([0.5, 1.0, 1.5, 2.0])
+    args = {"reference_beats": good, "estimated_beats": good, side: bad}
+    with pytest.raises(error, match=side):
+        mm.beat_f_measure(**args)
+    if case != "NaN":  # mir_eval lets NaN through (its comparisons are all False)
+        with pytest.raises(ValueError):
+            mir_eval.beat.validate(args["reference_beats"], args["estimated_beats"])
+
+
+def test_onset_bins_must_be_one_dimensional_zeros_and_ones():
+    with pytest.raises(ShapeError, match="reference_bins"):
+        mm.coverage_hit(np.ones((2, 3), dtype=int), np.ones(3, dtype=int))
+    with pytest.raises(MetricInputError, match="generated_bins"):
+        mm.coverage_hit(np.ones(3, dtype=int), np.array([0, 2, 1]))
+
+
+# Root-position triads, one per 2 s (a 4/4 bar at 120 bpm): pitch class of the root and quality (0 maj, 1 min).
+TRIADS = {"C": ([60, 64, 67], 0, 0), "Dm": ([62, 65, 69], 2, 1), "Em": ([64, 67, 71], 4, 1),
+          "F": ([65, 69, 72], 5, 0), "G": ([67, 71, 74], 7, 0), "Am": ([57, 60, 64], 9, 1)}
+
+
+def _progression(chords: list[str], path: Path) -> Path:
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+    piano = pretty_midi.Instrument(program=0)
+    for k, name in enumerate(chords):
+        for p in TRIADS[name][0]:
+            piano.notes.append(pretty_midi.Note(velocity=80, pitch=p, start=2.0 * k, end=2.0 * k + 2.0))
+    pm.instruments.append(piano)
+    pm.write(str(path))
+    return path
+
+
+@pytest.mark.parametrize("chords,cpi", [
+    # 7 chords -> trigrams starting at 0..3: CFG, FGC, GCF, CFG -> 3 unique / 4 = 0.75
+    (["C", "F", "G", "C", "F", "G", "C"], 0.75),
+    # 6 distinct chords -> trigrams at 0..2, all different -> 3 / 3 = 1
+    (["C", "Dm", "Em", "F", "G", "Am"], 1.0),
+    # C G alternating, 8 chords -> trigrams at 0..4: CGC, GCG, CGC, GCG, CGC -> 2 / 5 = 0.4
+    (["C", "G"] * 4, 0.4),
+    # 3 chords: no trigram is counted (MusDr returns 1 for at most n chords)
+    (["C", "F", "G"], 1.0),
+])
+def test_chord_irregularity_of_hand_worked_progressions(tmp_path, chords, cpi):
+    """CPI = #unique chord trigrams / (#chords - 3), MusDr's definition, worked by hand on progressions whose
+    chords are known; the chord tokens read back are checked first (root, quality, bass = root)."""
+    events = mm.midi_to_events(_progression(chords, tmp_path / "p.mid"))
+    from xmodal.metrics.music.symbolic import CHORD_SLASH0, CHORD_TONE0, CHORD_TYPE0
+
+    expected = [(CHORD_TONE0 + TRIADS[c][1], CHORD_TYPE0 + TRIADS[c][2], CHORD_SLASH0 + TRIADS[c][1])
+                for c in chords]
+    assert mm.chord_sequence(events) == expected
+    assert mm.chord_irregularity(events) == pytest.approx(cpi, abs=1e-12)

@@ -192,6 +192,43 @@ def test_vqa_normalisation_and_rounding_details():
     assert _round_half_up(2.675, 2) == 2.67  # 2.675 is stored just below the half
 
 
+# The answer processing that the VQA evaluation page (visualqa.org/evaluation.html) documents, with its own
+# examples: lowercase; periods removed except in decimals; number words to digits; articles removed; a missing
+# contraction apostrophe added ("dont" -> "don't"); other punctuation replaced by a space, except the apostrophe
+# ("girl's" must not become "girls") and the colon ("2:50 pm"); a comma between digits is removed without a
+# space ("100,978" -> "100978").
+DOCUMENTED_EXAMPLES = {
+    "dont": "don't",
+    "girl's": "girl's",
+    "2:50 pm": "2:50 pm",
+    "100,978": "100978",
+    "Two": "2",
+    "ten": "10",
+    "zero": "0",
+    "A Dog": "dog",
+    "the cat": "cat",
+    "an apple": "apple",
+    "3.5": "3.5",
+    "yes.": "yes",
+    "Mr.": "mr",
+    "black/white": "black white",
+    "red-and-white": "red and white",
+}
+
+
+@pytest.mark.parametrize("raw", list(DOCUMENTED_EXAMPLES))
+def test_vqa_normalisation_follows_the_documented_processing(raw):
+    assert vqa_normalize(raw) == DOCUMENTED_EXAMPLES[raw]
+
+
+def test_vqa_documented_processing_applies_to_ground_truth_too():
+    # Humans disagree, so predictions and ground truth are both processed: "Two" matches "2", "two" and "2";
+    # three matches of ten: (3 * 2/3 + 7 * 1) / 10 = 0.9.
+    assert vqa_accuracy(["Two"], [["2", "two", "2", "3", "3", "3", "3", "3", "3", "3"]])["overall"] == 90.0
+    # The apostrophe is kept: "girls" does not match "girl's".
+    assert vqa_accuracy(["girls"], [["girl's"] * 5 + ["girl"] * 5])["overall"] == 0.0
+
+
 def test_vqa_bad_input_names_the_question():
     with pytest.raises(MetricInputError, match="question 'q2' has ground-truth answers but no prediction"):
         vqa_accuracy({"q1": "a"}, {"q1": ["a"], "q2": ["b"]})

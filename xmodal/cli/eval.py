@@ -8,6 +8,4 @@ eval_app = typer.Typer(help="Evaluate predictions or generated media with the fi
                        no_args_is_help=True)
 
 # Imported for their side effect of registering commands on eval_app.
-from xmodal.cli import eval_text, eval_audio, eval_music, eval_vision  # noqa: E402,F401
-from xmodal.cli import eval_av  # noqa: F401
-from xmodal.cli import eval_vl  # noqa: F401
+from xmodal.cli import eval_audio, eval_av, eval_music, eval_text, eval_vision, eval_vl  # noqa: E402,F401

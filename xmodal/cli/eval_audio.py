@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from xmodal.cli._options import metric_list, positive_workers, write_json
 from xmodal.cli.eval import eval_app
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3"}
@@ -16,10 +16,10 @@ METRICS = ("stoi", "estoi", "pesq", "si_snr", "si_sdr", "snr")
 
 def _audio_files(folder: Path) -> dict[str, Path]:
     """Audio files of a folder keyed by stem; two files with one stem are ambiguous."""
-    from xmodal.errors import DataError
+    from xmodal.errors import DataError, MissingFileError
 
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: not a directory")
+        raise MissingFileError("not a directory", folder)
     files: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
         if p.suffix.lower() in AUDIO_SUFFIXES:
@@ -82,8 +82,7 @@ def evaluate_audio_dirs(
 ) -> dict:
     """Score every paired file; returns {'metrics', 'n_files', 'mean', 'per_file'}."""
     import numpy as np
-    from rich.console import Console
-    from rich.progress import Progress
+    from tqdm import tqdm
 
     from xmodal.data.io.audio import resample
     from xmodal.errors import ConfigError, DataError
@@ -92,6 +91,7 @@ def evaluate_audio_dirs(
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:
         raise ConfigError(f"--metrics: unknown metric(s) {unknown}; choose from {list(METRICS)}")
+    positive_workers(workers)
     pairs = pair_files(ref_dir, gen_dir)
     per_file: dict[str, dict[str, float]] = {name: {} for name, _, _ in pairs}
     pesq_jobs: list[tuple[str, np.ndarray, np.ndarray, int]] = []
@@ -103,8 +103,8 @@ def evaluate_audio_dirs(
         "snr": lambda r, g, fs: A.snr(g, r),
     }
     # The bar goes to stderr so that stdout holds only the JSON.
-    with Progress(console=Console(stderr=True), disable=not progress, transient=True) as bar:
-        task = bar.add_task("scoring", total=len(pairs) * (1 + ("pesq" in metrics)))
+    with tqdm(total=len(pairs) * (1 + ("pesq" in metrics)), desc="scoring", disable=not progress,
+              leave=False) as bar:
         for name, ref_path, gen_path in pairs:
             ref, gen, fs = _load_pair(ref_path, gen_path, trim)
             try:
@@ -117,7 +117,7 @@ def evaluate_audio_dirs(
                 if fs not in (8000, 16000) and pesq_resample:
                     ref, gen, fs = resample(ref, fs, 16000), resample(gen, fs, 16000), 16000
                 pesq_jobs.append((name, ref, gen, fs))
-            bar.advance(task)
+            bar.update()
         # PESQ runs many pairs at once over worker processes, a chunk at a time so the bar moves.
         chunk = 4 * (workers or 2)
         for lo in range(0, len(pesq_jobs), chunk):
@@ -137,7 +137,7 @@ def evaluate_audio_dirs(
                     ) from exc
                 for j, s in zip(group, scores):
                     per_file[j[0]]["pesq"] = float(s)
-            bar.advance(task, len(part))
+            bar.update(len(part))
     mean = {m: float(np.mean([per_file[n][m] for n in per_file])) for m in metrics}
     return {"metrics": metrics, "n_files": len(pairs), "mean": mean, "per_file": per_file}
 
@@ -161,18 +161,9 @@ def eval_audio(
 ) -> None:
     """Score paired audio files with speech metrics (pystoi, ITU P.862, torchmetrics); print JSON."""
     result = evaluate_audio_dirs(
-        ref,
-        gen,
-        [m.strip() for m in metrics.split(",") if m.strip()],
-        pesq_mode,
-        pesq_resample,
-        trim,
-        workers,
+        ref, gen, metric_list(metrics, METRICS), pesq_mode, pesq_resample, trim, positive_workers(workers)
     )
-    text = json.dumps(result, indent=2)
-    if out is not None:
-        out.write_text(text + "\n")
-    typer.echo(text)
+    typer.echo(write_json(result, out))
 
 
 @eval_app.command("mos")
@@ -187,4 +178,5 @@ def eval_mos(
     """MOS per system with CrowdMOS 95% confidence intervals, and paired tests between systems; print JSON."""
     from xmodal.metrics.mos import mos_report
 
-    typer.echo(json.dumps(mos_report(ratings, (scale_min, scale_max), ddof), indent=2))
+    # One rater gives no confidence interval: NaN in Python, null in the JSON.
+    typer.echo(write_json(mos_report(ratings, (scale_min, scale_max), ddof), None))

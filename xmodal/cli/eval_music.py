@@ -7,12 +7,12 @@ Symbolic metrics (MusDr H/GS/CPI) read the MIDI files of a folder; structureness
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
+from xmodal.cli._options import write_json
 from xmodal.cli.eval import eval_app
 
 AUDIO_EXT = {".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif"}
@@ -26,13 +26,37 @@ ALL_METRICS = PAIR_METRICS + SYMBOLIC_METRICS + tuple(SI_METRICS) + ("genre_accu
 
 
 def _files(folder: Optional[Path], ext: set[str], flag: str) -> list[Path]:
-    from xmodal.errors import DataError
+    from xmodal.errors import DataError, MissingFileError
 
     if folder is None:
         raise DataError(f"{flag} is needed for the metrics asked for")
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: not a directory ({flag})")
+        raise MissingFileError(f"not a directory ({flag})", folder)
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in ext)
+
+
+def load_audio(path: Path, sr: int):
+    """``librosa.load(path, sr=sr)`` (mono, soxr_hq), as the reference scripts read audio; an undecodable,
+    empty or non-finite file is a typed error naming it (librosa would raise its own errors, and NaN audio can
+    abort the process in the analysis that follows)."""
+    import librosa
+    import numpy as np
+
+    from xmodal.data.io._common import decoding
+    from xmodal.errors import CorruptFileError, EmptyInputError, NonFiniteError
+
+    try:
+        with decoding(path, "audio"):
+            x, _ = librosa.load(path, sr=sr)
+    except CorruptFileError as exc:
+        if "not finite" in str(exc.__cause__):  # librosa's own check, while resampling
+            raise NonFiniteError("holds NaN or infinite samples", source=path) from exc
+        raise
+    if x.size == 0:
+        raise EmptyInputError("holds no audio samples", source=path)
+    if not np.all(np.isfinite(x)):
+        raise NonFiniteError(f"{int((~np.isfinite(x)).sum())} samples are NaN or infinite", source=path)
+    return x
 
 
 def parse_metrics(spec: str) -> list[str]:
@@ -51,7 +75,7 @@ def parse_metrics(spec: str) -> list[str]:
     return names
 
 
-def _mean(values: list[float]) -> float:
+def _mean(values: list[Any]) -> float:
     return float(sum(values) / len(values))
 
 
@@ -68,105 +92,104 @@ def eval_music(
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON here."),
 ) -> None:
     """Score generated music against references; prints JSON (means and per-file values)."""
-    import librosa
-    from rich.console import Console
-    from rich.progress import Progress
+    from tqdm import tqdm
 
-    from xmodal.errors import EmptyInputError, MetricInputError, ShapeError
+    from xmodal.errors import DataError, MetricInputError
     from xmodal.metrics import music as mm
 
     names = parse_metrics(metrics)
     result: dict = {"metrics": {}, "per_file": {}, "counts": {}}
-    with Progress(console=Console(stderr=True), transient=True) as progress:  # stdout stays pure JSON
-        pair_names = [m for m in names if m in PAIR_METRICS]
-        if pair_names:
-            refs, gens = _files(ref, AUDIO_EXT, "--ref"), _files(gen, AUDIO_EXT, "--gen")
-            if len(refs) != len(gens) or not refs:
-                raise MetricInputError(f"need the same non-zero number of audio files in --ref ({len(refs)}) "
-                                       f"and --gen ({len(gens)}): they are paired by sorted name")
-            rows = []
-            task = progress.add_task("beat scores", total=len(refs))
-            for r, g in zip(refs, gens):
-                x_ref, _ = librosa.load(r, sr=mm.beats.BEAT_SR)
-                x_gen, _ = librosa.load(g, sr=mm.beats.BEAT_SR)
-                row: dict[str, float] = {}
-                if "beat_coverage" in pair_names or "beat_hit" in pair_names:
-                    try:
-                        cov, hit = mm.coverage_hit(mm.onset_bins(x_ref), mm.onset_bins(x_gen))
-                    except (ShapeError, EmptyInputError) as exc:  # name the pair at fault
-                        raise type(exc)(str(exc), source=f"{r} / {g}") from exc
-                    row.update(beat_coverage=cov, beat_hit=hit)
-                if "beat_f1" in pair_names:
-                    row["beat_f1"] = mm.beat_f_measure(mm.beat_times(x_ref), mm.beat_times(x_gen))
-                rows.append({"ref": r.name, "gen": g.name, **{k: row[k] for k in pair_names}})
-                progress.advance(task)
-            for m in pair_names:
-                result["metrics"][m] = _mean([row[m] for row in rows])
-            result["per_file"]["pairs"] = rows
-            result["counts"]["pairs"] = len(rows)
+    pair_names = [m for m in names if m in PAIR_METRICS]
+    if pair_names:
+        refs, gens = _files(ref, AUDIO_EXT, "--ref"), _files(gen, AUDIO_EXT, "--gen")
+        if len(refs) != len(gens) or not refs:
+            raise MetricInputError(f"need the same non-zero number of audio files in --ref ({len(refs)}) "
+                                   f"and --gen ({len(gens)}): they are paired by sorted name")
+        rows: list[dict[str, Any]] = []
+        bar = tqdm(total=len(refs), desc="beat scores", leave=False)  # stderr: stdout stays pure JSON
+        for r, g in zip(refs, gens):
+            x_ref, x_gen = load_audio(r, mm.beats.BEAT_SR), load_audio(g, mm.beats.BEAT_SR)
+            pair: dict[str, float] = {}
+            if "beat_coverage" in pair_names or "beat_hit" in pair_names:
+                try:
+                    cov, hit = mm.coverage_hit(mm.onset_bins(x_ref), mm.onset_bins(x_gen))
+                except DataError as exc:  # name the pair at fault
+                    raise type(exc)(str(exc), source=f"{r} / {g}") from exc
+                pair.update(beat_coverage=cov, beat_hit=hit)
+            if "beat_f1" in pair_names:
+                try:
+                    pair["beat_f1"] = mm.beat_f_measure(mm.beat_times(x_ref), mm.beat_times(x_gen))
+                except DataError as exc:
+                    raise type(exc)(str(exc), source=f"{r} / {g}") from exc
+            rows.append({"ref": r.name, "gen": g.name, **{k: pair[k] for k in pair_names}})
+            bar.update()
+        bar.close()
+        for m in pair_names:
+            result["metrics"][m] = _mean([row[m] for row in rows])
+        result["per_file"]["pairs"] = rows
+        result["counts"]["pairs"] = len(rows)
 
-        sym_names = [m for m in names if m in SYMBOLIC_METRICS]
-        if sym_names:
-            mids = _files(gen, MIDI_EXT, "--gen")
-            if not mids:
-                raise MetricInputError(f"{gen}: no MIDI files (.mid, .midi) for {', '.join(sym_names)}")
-            rows = []
-            task = progress.add_task("symbolic metrics", total=len(mids))
-            for p in mids:
-                ev = mm.midi_to_events(p)
-                row = {"file": p.name}
-                for m in sym_names:
-                    if m == "pitch_entropy_1":
-                        row[m] = mm.pitch_class_entropy(ev, 1)
-                    elif m == "pitch_entropy_4":
-                        row[m] = mm.pitch_class_entropy(ev, 4)
-                    elif m == "grooving_similarity":
-                        row[m] = mm.grooving_similarity(ev, seed=seed)
-                    else:
-                        row[m] = mm.chord_irregularity(ev)
-                rows.append(row)
-                progress.advance(task)
+    sym_names = [m for m in names if m in SYMBOLIC_METRICS]
+    if sym_names:
+        mids = _files(gen, MIDI_EXT, "--gen")
+        if not mids:
+            raise MetricInputError(f"{gen}: no MIDI files (.mid, .midi) for {', '.join(sym_names)}")
+        rows = []
+        bar = tqdm(total=len(mids), desc="symbolic metrics", leave=False)  # stderr: stdout stays pure JSON
+        for p in mids:
+            ev = mm.midi_to_events(p)
+            row: dict[str, Any] = {"file": p.name}
             for m in sym_names:
-                result["metrics"][m] = _mean([row[m] for row in rows])
-            result["per_file"]["midi"] = rows
-            result["counts"]["midi"] = len(rows)
+                if m == "pitch_entropy_1":
+                    row[m] = mm.pitch_class_entropy(ev, 1)
+                elif m == "pitch_entropy_4":
+                    row[m] = mm.pitch_class_entropy(ev, 4)
+                elif m == "grooving_similarity":
+                    row[m] = mm.grooving_similarity(ev, seed=seed)
+                else:
+                    row[m] = mm.chord_irregularity(ev)
+            rows.append(row)
+            bar.update()
+        bar.close()
+        for m in sym_names:
+            result["metrics"][m] = _mean([row[m] for row in rows])
+        result["per_file"]["midi"] = rows
+        result["counts"]["midi"] = len(rows)
 
-        si_names = [m for m in names if m in SI_METRICS]
-        if si_names:
-            wavs = _files(gen, AUDIO_EXT, "--gen")
-            if not wavs:
-                raise MetricInputError(f"{gen}: no audio files for {', '.join(si_names)}")
-            rows = []
-            task = progress.add_task("structureness", total=len(wavs))
-            for p in wavs:
-                x, sr = librosa.load(p, sr=mm.structure.ANALYSIS_SR)
-                values = mm.structureness_many(x, sr, [SI_METRICS[m] for m in si_names])
-                rows.append({"file": p.name, **dict(zip(si_names, values))})
-                progress.advance(task)
-            for m in si_names:
-                result["metrics"][m] = _mean([row[m] for row in rows])
-            result["per_file"]["structure"] = rows
-            result["counts"]["structure"] = len(rows)
+    si_names = [m for m in names if m in SI_METRICS]
+    if si_names:
+        wavs = _files(gen, AUDIO_EXT, "--gen")
+        if not wavs:
+            raise MetricInputError(f"{gen}: no audio files for {', '.join(si_names)}")
+        rows = []
+        bar = tqdm(total=len(wavs), desc="structureness", leave=False)  # stderr: stdout stays pure JSON
+        for p in wavs:
+            x, sr = load_audio(p, mm.structure.ANALYSIS_SR), mm.structure.ANALYSIS_SR
+            values = mm.structureness_many(x, sr, [SI_METRICS[m] for m in si_names])
+            rows.append({"file": p.name, **dict(zip(si_names, values))})
+            bar.update()
+        bar.close()
+        for m in si_names:
+            result["metrics"][m] = _mean([row[m] for row in rows])
+        result["per_file"]["structure"] = rows
+        result["counts"]["structure"] = len(rows)
 
-        if "genre_accuracy" in names:
-            from xmodal.errors import ConfigError
+    if "genre_accuracy" in names:
+        from xmodal.errors import ConfigError
 
-            if genre_model is None:
-                raise ConfigError("genre_accuracy needs --genre-model (a folder written by GenreClassifier.save)")
-            clf = mm.GenreClassifier.load(genre_model)
-            clips, genres = [], []
-            for sub in sorted(p for p in gen.iterdir() if p.is_dir()):
-                for p in _files(sub, AUDIO_EXT, "--gen"):
-                    clips.append(librosa.load(p, sr=mm.genre.FEATURE_SR)[0])
-                    genres.append(sub.name)
-            if not clips:
-                raise MetricInputError(f"{gen}: genre_accuracy expects audio in sub-folders named by genre")
-            acc = mm.genre_accuracy(clf, clips, genres, mm.genre.FEATURE_SR)
-            result["metrics"]["genre_accuracy"] = acc.accuracy
-            result["per_file"]["genre"] = {"per_genre": acc.per_genre, "confusion": acc.confusion}
-            result["counts"]["genre"] = acc.n
+        if genre_model is None:
+            raise ConfigError("genre_accuracy needs --genre-model (a folder written by GenreClassifier.save)")
+        clf = mm.GenreClassifier.load(genre_model)
+        clips, genres = [], []
+        for sub in sorted(p for p in gen.iterdir() if p.is_dir()):
+            for p in _files(sub, AUDIO_EXT, "--gen"):
+                clips.append(load_audio(p, mm.genre.FEATURE_SR))
+                genres.append(sub.name)
+        if not clips:
+            raise MetricInputError(f"{gen}: genre_accuracy expects audio in sub-folders named by genre")
+        acc = mm.genre_accuracy(clf, clips, genres, mm.genre.FEATURE_SR)
+        result["metrics"]["genre_accuracy"] = acc.accuracy
+        result["per_file"]["genre"] = {"per_genre": acc.per_genre, "confusion": acc.confusion}
+        result["counts"]["genre"] = acc.n
 
-    text = json.dumps(result, indent=2)
-    if out is not None:
-        out.write_text(text + "\n")
-    typer.echo(text)
+    typer.echo(write_json(result, out))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
+from xmodal.cli._options import metric_list
 from xmodal.cli.eval import eval_app
 
 
@@ -42,28 +44,27 @@ def captions(
 
     references = _str_keys(read_references(refs), refs)
     candidates = _str_keys(read_candidates(preds), preds)
-    wanted = None if metrics is None else [m.strip() for m in metrics.split(",") if m.strip()]
+    wanted = None if metrics is None else metric_list(metrics)
     scores = evaluate(references, candidates, metrics=wanted, tokenize=not no_tokenize,
                       meteor_jar=meteor_jar, spice_jar=spice_jar)
     typer.echo(json.dumps(scores, indent=2))
 
 
-def read_utterances(path: Path) -> list[str] | dict[str, str]:
+def read_utterances(path: Path) -> Any:
     """Transcripts from a text file (one utterance per line) or JSON (a list of strings or {id: text})."""
-    from xmodal.errors import CorruptFileError, DataError
+    from xmodal.data.io._common import parse_json, read_text
+    from xmodal.errors import DataError
 
-    if not path.is_file():
-        raise DataError("file not found", path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise CorruptFileError(f"not UTF-8 text ({e})", path) from e
+    text = read_text(path, "transcript")
     if path.suffix.lower() != ".json":
-        return text.splitlines()  # a final newline does not add an empty utterance
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise CorruptFileError(f"not valid JSON ({e})", path) from e
+        # Only \n and \r\n end an utterance: str.splitlines would also split on \v, \f, \x1c-\x1e, U+0085,
+        # U+2028/9, which can sit inside a transcript. A final newline does not add an empty utterance.
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        return [line[:-1] if line.endswith("\r") else line for line in lines]
+    data = parse_json(text, path)
+    items: Iterable[tuple[object, object]]
     if isinstance(data, dict):
         data = _str_keys(data, path)
         items = data.items()

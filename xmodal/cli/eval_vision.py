@@ -3,21 +3,17 @@ printed as JSON. Networks load from local weights (``--weights`` file or directo
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from xmodal.cli._options import metric_list, write_json
 from xmodal.cli.eval import eval_app
 
 
 def _emit(result: dict, out: Optional[Path]) -> None:
-    text = json.dumps(result, indent=2)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n")
-    typer.echo(text)
+    typer.echo(write_json(result, out))
 
 
 @eval_app.command("images")
@@ -42,7 +38,7 @@ def eval_images(
     from xmodal.metrics.generation.images import image_metrics
     from xmodal.pretrained.inception_fid import fid_inception_v3
 
-    names = [m.strip().lower() for m in metrics.split(",") if m.strip()]
+    names = [m.lower() for m in metric_list(metrics)]
     model = fid_inception_v3(weights, check=not no_checksum)
     result = image_metrics(real, fake, names, model, batch_size=batch_size,
                            cache=FeatureCache(cache_dir, enabled=not no_cache), is_splits=is_splits,
@@ -72,7 +68,7 @@ def eval_videos(
     from xmodal.metrics.generation.videos import fvd_folders
     from xmodal.pretrained.i3d import i3d
 
-    names = [m.strip().lower() for m in metrics.split(",") if m.strip()]
+    names = [m.lower() for m in metric_list(metrics)]
     if names != ["fvd"]:
         raise MetricInputError(f"unknown video metrics {names}; choose fvd", source="--metrics")
     model = i3d(weights, check=not no_checksum)
@@ -94,12 +90,13 @@ def eval_clipscore(
     """CLIPScore and RefCLIPScore (Hessel et al. 2021) with CLIP ViT-B/32."""
     from PIL import Image
 
+    from xmodal.data.io._common import read_json
     from xmodal.errors import MetricInputError
     from xmodal.metrics.generation.clip_scores import clip_score
     from xmodal.metrics.generation.images import list_images
     from xmodal.pretrained.clip import SimpleTokenizer, clip_vit_b32
 
-    cands = json.loads(candidates.read_text())
+    cands = read_json(candidates)
     files = {p.stem: p for p in list_images(images)}
     missing = sorted(set(cands) - set(files))
     if missing:
@@ -107,7 +104,7 @@ def eval_clipscore(
     ids = sorted(cands)
     refs = None
     if references is not None:
-        ref_map = json.loads(references.read_text())
+        ref_map = read_json(references)
         refs = [ref_map[i] if isinstance(ref_map.get(i), list) else [] for i in ids]
     model = clip_vit_b32(weights, check=not no_checksum)
     tokenizer = SimpleTokenizer(weights if weights is not None and weights.is_dir() else None)

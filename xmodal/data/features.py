@@ -84,11 +84,11 @@ class MelSpectrogram(nn.Module):
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         shape = waveform.shape
         x = waveform.reshape(-1, shape[-1])  # (batch, time)
-        spec = torch.stft(x, self.n_fft, self.hop_length, self.win_length, window=self.window.to(x.dtype),
+        spec = torch.stft(x, self.n_fft, self.hop_length, self.win_length, window=self.window.to(x.dtype),  # type: ignore[arg-type]
                           center=self.center, pad_mode=self.pad_mode, return_complex=True)  # (batch, bins, frames)
         mag = spec.abs()
         power = mag.square() if self.power == 2.0 else mag.pow(self.power)
-        mel = torch.matmul(self.mel_fb.to(power.dtype), power)  # (batch, n_mels, frames)
+        mel = torch.matmul(self.mel_fb.to(power.dtype), power)  # type: ignore[arg-type]  # (batch, n_mels, frames)
         if self.log:
             mel = power_to_db(mel, top_db=self.top_db)
         return mel.reshape(*shape[:-1], *mel.shape[-2:])

@@ -28,9 +28,17 @@ import torch
 from torch.utils.data import Dataset
 
 from xmodal.data import io
+from xmodal.data.io._common import decoding, parse_json, read_json, read_text
 from xmodal.data.sample import validate_sample
-from xmodal.errors import (ConfigError, CorruptFileError, DataError, EmptyInputError, MissingModalityError,
-                           XmodalError)
+from xmodal.errors import (
+    ConfigError,
+    CorruptFileError,
+    DataError,
+    EmptyInputError,
+    MissingFileError,
+    MissingModalityError,
+    XmodalError,
+)
 from xmodal.modalities import ModalitySpec, get_modality
 
 META_FILE = "dataset.json"
@@ -56,11 +64,13 @@ def _check_meta(meta: Mapping[str, Any], source: Path) -> None:
         get_modality(mod)  # UnknownModalityError names it
 
 
-def write_manifest(root: str | Path, meta: Mapping[str, Any], rows: Iterable[Mapping[str, Any]]) -> Path:
+def write_manifest(root: str | Path, meta: Mapping[str, Any], rows: Iterable[Mapping[str, Any]],
+                   allow_outside: bool = False) -> Path:
     """Write ``dataset.json`` and ``manifest.jsonl`` under ``root`` (atomically) and return ``root``.
 
     Checks that ids are unique, every row has a split and every field of ``meta["modalities"]``, text is
-    non-empty and files exist relative to ``root``. Media files must already be in place.
+    non-empty strings and files exist relative to ``root`` and inside it (``allow_outside`` lifts that).
+    Media files must already be in place.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -80,10 +90,12 @@ def write_manifest(root: str | Path, meta: Mapping[str, Any], rows: Iterable[Map
             if fld not in r or r[fld] is None:
                 raise MissingModalityError(f"sample {sid!r} lacks field {fld!r} ({mod})", source=f"{sid}/{fld}")
             if get_modality(mod).is_text:
-                if not str(r[fld]).strip():
+                if not check_text(r[fld], f"{sid}/{fld}").strip():
                     raise EmptyInputError(f"sample {sid!r}, field {fld!r}: text is empty", source=f"{sid}/{fld}")
-            elif not (root / str(r[fld])).is_file():
-                raise FileNotFoundError(f"{root / str(r[fld])}: file of sample {sid!r}, field {fld!r} is missing")
+            else:
+                path = resolve_path(root, r[fld], f"{sid}/{fld}", allow_outside)
+                if not path.is_file():
+                    raise MissingFileError(f"file of sample {sid!r}, field {fld!r} is missing", path)
     _atomic_write(root / META_FILE, json.dumps(dict(meta), indent=2, ensure_ascii=False) + "\n")
     _atomic_write(root / MANIFEST_FILE, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     return root
@@ -95,33 +107,60 @@ def read_manifest(root: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]
     meta_path, rows_path = root / META_FILE, root / MANIFEST_FILE
     for p in (meta_path, rows_path):
         if not p.is_file():
-            raise FileNotFoundError(f"{p}: not found; a dataset directory holds {META_FILE} and {MANIFEST_FILE}")
-    # Strict reading: UTF-8 only, and a key given twice is an error naming the line (json keeps the last one).
-    from xmodal.config.loaders import loads_json, read_utf8
-
-    meta = loads_json(read_utf8(meta_path, CorruptFileError), meta_path)
+            raise MissingFileError(f"not found; a dataset directory holds {META_FILE} and {MANIFEST_FILE}", p)
+    meta = read_json(meta_path)
     if not isinstance(meta, dict):
-        raise CorruptFileError(f"expected a JSON object, got {type(meta).__name__}", source=meta_path)
+        raise CorruptFileError(f"expected a JSON object, got a {type(meta).__name__}", source=meta_path)
     _check_meta(meta, meta_path)
     rows = []
-    for n, line in enumerate(read_utf8(rows_path, CorruptFileError).split("\n"), start=1):
+    # Only \n (and \r\n) end a JSON Lines record; str.splitlines would also split on \x1c, U+2028, ...
+    for n, line in enumerate(read_text(rows_path, "manifest").split("\n"), start=1):
         if not line.strip():
             continue
-        row = loads_json(line, rows_path, line=n)
+        row = parse_json(line, rows_path, where=f"line {n}: ")
         if not isinstance(row, dict):
-            raise CorruptFileError(f"line {n}: expected a JSON object, got {type(row).__name__}", source=rows_path)
+            raise CorruptFileError(f"line {n}: expected a JSON object per line, got a {type(row).__name__}",
+                                   source=rows_path)
         rows.append(row)
     return meta, rows
 
 
-def decode_field(root: Path, meta: Mapping[str, Any], spec: ModalitySpec, value: Any) -> Any:
+def resolve_path(root: Path, value: Any, where: str, allow_outside: bool = False) -> Path:
+    """The file a manifest value names, relative to ``root``. A path that leaves the dataset folder (``..``,
+    an absolute path, a symlinked folder pointing out) is refused unless ``allow_outside`` is set: a manifest
+    from elsewhere should not read arbitrary files."""
+    if not isinstance(value, str) or not value:
+        raise DataError(f"expected a relative file path (a string), got {value!r}", source=where)
+    path = root / value
+    if not allow_outside:
+        base = root.resolve()
+        target = path.resolve()
+        if Path(value).is_absolute() or not target.is_relative_to(base):
+            raise DataError(
+                f"path {value!r} leaves the dataset folder {root}; pass allow_outside=True "
+                "(--allow-outside) if the manifest is trusted",
+                source=where,
+            )
+    return path
+
+
+def check_text(value: Any, where: str) -> str:
+    """A text field's value: a string. Numbers and lists are refused rather than ``str()``-ed."""
+    if not isinstance(value, str):
+        raise DataError(f"text must be a JSON string, got {type(value).__name__} {value!r}", source=where)
+    return value
+
+
+def decode_field(root: Path, meta: Mapping[str, Any], spec: ModalitySpec, value: Any, where: str = "",
+                 allow_outside: bool = False) -> Any:
     """Decode one manifest value by its modality: text stays a str; files become tensors (or a Graph, or a
     mesh dict). Image ``(3, H, W)`` float in [0, 1]; waveform ``(time,)``; spectrogram log-mel
     ``(mels, frames)``; video ``(T, 3, H, W)`` float; MIDI notes ``(N, 5)``; piano roll ``(128, T)``;
-    point cloud ``(N, 3)``; others from a one-array .npz."""
+    point cloud ``(N, 3)``; others from a one-array .npz. ``where`` names the sample and field in errors."""
+    where = where or spec.name
     if spec.is_text:
-        return str(value)
-    path = root / str(value)
+        return check_text(value, where)
+    path = resolve_path(root, value, where, allow_outside)
     name = spec.name
     if name == "image":
         size = meta.get("image_size")
@@ -159,7 +198,7 @@ def _mel(sample_rate: int, options_json: str) -> torch.nn.Module:
 
 def _read_npz_array(path: Path) -> torch.Tensor:
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise MissingFileError("no such file", path)
     try:
         with np.load(path, allow_pickle=False) as z:
             if len(z.files) != 1:
@@ -173,13 +212,15 @@ class ManifestDataset(Dataset):
     """A torch Dataset over a manifest directory; items are sample dicts (see :mod:`xmodal.data.sample`).
 
     ``transforms`` maps a field to a callable applied to its decoded value. ``fields`` restricts decoding to
-    some modalities (e.g. only images and captions).
+    some modalities (e.g. only images and captions). Paths that leave the dataset folder are refused unless
+    ``allow_outside`` is set.
     """
 
     def __init__(self, root: str | Path, split: str | None = None,
                  transforms: Mapping[str, Callable[[Any], Any]] | None = None,
-                 fields: Iterable[str] | None = None) -> None:
+                 fields: Iterable[str] | None = None, allow_outside: bool = False) -> None:
         self.root = Path(root)
+        self.allow_outside = allow_outside
         self.meta, rows = read_manifest(self.root)
         self.rows = [r for r in rows if split is None or r.get("split") == split]
         self.split = split
@@ -202,7 +243,7 @@ class ManifestDataset(Dataset):
             if fld not in row or row[fld] is None:
                 raise MissingModalityError(f"sample {sid!r} lacks field {fld!r} ({spec.name}) in the manifest",
                                            source=f"{sid}/{fld}")
-            value = decode_field(self.root, self.meta, spec, row[fld])
+            value = decode_field(self.root, self.meta, spec, row[fld], f"{sid}/{fld}", self.allow_outside)
             if fld in self.transforms:
                 value = self.transforms[fld](value)
             sample[fld] = value
@@ -240,7 +281,7 @@ class VerifyReport:
                 "bad": [vars(b) for b in self.bad]}
 
 
-def verify(root: str | Path, progress: bool = False) -> VerifyReport:
+def verify(root: str | Path, progress: bool = False, allow_outside: bool = False) -> VerifyReport:
     """Decode every file and check every text of a dataset; list each failure with its error type.
 
     Duplicate ids and rows lacking a split or a field are reported as bad items too.
@@ -270,16 +311,17 @@ def verify(root: str | Path, progress: bool = False) -> VerifyReport:
                 if value is None:
                     raise MissingModalityError(f"sample {sid!r} lacks field {fld!r} ({spec.name})",
                                                source=f"{sid}/{fld}")
-                decoded = decode_field(root, meta, spec, value)
+                decoded = decode_field(root, meta, spec, value, f"{sid}/{fld}", allow_outside)
                 validate_sample({"id": sid, fld: decoded}, {fld: spec.name})
             except (XmodalError, FileNotFoundError) as exc:
                 report.bad.append(BadItem(sid, fld, where, type(exc).__name__, str(exc)))
     return report
 
 
-def info(root: str | Path) -> dict[str, Any]:
+def info(root: str | Path, allow_outside: bool = False) -> dict[str, Any]:
     """Statistics read from headers where possible: samples per split, labels, and per field the audio
-    durations (s), image sizes, video frame counts or text lengths (words)."""
+    durations (s), image sizes, video frame counts or text lengths (words). A field whose files cannot be
+    read gets an ``error`` entry naming the first bad file (``xmodal data verify`` lists them all)."""
     from PIL import Image
 
     root = Path(root)
@@ -294,23 +336,25 @@ def info(root: str | Path) -> dict[str, Any]:
         out["labels"] = dict(labels)
     for fld, mod in meta["modalities"].items():
         spec = get_modality(mod)
-        values = [r[fld] for r in rows if r.get(fld) is not None]
-        stats: dict[str, Any] = {"modality": spec.name, "present": len(values)}
+        present = [r for r in rows if r.get(fld) is not None]
+        stats: dict[str, Any] = {"modality": spec.name, "present": len(present)}
         try:
             if spec.is_text:
-                words = np.array([len(str(v).split()) for v in values])
-                stats["words"] = _summary(words)
-            elif spec.name in ("waveform", "spectrogram"):
-                stats["duration_s"] = _summary(np.array([io.audio_duration(root / v) for v in values]))
+                texts = [check_text(r[fld], f"{r.get('id')}/{fld}") for r in present]
+                stats["words"] = _summary(np.array([len(t.split()) for t in texts]))
+            else:
+                paths = [resolve_path(root, r[fld], f"{r.get('id')}/{fld}", allow_outside) for r in present]
+            if spec.name in ("waveform", "spectrogram"):
+                stats["duration_s"] = _summary(np.array([io.audio_duration(p) for p in paths]))
             elif spec.name == "image":
                 sizes = []
-                for v in values:
-                    with Image.open(root / v) as im:
-                        sizes.append(im.size[::-1])  # (H, W)
+                for p in paths:
+                    with decoding(p, "image header"), Image.open(io._common.existing(p)) as im:
+                        sizes.append(im.size[::-1])  # (H, W); a decompression bomb raises here
                 arr = np.array(sizes)
                 stats["height"], stats["width"] = _summary(arr[:, 0], False), _summary(arr[:, 1], False)
             elif spec.name == "video":
-                stats["frames"] = _summary(np.array([_video_frames(root / v) for v in values]), False)
+                stats["frames"] = _summary(np.array([_video_frames(p) for p in paths]), False)
         except (XmodalError, OSError) as exc:
             stats["error"] = f"{type(exc).__name__}: {exc} (run `xmodal data verify`)"
         out["fields"][fld] = stats
@@ -329,5 +373,7 @@ def _summary(x: np.ndarray, total: bool = True) -> dict[str, float]:
 def _video_frames(path: Path) -> int:
     import av
 
-    with av.open(str(path)) as c:
+    with decoding(path, "video header"), av.open(str(io._common.existing(path))) as c:
+        if not c.streams.video:
+            raise CorruptFileError("holds no video stream", source=path)
         return int(c.streams.video[0].frames)

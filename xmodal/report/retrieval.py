@@ -56,8 +56,9 @@ def loss_curve_png(history: list[dict[str, float]]) -> str | None:
     rows = [r for r in history if "loss" in r and "step" in r]
     if not rows:
         return None
-    import matplotlib
+    from xmodal.errors import require_module
 
+    matplotlib = require_module("matplotlib", extra="report")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

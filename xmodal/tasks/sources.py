@@ -208,8 +208,11 @@ def build_source(*, manifest: str | None, table: str | None, fields: Mapping[str
     vocab = _vocabularies(train_rows + val_rows, modalities)
     transforms = {f: field_transform(f, get_modality(m), families.get(f), vocab) for f, m in modalities.items()}
     tgt = target if kind != "contrastive" else None
-    make = lambda rs: Samples(rs, root, meta, modalities, transforms, tgt, label_index,
-                              kind == "regression", delimiter if kind == "multilabel" else None)
+
+    def make(rs: list[dict[str, Any]]) -> Samples:
+        return Samples(rs, root, meta, modalities, transforms, tgt, label_index,
+                       kind == "regression", delimiter if kind == "multilabel" else None)
+
     return Source(make(train_rows), make(val_rows), modalities, labels, vocab, split)
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from xmodal.errors import CorruptFileError, DataError, EmptyInputError
+from xmodal.errors import CorruptFileError, DataError, EmptyInputError, MissingFileError
 
 PathLike = str | Path
 
@@ -15,7 +18,7 @@ def existing(path: PathLike) -> Path:
     """``path`` as a Path; FileNotFoundError naming it when absent (a missing file is not a corrupt one)."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such file")
+        raise MissingFileError("no such file", p)
     return p
 
 
@@ -27,16 +30,67 @@ def decoding(path: PathLike, what: str) -> Iterator[None]:
     except (DataError, FileNotFoundError):
         raise
     except Exception as exc:  # decoders raise many unrelated types (RuntimeError, EOFError, av.error...)
-        raise CorruptFileError(f"cannot decode {what}: {type(exc).__name__}: {exc}", source=path) from exc
+        raise CorruptFileError(f"cannot decode {what}: {describe(exc)}", source=path) from exc
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` of a decoder's exception; a bare EOFError (mido on a truncated file) says so."""
+    text = str(exc).strip()
+    if not text and isinstance(exc, EOFError):
+        text = "the file ends in the middle of its data (truncated)"
+    return f"{type(exc).__name__}: {text or 'no message'}"
 
 
 def list_files(folder: PathLike, suffixes: tuple[str, ...], what: str) -> list[Path]:
-    """Files under ``folder`` (recursive) whose suffix is in ``suffixes``, sorted; EmptyInputError naming the
-    folder when it is not a directory or holds none."""
+    """Files under ``folder`` (recursive) whose suffix is in ``suffixes``, sorted; MissingFileError naming the
+    folder when it is not a directory, EmptyInputError when it holds none. Other files are left out with a
+    warning that counts them and names the first few."""
     root = Path(folder)
     if not root.is_dir():
-        raise EmptyInputError("is not a directory", source=root)
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+        raise MissingFileError("is not a directory", source=root)
+    found = sorted(p for p in root.rglob("*") if p.is_file())
+    files = [p for p in found if p.suffix.lower() in suffixes]
     if not files:
         raise EmptyInputError(f"holds no {what} ({', '.join(suffixes)})", source=root)
+    skipped = [p for p in found if p.suffix.lower() not in suffixes]
+    if skipped:
+        names = ", ".join(str(p.relative_to(root)) for p in skipped[:5])
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        warnings.warn(
+            f"{root}: skipped {len(skipped)} file(s) that are not {what}: {names}{more}", stacklevel=2
+        )
     return files
+
+
+def parse_json(text: str, source: PathLike, where: str = "") -> Any:
+    """``json.loads`` that refuses duplicate keys (the standard library keeps the last one silently);
+    CorruptFileError for invalid JSON, DataError for a repeated key. ``where`` prefixes messages (a line)."""
+
+    def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise DataError(f"{where}key {key!r} appears twice in one JSON object", source)
+            out[key] = value
+        return out
+
+    try:
+        return json.loads(text, object_pairs_hook=unique_keys)
+    except json.JSONDecodeError as exc:
+        raise CorruptFileError(f"{where}invalid JSON: {exc}", source) from exc
+
+
+def read_text(path: PathLike, what: str = "text") -> str:
+    """A UTF-8 file's text; MissingFileError when absent, CorruptFileError naming it when not UTF-8."""
+    p = Path(path)
+    if not p.is_file():
+        raise MissingFileError(f"{what} file not found", p)
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise CorruptFileError(f"not UTF-8 {what} ({exc})", p) from exc
+
+
+def read_json(path: PathLike) -> Any:
+    """A UTF-8 JSON file, with :func:`parse_json`'s checks."""
+    return parse_json(read_text(path, "JSON"), path)

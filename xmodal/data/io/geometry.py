@@ -5,6 +5,7 @@ into fans)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +55,8 @@ def _read_ply(p: Path) -> tuple[np.ndarray, np.ndarray]:
     with open(p, "rb") as fh:
         if fh.readline().strip() != b"ply":
             raise CorruptFileError("not a PLY file (first line is not 'ply')", source=p)
-        fmt, elements = None, []  # elements: [name, count, [(prop, dtype) | (prop, count_dtype, item_dtype)]]
+        fmt: str | None = None
+        elements: list[Any] = []  # elements: [name, count, [(prop, dtype) | (prop, count_dtype, item_dtype)]]
         while True:
             line = fh.readline()
             if not line:
@@ -77,9 +79,11 @@ def _read_ply(p: Path) -> tuple[np.ndarray, np.ndarray]:
             raise CorruptFileError(f"unsupported PLY format {fmt!r}", source=p)
         body = fh.read()
     order = "<" if fmt == "binary_little_endian" else ">"
-    tokens = body.split() if fmt == "ascii" else None
+    tokens: Any = body.split() if fmt == "ascii" else None  # list[bytes] for ascii
     pos = 0
     verts, faces = None, np.zeros((0, 3), np.int64)
+    table: dict[str, Any]  # property name -> column (an array, or lists for list properties)
+    lists: Any
     for name, count, props in elements:
         has_list = any(len(pr) == 3 for pr in props)
         if fmt == "ascii" and not has_list:  # one vectorised parse of count x props numbers
@@ -87,13 +91,14 @@ def _read_ply(p: Path) -> tuple[np.ndarray, np.ndarray]:
             arr = np.asarray(tokens[pos:pos + count * n], dtype=np.float64).reshape(count, n)
             pos += count * n
             table = {pr[0]: arr[:, i] for i, pr in enumerate(props)}
-        elif fmt == "ascii" and len(props) == 1 and count and _ascii_fixed_list(tokens, pos, count) is not None:
-            lists, pos = _ascii_fixed_list(tokens, pos, count)
+        elif (fmt == "ascii" and len(props) == 1 and count
+              and (fixed := _ascii_fixed_list(tokens, pos, count)) is not None):
+            lists, pos = fixed
             table = {props[0][0]: lists}
         elif fmt == "ascii":
-            rows = []
+            rows: list[list[Any]] = []
             for _ in range(count):
-                row = []
+                row: list[Any] = []
                 for pr in props:
                     if len(pr) == 3:
                         k = int(tokens[pos])
@@ -109,8 +114,8 @@ def _read_ply(p: Path) -> tuple[np.ndarray, np.ndarray]:
             arr = np.frombuffer(body, dtype=dt, count=count, offset=pos)
             pos += dt.itemsize * count
             table = {pr[0]: arr[pr[0]] for pr in props}
-        elif len(props) == 1 and count and _fixed_list(body, pos, count, props[0], order) is not None:
-            lists, pos = _fixed_list(body, pos, count, props[0], order)
+        elif len(props) == 1 and count and (fixed := _fixed_list(body, pos, count, props[0], order)) is not None:
+            lists, pos = fixed
             table = {props[0][0]: lists}
         else:  # binary with mixed-length lists: walk row by row
             table = {pr[0]: [] for pr in props}
@@ -135,6 +140,15 @@ def _read_ply(p: Path) -> tuple[np.ndarray, np.ndarray]:
                      else _triangulate([list(map(int, f)) for f in lists]))
     if verts is None:
         raise CorruptFileError("PLY has no vertex element", source=p)
+    declared = ", ".join(f"{count} {name}" for name, count, _ in elements)
+    left = len(tokens) - pos if tokens is not None else len(body) - pos
+    if left > 0:  # e.g. more vertex lines than "element vertex N" declares
+        unit = "values" if tokens is not None else "bytes"
+        raise CorruptFileError(f"{left} {unit} follow the declared elements ({declared})", source=p)
+    if faces.size and (faces.min() < 0 or faces.max() >= len(verts)):
+        raise CorruptFileError(
+            f"a face refers to vertex {int(faces.max() if faces.max() >= len(verts) else faces.min())} but "
+            f"there are {len(verts)} vertices ({declared})", source=p)
     return verts, faces
 
 

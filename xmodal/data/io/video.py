@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from xmodal.data.io._common import PathLike, decoding, existing
-from xmodal.errors import CorruptFileError, EmptyInputError
+from xmodal.errors import CorruptFileError, EmptyInputError, MissingModalityError
 
 
 @dataclass
@@ -55,41 +56,47 @@ def _indices(n: int, rate: float, num_frames: int | None, fps: float | None) -> 
 
 
 def read_video(path: PathLike, *, num_frames: int | None = None, fps: float | None = None,
-               with_audio: bool = True, max_frames: int | None = None) -> VideoClip:
+               with_audio: bool | None = None, max_frames: int | None = None) -> VideoClip:
     """Decode every frame of the first video stream, then keep ``num_frames`` uniformly spaced ones or
     resample to ``fps`` (nearest earlier frame). A file whose stream stops before the frame count its header
-    declares is reported as truncated (CorruptFileError), not returned short."""
+    declares is reported as truncated (CorruptFileError), not returned short.
+
+    ``with_audio``: None decodes the audio track when there is one (``audio`` is None otherwise); True requires
+    it (MissingModalityError when the file has none); False skips it."""
     import av
 
     p = existing(path)
-    with decoding(p, "video"), av.open(str(p)) as container:
-        if not container.streams.video:
-            raise CorruptFileError("no video stream", source=p)
-        vstream = container.streams.video[0]
-        declared = int(vstream.frames or 0)
-        rate = float(vstream.average_rate or vstream.guessed_rate or 25.0)
-        # With a declared frame count the kept indices are known up front, so only those frames are
-        # converted to RGB and held in memory (a 720p clip is 2.7 MB a frame).
-        wanted = set(_indices(declared, rate, num_frames, fps)) if declared and max_frames is None else None
-        frames: dict[int, np.ndarray] = {}
-        n = 0
-        for frame in container.decode(vstream):
-            if wanted is None or n in wanted:
-                frames[n] = frame.to_ndarray(format="rgb24")
-            n += 1
-            if max_frames is not None and n >= max_frames:
-                break
-        audio, sr = (None, None)
-        if with_audio:
-            container.seek(0)
-            audio, sr = _decode_audio(container, p)
+    with decoding(p, "video"):
+        with av.open(str(p)) as container:
+            if not container.streams.video:
+                raise CorruptFileError("no video stream", source=p)
+            vstream = container.streams.video[0]
+            declared = int(vstream.frames or 0)
+            rate = float(vstream.average_rate or vstream.guessed_rate or 25.0)
+            # With a declared frame count the kept indices are known up front, so only those frames are
+            # converted to RGB and held in memory (a 720p clip is 2.7 MB a frame).
+            wanted = set(_indices(declared, rate, num_frames, fps)) if declared and max_frames is None else None
+            frames: dict[int, np.ndarray] = {}
+            n = 0
+            for frame in container.decode(vstream):
+                if wanted is None or n in wanted:
+                    frames[n] = frame.to_ndarray(format="rgb24")
+                n += 1
+                if max_frames is not None and n >= max_frames:
+                    break
+            audio, sr = (None, None)
+            if with_audio and not container.streams.audio:
+                raise MissingModalityError("with_audio=True, but the file has no audio stream", source=p)
+            if with_audio is not False:
+                container.seek(0)
+                audio, sr = _decode_audio(container, p)
     if n == 0:
         raise EmptyInputError("video stream holds no decodable frames", source=p)
     if max_frames is None and declared and n < declared:
         raise CorruptFileError(f"truncated video: decoded {n} of the {declared} frames the header "
                                "declares", source=p)
-    idx = _indices(n, rate, num_frames, fps) if wanted is None else wanted
-    idx = np.array(sorted(i for i in idx if i in frames), dtype=np.int64)
+    kept = _indices(n, rate, num_frames, fps) if wanted is None else wanted
+    idx = np.array(sorted(i for i in kept if i in frames), dtype=np.int64)
     out_rate = fps if (fps is not None and num_frames is None) else rate
     stacked = np.stack([frames[int(i)] for i in idx])  # (T, H, W, 3)
     return VideoClip(stacked, float(out_rate), idx, n / rate, audio, sr)
@@ -109,11 +116,11 @@ def write_video(path: PathLike, frames: np.ndarray, fps: float, codec: str = "li
     t, h, w = frames.shape[:3]
     h2, w2 = h - h % 2, w - w % 2  # yuv420p needs even sizes
     with av.open(str(path), "w") as container:
-        vstream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        vstream: Any = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         vstream.width, vstream.height, vstream.pix_fmt = w2, h2, "yuv420p"
         if video_options:
             vstream.options = dict(video_options)
-        astream = None
+        astream: Any = None
         if audio is not None:
             if sample_rate is None:
                 raise ValueError("write_video: sample_rate is required with audio")
@@ -127,6 +134,7 @@ def write_video(path: PathLike, frames: np.ndarray, fps: float, codec: str = "li
             container.mux(vstream.encode(vf))
         container.mux(vstream.encode())
         if astream is not None:
+            assert audio is not None and sample_rate is not None
             af = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio), format="fltp",
                                             layout="mono" if audio.shape[0] == 1 else "stereo")
             af.sample_rate = int(sample_rate)

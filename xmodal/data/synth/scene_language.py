@@ -290,7 +290,10 @@ def temporal_queries(scene: Scene, actions: list[dict[str, Any]], rng: np.random
     once = {k for k, n in Counter((a["object"], a["action"]) for a in instants).items() if n == 1}
     instants = [a for a in instants if (a["object"], a["action"]) in once]
     out = []
-    key = lambda a: (a["object"], a["action"])
+
+    def key(a: dict) -> tuple:
+        return (a["object"], a["action"])
+
     for (oid, act), group in itertools.groupby(sorted(spans, key=lambda a: (key(a), a["start"])), key=key):
         group = list(group)
         if oid not in desc:
@@ -327,7 +330,10 @@ def action_queries(scene: Scene, actions: list[dict[str, Any]], rng: np.random.G
     spans = [a for a in actions if a["action"] in ("sound", "move left", "move right", "grow") and a["end"] > a["start"]
              and counts[by_id[a["object"]].cls] >= 2]
     out = []
-    key = lambda a: (by_id[a["object"]].cls, a["action"])
+
+    def key(a: dict) -> tuple:
+        return (by_id[a["object"]].cls, a["action"])
+
     for (cls, act), group in itertools.groupby(sorted(spans, key=lambda a: (key(a), a["start"])), key=key):
         group = list(group)
         if len({g["start"] for g in group}) < len(group):

@@ -9,7 +9,7 @@ whole batch at once:
 3. STFT (nfft 512) of each signal's valid frames only, 15 one-third-octave bands from 150 Hz (contiguous bin
    ranges, summed with reduceat);
 4. all 30-frame segments at once (a strided view), masked where a signal has fewer segments than the longest;
-   STOI's centring and normalisation are folded into per-window sums (see ``_stoi_segments``).
+   STOI centres and normalises each segment in pystoi's order (see ``_stoi_segments``).
 The batch is processed two signals at a time, on one thread per core, so that the arrays stay small.
 
 Differences from pystoi, on purpose: an all-zero clean signal raises EmptyInputError (pystoi returns a
@@ -24,6 +24,7 @@ import functools
 import os
 import threading
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -126,23 +127,21 @@ def _sumsq(v: np.ndarray, axis: int) -> np.ndarray:
 def _stoi_segments(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     """Per-band correlations of each segment, (..., 30) -> (...,), as in Taal et al. eq. 5-6.
 
-    The 30 frames are the last, contiguous axis. pystoi clips ``min(alpha * y, (1 + c) * x)``, centres both
-    vectors and sums the product of the vectors divided by (norm + eps). Algebraically equal, in fewer passes:
-    the clipped vector is kept scaled by 1 / (1 + c) (a correlation does not change with the scale; eps is
-    negligible beside the norms), and centring is folded into sums: <y - ym, x - xm> = sum(yx) - sum(y)sum(x)/N
-    and |v - vm|^2 = sum(v^2) - sum(v)^2/N."""
-    sx2 = np.einsum("...j,...j->...", xs, xs)
-    sy2 = np.einsum("...j,...j->...", ys, ys)
+    The 30 frames are the last, contiguous axis. The steps are pystoi's, in its order: scale y to x's energy,
+    clip at ``(1 + c) * x``, subtract each vector's mean, divide by (norm + eps), sum the products. The means
+    are subtracted explicitly: when a band is stationary over a segment (a tone, a DC tail) the centred vector
+    is rounding noise, and the shortcut sum(v^2) - sum(v)^2 / N loses all of it to cancellation."""
+    nx = np.sqrt(np.einsum("...j,...j->...", xs, xs))
+    ny = np.sqrt(np.einsum("...j,...j->...", ys, ys))
     clip = 10 ** (-BETA / 20)
-    scale = np.sqrt(sx2) / ((np.sqrt(sy2) + EPS) * (1 + clip))
-    yp = ys * scale[..., None]
-    np.minimum(yp, xs, out=yp)  # scale y to x's energy, then bound the SDR at -15 dB
-    sx = np.sum(xs, axis=-1)
-    sy = np.sum(yp, axis=-1)
-    dots = np.einsum("...j,...j->...", yp, xs) - sy * sx / N_SEG
-    ny = np.sqrt(np.maximum(np.einsum("...j,...j->...", yp, yp) - sy * sy / N_SEG, 0.0))
-    nx = np.sqrt(np.maximum(sx2 - sx * sx / N_SEG, 0.0))
-    return dots / ((ny + EPS / (1 + clip)) * (nx + EPS))
+    yp = ys * (nx / (ny + EPS))[..., None]
+    np.minimum(yp, xs * (1 + clip), out=yp)  # bound the SDR at -15 dB
+    yp -= np.mean(yp, axis=-1, keepdims=True)
+    xc = xs - np.mean(xs, axis=-1, keepdims=True)
+    dots = np.einsum("...j,...j->...", yp, xc)
+    ny_c = np.sqrt(np.einsum("...j,...j->...", yp, yp))
+    nx_c = np.sqrt(np.einsum("...j,...j->...", xc, xc))
+    return dots / ((ny_c + EPS) * (nx_c + EPS))
 
 
 def _unit(v: np.ndarray, axis: int) -> np.ndarray:
@@ -175,7 +174,7 @@ def _chunk_scores(x: np.ndarray, y: np.ndarray, fs: int, extended: bool) -> tupl
         # (b, J, 15, 30): every window of 30 frames, bands first as pystoi stores them.
         xs = sliding_window_view(x_tob, N_SEG, axis=1)
         ys = sliding_window_view(y_tob, N_SEG, axis=1)
-        seg_fn = _estoi_segments
+        seg_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] = _estoi_segments
     else:
         # STOI treats bands independently: (b, 15, J, 30) windows over contiguous frame rows, so every pass over
         # a window reads adjacent memory.
@@ -186,8 +185,10 @@ def _chunk_scores(x: np.ndarray, y: np.ndarray, fs: int, extended: bool) -> tupl
             sliding_window_view(np.ascontiguousarray(np.swapaxes(y_tob, 1, 2)), N_SEG, axis=2), 1, 2
         )
 
-        def seg_fn(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        def band_sum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             return np.sum(_stoi_segments(a, b), axis=-1)
+
+        seg_fn = band_sum
 
     # Blocks of segments keep the (b, block, 15, 30) temporaries in cache between the passes.
     per_seg = np.concatenate(

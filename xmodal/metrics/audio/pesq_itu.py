@@ -1,4 +1,4 @@
-"""PESQ (ITU-T P.862 / P.862.2) on the ITU reference C code shipped in the ``pesq`` package
+"""PESQ (ITU-T P.862 / P.862.2) on the ITU reference C code shipped in the ``pesq`` package 0.0.4
 (ludlows/python-pesq), with batches spread over worker processes.
 
 The score is MOS-LQO: ``mode='nb'`` is P.862 with the P.862.1 mapping (8 or 16 kHz), ``mode='wb'`` is P.862.2
@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

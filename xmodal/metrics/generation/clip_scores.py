@@ -12,7 +12,7 @@ the frame's and the caption's CLIP embeddings (no prefix, no clipping, no 2.5 fa
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from PIL import Image

@@ -7,19 +7,20 @@ bias-free 1008 logits (IS). Features are cached (see ``cache.py``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import torch
 from torch import nn
 
 from xmodal.data.io import read_image
 from xmodal.data.io._common import list_files
+from xmodal.data.io.image import image_suffixes
 from xmodal.errors import MetricInputError
 from xmodal.metrics.generation.cache import FeatureCache, files_digest, model_fingerprint
 from xmodal.metrics.vision import fid_from_features, inception_score_from_logits, kid_from_features
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_SUFFIXES = image_suffixes()  # every format read_image decodes (pytorch-fid's .pgm/.ppm included)
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -119,7 +120,7 @@ def image_metrics(
         if "fid" in metrics:
             out["fid"] = fid_from_features(real_f["pool3"], fake_f["pool3"])
         if "kid" in metrics:
-            size = min(kid_subset_size, out["num_real"], out["num_fake"])
+            size = int(min(kid_subset_size, out["num_real"], out["num_fake"]))
             out["kid_mean"], out["kid_std"] = kid_from_features(
                 real_f["pool3"], fake_f["pool3"], subsets=kid_subsets, subset_size=size
             )

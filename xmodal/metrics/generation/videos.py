@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from xmodal.data.io._common import list_files
 from xmodal.errors import CorruptFileError, EmptyInputError, MetricInputError
 from xmodal.metrics.generation.cache import FeatureCache, files_digest, model_fingerprint
 from xmodal.metrics.vision import fid_from_features
+from xmodal.pretrained.i3d import I3D
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif")
 
@@ -50,7 +50,7 @@ def read_clip(path: Path, clip_length: int, offset: int = 0) -> np.ndarray | Non
 @torch.no_grad()
 def i3d_folder_features(
     folder: str | Path,
-    model: nn.Module,
+    model: I3D,
     clip_length: int = 16,
     max_clips: int = 2048,
     offset: int = 0,
@@ -95,7 +95,7 @@ def i3d_folder_features(
 def fvd_folders(
     real: str | Path,
     fake: str | Path,
-    model: nn.Module,
+    model: I3D,
     clip_length: int = 16,
     max_clips: int = 2048,
     offset: int = 0,

@@ -11,20 +11,23 @@ Reference: L-YeZhu/Beats_Scores ``beats_scores.py`` (identical to CDCD ``inferen
 
 These are one-second onset bins, not beats: dense music saturates near 1. The F-measure adds a stricter view:
 beats tracked with ``librosa.beat.beat_track`` in both clips, matched one-to-one within +-70 ms, as
-``mir_eval.beat.f_measure`` computes it (no trimming of the first 5 s unless ``min_beat_time`` is given,
-which is what ``mir_eval.beat.evaluate`` does).
+``mir_eval.beat.f_measure`` (mir_eval 0.8.2) computes it (no trimming of the first 5 s unless
+``min_beat_time`` is given, which is what ``mir_eval.beat.evaluate`` does). Beat times are validated as
+mir_eval validates them (1-D, increasing, at most 30000 s) and rejected with a typed error otherwise.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
-from xmodal.errors import EmptyInputError, NonFiniteError, ShapeError, require_module
+from xmodal.errors import EmptyInputError, MetricInputError, NonFiniteError, ShapeError, require_module
 
 BEAT_SR = 22050
 ONSET_KWARGS = dict(wait=1, delta=0.2, pre_avg=1, post_avg=1, post_max=1)
+MAX_TIME = 30000.0  # seconds; mir_eval.beat.MAX_TIME: a later time is almost surely not in seconds
 
 
 @dataclass
@@ -73,8 +76,46 @@ def onset_bins(audio, sr: int = BEAT_SR) -> np.ndarray:
     return bins
 
 
+def check_times(times: Any, name: str) -> np.ndarray:
+    """Event times in seconds as float64 (n,), validated as ``mir_eval.util.validate_events`` does: 1-D,
+    finite, in increasing order and at most 30000 s. A typed error names ``name`` otherwise."""
+    if hasattr(times, "detach"):
+        times = times.detach().cpu().numpy()
+    try:
+        t = np.asarray(times, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise MetricInputError(f"expected event times in seconds, got {type(times).__name__}", name) from exc
+    if t.ndim != 1:
+        raise ShapeError(f"expected a 1-D array of event times in seconds, got shape {t.shape}", name)
+    if not np.all(np.isfinite(t)):
+        raise NonFiniteError("event times hold NaN or infinity", name)
+    if t.size and t.max() > MAX_TIME:
+        raise MetricInputError(
+            f"an event at {t.max():g} s is later than {MAX_TIME:g} s: are the times in seconds?", name
+        )
+    if np.any(np.diff(t) < 0):
+        first = int(np.flatnonzero(np.diff(t) < 0)[0])
+        raise MetricInputError(
+            f"event times must be in increasing order; [{first + 1}] = {t[first + 1]:g} s follows "
+            f"[{first}] = {t[first]:g} s",
+            name,
+        )
+    return t
+
+
+def _check_bins(bins: Any, name: str) -> np.ndarray:
+    b = np.asarray(bins)
+    if b.ndim != 1:
+        raise ShapeError(f"expected a 1-D vector of one-second onset bins, got shape {b.shape}", name)
+    if b.size and not np.isin(b, (0, 1)).all():
+        raise MetricInputError("onset bins must be 0 or 1", name)
+    return b
+
+
 def coverage_hit(reference_bins: np.ndarray, generated_bins: np.ndarray) -> tuple[float, float]:
     """Coverage and hit from two onset-bin vectors (the reference's ``beat_scores``)."""
+    reference_bins = _check_bins(reference_bins, "reference_bins")
+    generated_bins = _check_bins(generated_bins, "generated_bins")
     if len(reference_bins) != len(generated_bins):
         raise ShapeError(
             f"reference and generated clips must have the same length in seconds, got "
@@ -106,10 +147,11 @@ def beat_f_measure(
 
     A greedy sweep over sorted times gives a maximum matching here: with one window width, the candidates
     of successive references form monotone intervals. Hits use mir_eval's test,
-    ``est - window <= ref <= est + window``. Empty input scores 0, as in mir_eval.
+    ``est - window <= ref <= est + window``. Empty input scores 0, as in mir_eval. Times must be 1-D, sorted
+    and in seconds (:func:`check_times`), as ``mir_eval.beat.validate`` requires.
     """
-    ref = np.sort(np.asarray(reference_beats, dtype=np.float64))
-    est = np.sort(np.asarray(estimated_beats, dtype=np.float64))
+    ref = check_times(reference_beats, "reference_beats")
+    est = check_times(estimated_beats, "estimated_beats")
     ref, est = ref[ref >= min_beat_time], est[est >= min_beat_time]
     if ref.size == 0 or est.size == 0:
         return 0.0

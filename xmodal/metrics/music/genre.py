@@ -67,7 +67,7 @@ class GenreClassifier:
         sr: int,
         l2: float = 1e-2,
         features: np.ndarray | None = None,
-    ) -> "GenreClassifier":
+    ) -> GenreClassifier:
         """Train on labelled real clips (mono arrays at rate ``sr``); ``features`` skips extraction."""
         if len(genres) == 0 or (features is None and len(clips) != len(genres)):
             raise MetricInputError(
@@ -117,7 +117,7 @@ class GenreClassifier:
         )
 
     @classmethod
-    def load(cls, directory: str | Path) -> "GenreClassifier":
+    def load(cls, directory: str | Path) -> GenreClassifier:
         from safetensors.torch import load_file
 
         d = Path(directory)

@@ -36,7 +36,13 @@ from typing import Any, Union
 
 import numpy as np
 
-from xmodal.errors import CorruptFileError, EmptyInputError, MetricInputError, require_module
+from xmodal.data.io._common import decoding
+from xmodal.errors import (
+    EmptyInputError,
+    MetricInputError,
+    MissingFileError,
+    require_module,
+)
 
 BAR = 192
 POSITION0 = 193
@@ -75,11 +81,9 @@ def _load_midi(piece: Any):
     pretty_midi = require_module("pretty_midi", extra="music")
     if isinstance(piece, (str, Path)):
         if not Path(piece).is_file():
-            raise FileNotFoundError(f"{piece}: MIDI file not found")
-        try:
+            raise MissingFileError("MIDI file not found", piece)
+        with decoding(piece, "MIDI"):  # pretty_midi/mido raise many types on bad files
             return pretty_midi.PrettyMIDI(str(piece)), str(piece)
-        except Exception as exc:  # pretty_midi/mido raise many types on bad files
-            raise CorruptFileError(f"cannot decode MIDI: {exc}", source=piece) from exc
     return piece, "PrettyMIDI"
 
 
@@ -277,7 +281,7 @@ def chord_sequence(events: Sequence[int]) -> list[tuple[int, int, int]]:
         count += 1
         if ev in CHORD_SLASH and count == 3:
             count = 0
-            out.append(tuple(toks[i - 2 : i + 1]))
+            out.append((toks[i - 2], toks[i - 1], toks[i]))
     return out
 
 

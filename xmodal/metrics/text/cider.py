@@ -36,7 +36,7 @@ def cider_d_scores(cands: list[list[str]], refs: list[list[list[str]]], n: int =
         w = oc.count * (log_n_images - np.log(np.maximum(1.0, df[oc.gram])))
         norm[:, k] = np.bincount(oc.sentence, weights=w * w, minlength=n_sent)
         if k == 1:
-            bigrams = np.bincount(oc.sentence, weights=oc.count, minlength=n_sent)
+            bigrams = np.bincount(oc.sentence, weights=oc.count, minlength=n_sent).astype(np.float64)
         # Candidate weight of the same (image, gram) for each reference entry.
         c_key = oc.sentence[~is_ref] * oc.n_grams + oc.gram[~is_ref]  # sorted: entries are sorted by sentence
         c_w = w[~is_ref]

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
-from xmodal.errors import CorruptFileError, DataError
+from xmodal.data.io._common import read_json
+from xmodal.errors import DataError
 
 
-def _load(path: str | Path) -> object:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("file not found", path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CorruptFileError(f"not valid UTF-8 JSON ({e})", path) from e
+def _load(path: str | Path) -> Any:
+    """UTF-8 JSON; a repeated key is an error (``json.loads`` would keep the last one silently)."""
+    return read_json(path)
 
 
 def _entries(data: object, path: str | Path) -> list[tuple[object, object]] | None:
@@ -40,7 +36,7 @@ def read_references(path: str | Path) -> dict[object, list[str]]:
     data = _load(path)
     pairs = _entries(data, path)
     if pairs is None:
-        return {k: (v if isinstance(v, list) else [v]) for k, v in data.items()}  # type: ignore[union-attr]
+        return {k: (v if isinstance(v, list) else [v]) for k, v in data.items()}
     refs: dict[object, list[str]] = defaultdict(list)
     for k, c in pairs:
         refs[k].append(c)  # type: ignore[arg-type]
@@ -52,14 +48,14 @@ def read_candidates(path: str | Path) -> dict[object, str]:
     data = _load(path)
     pairs = _entries(data, path)
     if pairs is None:
-        out = {}
-        for k, v in data.items():  # type: ignore[union-attr]
+        plain: dict[object, str] = {}
+        for k, v in data.items():
             if isinstance(v, list):
                 if len(v) != 1:
                     raise DataError(f"id {k!r}: expected one candidate caption, got {len(v)}", path)
                 v = v[0]
-            out[k] = v
-        return out
+            plain[k] = v
+        return plain
     out: dict[object, str] = {}
     for k, c in pairs:
         if k in out:

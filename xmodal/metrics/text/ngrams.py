@@ -90,9 +90,7 @@ def encode(sentences: list[list[str]]) -> tuple[np.ndarray, np.ndarray, int]:
     from itertools import chain
 
     flat = list(chain.from_iterable(sentences))
-    vocab: dict[str, int] = dict.fromkeys(flat)  # type: ignore[arg-type]
-    for i, t in enumerate(vocab):
-        vocab[t] = i
+    vocab: dict[str, int] = {t: i for i, t in enumerate(dict.fromkeys(flat))}  # ids by first appearance
     ids = np.fromiter(map(vocab.__getitem__, flat), dtype=np.int64, count=len(flat))
     lengths = np.fromiter(map(len, sentences), dtype=np.int64, count=len(sentences))
     return ids, lengths, len(vocab)
@@ -120,7 +118,8 @@ def count_ngrams_encoded(tokens: np.ndarray, lengths: np.ndarray, n_vocab: int, 
             # Extend the (n-1)-gram starting at each position by the token n-1 places on, and renumber
             # densely so that ids stay small.
             nxt = np.zeros_like(tokens)
-            nxt[: len(tokens) - (n - 1)] = tokens[n - 1:]
+            shifted = tokens[n - 1:]  # empty when the whole corpus is shorter than n tokens
+            nxt[: len(shifted)] = shifted
             key = code * max(n_vocab, 1) + nxt
             uniq, inv = unique_inverse(np.where(fits, key, -1))
             code = inv

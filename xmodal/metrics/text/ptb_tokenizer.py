@@ -6,13 +6,13 @@ re-implements the lexer rules that matter once those tokens are dropped: which p
 (abbreviations, acronyms), contractions (``n't``, ``'s``), brackets (``-lrb-``, which pycocoevalcap keeps because
 its list is upper case), currency and fraction normalisation, grouped ``!!!``/``?!``, and the deletion of
 characters outside the Basic Multilingual Plane (emoji), which the Java lexer cannot tokenize.
-The rules were checked token for token against the bundled jar (see ``tests/test_captions_tokenizer.py``).
+The rules were checked token for token against the bundled jar (see ``tests/test_captions.py``).
 """
 
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache, lru_cache
 
 __all__ = ["PUNCTUATIONS", "ptb_tokens", "tokenize_caption", "tokenize_caption_full", "tokenize_corpus"]
 
@@ -92,7 +92,7 @@ _BRANCHES: list[tuple[str | None, str]] = [
 ]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pattern(present: frozenset[str]) -> re.Pattern[str]:
     return re.compile("|".join(rx for need, rx in _BRANCHES if need is None or need in present))
 
@@ -150,7 +150,7 @@ def _next_is_number(text: str, end: int) -> bool:
     return m is not None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _astral() -> re.Pattern[str]:
     return re.compile("[\U00010000-\U0010ffff]")
 
@@ -178,7 +178,7 @@ def ptb_tokens(line: str) -> list[str]:
                     out.append("\x00")
                     continue
             if tok[0].isdigit() and re.match(r"^\d+\.\d", tok):
-                num = re.match(r"^\d+(?:\.\d+)+", tok).group()
+                num = re.match(r"^\d+(?:\.\d+)+", tok).group()  # type: ignore[union-attr]  # matched above
                 out.extend([num.lower(), tok[len(num) :].lower()])
                 continue
             out.extend(t.lower() for t in _split_word(tok))
@@ -233,9 +233,23 @@ def ptb_tokens(line: str) -> list[str]:
     return res
 
 
+# Control characters (C0, DEL, C1) and the zero-width space and BOM: the Java lexer deletes them as
+# untokenizable, and each ends the token it interrupts ("dog\x01runs" -> "dog runs"), so they become spaces.
+# Some of them (\v, \f, \x0e-\x11, \r) also break pycocoevalcap's one-caption-per-line protocol, which then
+# pairs captions with the wrong lines; dropping them is what that pipeline means to do. One exception: the
+# lexer reads U+0080 as the euro sign (its Windows-1252 meaning), which becomes "$" like every euro sign.
+_CONTROL_TO_SPACE = {c: " " for c in [*range(0x00, 0x20), *range(0x7F, 0xA0), 0x200B, 0xFEFF]}
+_CONTROL_TO_SPACE[0x80] = "\u20ac"
+
+
+def _clean(caption: str) -> str:
+    text = caption.replace("\n", " ")
+    return text if text.isprintable() else text.translate(_CONTROL_TO_SPACE)
+
+
 def tokenize_caption_full(caption: str) -> str:
     """:func:`tokenize_caption` computed by running the lexer over the whole line (the slow reference path)."""
-    return " ".join(t for t in ptb_tokens(caption.replace("\n", " ")) if t not in PUNCTUATIONS)
+    return " ".join(t for t in ptb_tokens(_clean(caption)) if t not in PUNCTUATIONS)
 
 
 # Fast path. No lexer rule matches across whitespace (every branch excludes \s, and Python's \s is exactly
@@ -300,7 +314,7 @@ def _chunk(chunk: str) -> str:
 
 def tokenize_caption(caption: str) -> str:
     """pycocoevalcap's tokenized form of one caption: PTB tokens, lower-cased, punctuation removed, space-joined."""
-    text = caption.replace("\n", " ")
+    text = _clean(caption)
     if not text.isascii():
         text = _astral().sub("", text)  # the lexer deletes astral characters before anything else
     if ("/" in text and _FRACTION_JOIN.search(text)) or (
