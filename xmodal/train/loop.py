@@ -7,7 +7,7 @@ What it guarantees:
 - Gradient accumulation that is exact for contrastive losses (``bundle.coupled_loss``): the GradCache scheme of
   Gao et al. 2021 ("Scaling Deep Contrastive Learning Batch Size under Memory Limited Setup"). Summing
   micro-batch InfoNCE losses would only contrast samples within a micro-batch, a different (weaker) objective.
-- AdamW with linear warm-up and cosine decay, autocast mixed precision (bf16, fp16 with a grad scaler), global
+- AdamW (no weight decay on biases, norm gains and the logit scale) with linear warm-up and cosine decay, autocast mixed precision (bf16, fp16 with a grad scaler), global
   gradient-norm clipping, a typed error naming the step when the loss is NaN or infinite.
 """
 
@@ -35,6 +35,7 @@ from xmodal.train import checkpoint as ckpt
 from xmodal.train import distributed as xdist
 from xmodal.train.config import TrainConfig, train_config_from
 from xmodal.train.logging import RunLogger, progress_bar
+from xmodal.train.optim import build_adamw
 
 RESULT_NAME = "train_result.json"
 
@@ -349,7 +350,7 @@ def _train(
     model.train()
     model = xdist.wrap_model(model, env, tc.strategy)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay)
+    optimizer = build_adamw(model, tc.lr, (tc.betas[0], tc.betas[1]), tc.weight_decay)  # no decay: biases, norms
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(total, tc.warmup, tc.min_lr_ratio))
     scaler = torch.amp.GradScaler(env.device.type) if tc.precision == "fp16" else None
     autocast = _autocast_factory(tc.precision, env.device)
