@@ -54,3 +54,62 @@ def test_cnn1d_padding_does_not_change_valid_outputs(norm: str, stem_stride: int
     if norm == "layer":  # Without the mask the padded clips differ: the test is not vacuous.
         with torch.no_grad():
             assert not torch.allclose(enc(x)[3], enc(clips[3][None])[0], atol=1e-3)
+
+
+def _crops(images: torch.Tensor, sizes: list[tuple[int, int]]) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Real images cut to different sizes, each alone and padded (bottom/right, with noise so that leaking
+    padding would show) into one batch with its ``(batch, H, W)`` mask."""
+    crops = [img[:, :h, :w] for img, (h, w) in zip(images, sizes)]
+    H, W = max(h for h, _ in sizes), max(w for _, w in sizes)
+    x = torch.rand(len(crops), images.shape[1], H, W)
+    mask = torch.zeros(len(crops), H, W, dtype=torch.bool)
+    for i, c in enumerate(crops):
+        x[i, :, : c.shape[1], : c.shape[2]] = c
+        mask[i, : c.shape[1], : c.shape[2]] = True
+    return crops, x, mask
+
+
+@pytest.mark.parametrize("depth", [2, 3])
+@pytest.mark.parametrize("norm", ["layer", "none", "batch"])
+def test_cnn1d_mask_is_exact_at_every_depth(depth: int, norm: str) -> None:
+    """Several convs per stage: each clip alone and inside a padded batch agree on the pooled vector and on every
+    valid step (atol 1e-5); padded steps are filled with noise so a leak through the second conv would show."""
+    torch.manual_seed(0)
+    clips = alsa_waveforms(4, max_len=1500)
+    enc = CNN1d(1, channels=(6, 8, 8), out_dim=5, depth=depth, kernel_size=5, norm=norm, stem_stride=2).eval()
+    x, mask = pad_batch(clips)
+    x = torch.where(mask[:, None], x, torch.randn_like(x))
+    with torch.no_grad():
+        pooled = enc(x, mask=mask)
+        seq, seq_mask = enc.forward_sequence(x, mask=mask)
+        for i, clip in enumerate(clips):
+            alone_seq, _ = enc.forward_sequence(clip[None])
+            assert int(seq_mask[i].sum()) == alone_seq.shape[1]
+            torch.testing.assert_close(seq[i, : alone_seq.shape[1]], alone_seq[0], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(pooled[i], enc(clip[None])[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("norm", ["layer", "none"])
+def test_cnn2d_mask_is_exact_at_every_depth(depth: int, norm: str) -> None:
+    """2-D masks: real images of four sizes (odd ones included, so strided outputs round up), alone and padded
+    into one batch, give the same feature maps on the valid region and the same pooled vector (atol 1e-5)."""
+    torch.manual_seed(0)
+    crops, x, mask = _crops(skimage_images(40), [(40, 40), (33, 25), (17, 40), (21, 9)])
+    enc = CNN2d(3, channels=(6, 8, 8), out_dim=5, depth=depth, norm=norm).eval()
+    with torch.no_grad():
+        feats, feat_mask = enc.forward_features(x, mask)
+        pooled = enc.pool(feats, feat_mask)
+        for i, crop in enumerate(crops):
+            alone, _ = enc.forward_features(crop[None])
+            h, w = alone.shape[2:]
+            assert feat_mask[i].sum() == h * w and feat_mask[i, :h, :w].all()
+            torch.testing.assert_close(feats[i, :, :h, :w], alone[0], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(pooled[i], enc(crop[None])[0], atol=1e-5, rtol=1e-5)
+        # Without the mask the padded crops differ: the comparison is not vacuous.
+        assert not torch.allclose(enc(x)[3], enc(crops[3][None])[0], atol=1e-3)
+
+
+def test_mask_shape_is_checked_in_2d() -> None:
+    with pytest.raises(ShapeError, match="mask"):
+        CNN2d(3, channels=(4,))(torch.randn(2, 3, 8, 8), mask=torch.ones(2, 8, 7, dtype=torch.bool))
