@@ -6,17 +6,25 @@ holds the step, epoch and position in the epoch, the RNG states of every rank, t
 the scheduler and grad-scaler states and the recipe. Each file is written to a temporary name, flushed, fsynced
 and moved into place with ``os.replace``; ``state.json`` goes last and is the commit marker, so a crash at any
 moment leaves either the previous checkpoint or the new one, never a half one that :func:`find_latest` accepts.
+
+Integrity: ``state.json`` records the size and sha256 of every file of the checkpoint (``files``) and the sha256
+of its own other fields (``state_sha256``); :func:`read_checkpoint` verifies both, so a flipped bit anywhere is
+a :class:`CorruptFileError`, and :func:`load_latest` then falls back to the previous complete checkpoint with a
+warning that names the one it skipped.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import random
 import re
 import shutil
 import signal
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +33,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from xmodal.errors import CorruptFileError
+from xmodal.errors import ConfigError, CorruptFileError
 
 TENSORS = "tensors.safetensors"
 STATE = "state.json"
-FORMAT = "xmodal-checkpoint/1"
+FORMAT = "xmodal-checkpoint/2"  # /2: sha256 of every file and of the state; /1 (sizes only) is still read
+LEGACY_FORMATS = ("xmodal-checkpoint/1",)
 # Fault injection for tests: kill this process after the tensors of checkpoint <step> are written, before its
 # JSON commit marker, as a power cut or OOM kill would.
 FAULT_ENV = "XMODAL_FAULT_CHECKPOINT_STEP"
@@ -148,6 +157,20 @@ def _commit(tmp: Path, final: Path) -> None:
     _fsync_dir(final.parent)
 
 
+def _sha256(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _state_digest(state: dict[str, Any]) -> str:
+    """sha256 of the state's canonical JSON without its own digest field."""
+    body = {k: v for k, v in state.items() if k != "state_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
 def write_checkpoint(root: Path, step: int, tensors: dict[str, torch.Tensor], state: dict[str, Any], keep_last: int) -> Path:
     """Write one checkpoint atomically (call on one rank only), then prune to the last ``keep_last`` complete ones."""
     directory = step_dir(root, step)
@@ -160,9 +183,12 @@ def write_checkpoint(root: Path, step: int, tensors: dict[str, torch.Tensor], st
     if os.environ.get(FAULT_ENV) == str(step):
         os.kill(os.getpid(), signal.SIGKILL)
 
-    state = dict(state, format=FORMAT, step=step, tensors=TENSORS, tensors_bytes=(directory / TENSORS).stat().st_size)
+    files = {TENSORS: {"bytes": (directory / TENSORS).stat().st_size, "sha256": _sha256(directory / TENSORS)}}
+    state = dict(state, format=FORMAT, step=step, tensors=TENSORS, tensors_bytes=files[TENSORS]["bytes"], files=files)
+    state = json.loads(json.dumps(state, default=str))  # str: YAML dates; the digest is of what is stored
+    state["state_sha256"] = _state_digest(state)
     tmp = directory / f".{STATE}.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(state, indent=1, sort_keys=True, default=str), encoding="utf-8")  # str: YAML dates
+    tmp.write_text(json.dumps(state, indent=1, sort_keys=True), encoding="utf-8")
     _commit(tmp, directory / STATE)
     prune(root, keep_last)
     return directory
@@ -172,13 +198,31 @@ def _read_state(directory: Path) -> dict[str, Any] | None:
     """The committed state of ``directory``, or None when it is incomplete (no marker, unreadable, size mismatch)."""
     try:
         state = json.loads((directory / STATE).read_text(encoding="utf-8"))
-        if state.get("format") != FORMAT:
+        if not isinstance(state, dict) or state.get("format") not in (FORMAT, *LEGACY_FORMATS):
             return None
         if (directory / state["tensors"]).stat().st_size != state["tensors_bytes"]:
             return None
         return state
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def verify_checkpoint(directory: Path, state: dict[str, Any]) -> None:
+    """Raise :class:`CorruptFileError` unless the state's own digest and every file's size and sha256 match."""
+    if state.get("format") in LEGACY_FORMATS:
+        return  # written before checksums: only the size check of _read_state applies
+    if state.get("state_sha256") != _state_digest(state):
+        raise CorruptFileError("state.json does not match its sha256 (a field was changed or corrupted)",
+                               directory / STATE)
+    files = state.get("files")
+    if not isinstance(files, dict) or state["tensors"] not in files:
+        raise CorruptFileError("state.json lists no checksums for the checkpoint's files", directory / STATE)
+    for name, meta in files.items():
+        path = directory / name
+        if not path.is_file() or path.stat().st_size != meta.get("bytes"):
+            raise CorruptFileError(f"missing, or its size differs from the {meta.get('bytes')} bytes recorded", path)
+        if _sha256(path) != meta.get("sha256"):
+            raise CorruptFileError("sha256 differs from the one recorded in state.json (the file is corrupt)", path)
 
 
 def list_checkpoints(root: Path) -> list[tuple[int, Path, bool]]:
@@ -213,15 +257,45 @@ def prune(root: Path, keep_last: int) -> None:
 
 
 def read_checkpoint(directory: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Tensors and JSON state of a complete checkpoint directory."""
+    """Tensors and JSON state of a complete checkpoint directory, after checking every file's sha256."""
     state = _read_state(directory)
     if state is None:
         raise CorruptFileError("checkpoint is incomplete or not an xmodal checkpoint (no valid state.json)", directory)
+    verify_checkpoint(directory, state)
     try:
         tensors = load_file(str(directory / state["tensors"]))
     except Exception as exc:  # safetensors raises its own error types
         raise CorruptFileError(f"cannot read tensors: {exc}", directory / state["tensors"]) from exc
     return tensors, state
+
+
+def load_latest(
+    root: Path, restore: Callable[[dict[str, torch.Tensor], dict[str, Any]], None]
+) -> tuple[Path, dict[str, Any]] | None:
+    """Restore the newest checkpoint under ``root`` that reads, verifies and restores without error.
+
+    ``restore(tensors, state)`` loads them into the run (model, optimizer, scheduler, RNG) and raises on a
+    malformed field. A checkpoint that fails is skipped with a warning naming it, and the previous complete one
+    is tried; restoring the next one overwrites whatever the failed attempt had loaded. Returns ``(directory,
+    state)``, or None when ``root`` holds no complete checkpoint; raises :class:`CorruptFileError` naming every
+    skipped one when all of them fail.
+    """
+    complete = [path for _, path, ok in list_checkpoints(root) if ok]
+    skipped: list[str] = []
+    for path in reversed(complete):
+        try:
+            tensors, state = read_checkpoint(path)
+            restore(tensors, state)
+            return path, state
+        except ConfigError:  # the run does not fit the checkpoint (e.g. the process count): not a corruption
+            raise
+        except (CorruptFileError, KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+            skipped.append(f"{path} ({exc})")
+            warnings.warn(f"skipping checkpoint {path}: {exc}; falling back to the previous complete one",
+                          stacklevel=2)
+    if skipped:
+        raise CorruptFileError("no checkpoint could be restored: " + "; ".join(skipped), root)
+    return None
 
 
 def load_model_weights(directory: Path, model: nn.Module) -> dict[str, Any]:

@@ -51,6 +51,7 @@ class TrainConfig:
     evaluate: bool = True  # run ``bundle.evaluate`` on the validation set at the end (rank 0)
     tensorboard: bool = True
     progress: bool = True  # progress bar on rank 0
+    elastic_resume: bool = False  # allow --resume with another number of processes (schedule and data order change)
 
     @property
     def micro_batch_size(self) -> int:

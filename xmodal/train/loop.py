@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from xmodal.errors import ConfigError, NonFiniteError
+from xmodal.errors import ConfigError, CorruptFileError, NonFiniteError
 from xmodal.tasks.base import Batch, Outputs, TaskBundle
 from xmodal.train import checkpoint as ckpt
 from xmodal.train import distributed as xdist
@@ -289,6 +289,26 @@ def _gather_rng(env: xdist.DistEnv) -> list[dict[str, Any]]:
     return states
 
 
+def _check_world_size(state: dict[str, Any], env: xdist.DistEnv, tc: TrainConfig) -> None:
+    """Checkpoint fields the resume relies on are integers, and the process count is the saved one.
+
+    Another process count changes the batches per epoch, hence the schedule of an ``epochs`` run, the data
+    order and the random streams: an error unless ``train.elastic_resume`` asks for it (then a warning).
+    """
+    for key in ("step", "epoch", "batch_in_epoch", "world_size"):
+        if isinstance(state.get(key), bool) or not isinstance(state.get(key), int) or state[key] < 0:
+            raise CorruptFileError(f"state.json field {key!r} is {state.get(key)!r}, not a count")
+    saved = state["world_size"]
+    if saved == env.world_size:
+        return
+    message = (f"the checkpoint was saved by {saved} process(es) and this run has {env.world_size}: the number of "
+               "batches per epoch (and so the schedule of an epochs-based run), the data order and the random "
+               "streams differ from an uninterrupted run")
+    if not tc.elastic_resume:
+        raise ConfigError(f"{message}; resume with the same number of processes, or set train.elastic_resume=true")
+    warnings.warn(message, stacklevel=3)
+
+
 def _read_history(path: Path) -> list[dict[str, float]]:
     import csv
 
@@ -357,30 +377,28 @@ def _train(
 
     step, epoch, in_epoch, resumed_from = 0, 0, 0, None
     loss_value: float | None = None
-    latest = ckpt.find_latest(root) if resume else None
-    if resume and latest is None:
-        console.print(f"[yellow]--resume: no complete checkpoint in {root}; starting from scratch[/]")
-    if latest is not None:
-        tensors, state = ckpt.read_checkpoint(latest)
+    def restore(tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+        _check_world_size(state, env, tc)
         ckpt.restore_state(model, optimizer, tensors, state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
+        if state["world_size"] == env.world_size:
+            ckpt.set_rng_state(state["rng"][env.rank])
+
+    loaded = ckpt.load_latest(root, restore) if resume else None
+    latest = loaded[0] if loaded else None
+    if resume and latest is None:
+        console.print(f"[yellow]--resume: no complete checkpoint in {root}; starting from scratch[/]")
+    if loaded is not None:
+        latest, state = loaded
         step, epoch, in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         resumed_from, loss_value = step, state.get("loss")
-        if state.get("world_size") == env.world_size:
-            ckpt.set_rng_state(state["rng"][env.rank])
-        else:
-            warnings.warn(
-                f"{latest}: saved with {state.get('world_size')} processes, resuming with {env.world_size}: "
-                "the data order and random streams will differ from an uninterrupted run",
-                stacklevel=2,
-            )
+        if state["world_size"] != env.world_size:  # allowed by train.elastic_resume
             seed_everything(tc.seed + 1000 * env.rank + step)
         if state.get("train_config") != asdict(tc):
             warnings.warn(f"{latest}: the train section differs from the one the checkpoint was made with", stacklevel=2)
         console.print(f"resuming from {latest} (step {step})")
-        del tensors
     else:
         # Model init used `seed` on every rank (DDP also broadcasts rank 0's weights); training randomness
         # (dropout, augmentation) gets a stream per rank.
