@@ -70,6 +70,9 @@ class ModelConfig:
     text_hidden: int = 512
     dropout: float = 0.1
     init_temperature: float = 0.07
+    # GroupNorm normalises each image alone, so GradCache accumulation and data parallelism stay exact;
+    # "batch" (BatchNorm) couples the samples of a micro-batch and is exact with neither
+    image_norm: str = "group"
 
 
 def _section(cls: type, cfg: dict[str, Any], name: str) -> Any:
@@ -283,8 +286,10 @@ def build_model(cfg: dict[str, Any]) -> nn.Module:
 
     m = _section(ModelConfig, cfg, "model")
     d = _section(DataConfig, cfg, "data")
+    if m.image_norm not in ("group", "layer", "batch", "none"):
+        raise ConfigError(f"model.image_norm: expected group, layer, batch or none, got {m.image_norm!r}")
     encoders = {
-        "image": CNN2d(3, m.image_channels, depth=m.image_depth, norm="batch", stem_stride=m.image_stem_stride),
+        "image": CNN2d(3, m.image_channels, depth=m.image_depth, norm=m.image_norm, stem_stride=m.image_stem_stride),
         # Mel bins are channels, time is the one axis: the padding mask is exact with channel LayerNorm.
         "audio": CNN1d(d.n_mels, m.audio_channels, depth=m.audio_depth, kernel_size=m.audio_kernel, norm="layer",
                        stem_stride=m.audio_stem_stride),
