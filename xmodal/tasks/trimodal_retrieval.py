@@ -221,7 +221,9 @@ class TrimodalDataset(Dataset):
     """Samples ``{"id", "image": (3, H, W) float, "audio": (n_mels, frames) float, "text": (384,) float}``.
 
     In training a random voice, a random crop of long recordings and a random image translation are drawn
-    (from torch's global RNG, which the trainer seeds and checkpoints); in evaluation voice 0, no crop, no shift.
+    from torch's global RNG, which the trainer seeds per sample from (seed, epoch, index) so that any number of
+    loader workers and any resume point give the same draws (:mod:`xmodal.train.sampling`); in evaluation
+    voice 0, no crop, no shift.
     """
 
     def __init__(self, store: FeatureStore, split: str, cfg: DataConfig, train: bool) -> None:

@@ -126,7 +126,10 @@ def restore_state(
     for key, value in tensors.items():
         if key.startswith("optim/"):
             pname, slot = key[len("optim/") :].rsplit("/", 1)
-            state.setdefault(pname, {})[slot] = value
+            # A fresh copy: safetensors hands out tensors at the file's byte offsets (4-byte aligned, say), and the
+            # optimizer keeps what it is given; the uninterrupted run's moments sit in 64-byte aligned memory.
+            # Same values either way, but the resumed run should not differ from it even in memory layout.
+            state.setdefault(pname, {})[slot] = value.clone()
     for pname, slots in optim_json.get("scalars", {}).items():
         state.setdefault(pname, {}).update(slots)
     groups = []

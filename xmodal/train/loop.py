@@ -1,14 +1,16 @@
 """The training loop: one function, :func:`train`, driven by a :class:`~xmodal.tasks.base.TaskBundle`.
 
 What it guarantees:
-- Reproducible and resumable: the data order of epoch ``e`` depends only on ``(seed, e, rank, world size)``;
+- Reproducible and resumable: the data order of epoch ``e`` depends only on ``(seed, e, rank, world size)``, and
+  each sample's augmentation only on ``(seed, e, index)``, whatever ``num_workers`` is (``train/sampling.py``);
   a checkpoint records the position inside the epoch and every rank's RNG state, so a run killed and resumed
   from its last checkpoint ends with the same weights as one that was never interrupted (tested bit for bit).
 - Gradient accumulation that is exact for contrastive losses (``bundle.coupled_loss``): the GradCache scheme of
   Gao et al. 2021 ("Scaling Deep Contrastive Learning Batch Size under Memory Limited Setup"). Summing
   micro-batch InfoNCE losses would only contrast samples within a micro-batch, a different (weaker) objective.
-- AdamW (no weight decay on biases, norm gains and the logit scale) with linear warm-up and cosine decay, autocast mixed precision (bf16, fp16 with a grad scaler), global
-  gradient-norm clipping, a typed error naming the step when the loss is NaN or infinite.
+- AdamW (no weight decay on biases, norm gains and the logit scale) with linear warm-up and cosine decay,
+  autocast mixed precision (bf16, fp16 with a grad scaler), global gradient-norm clipping, a typed error naming
+  the step when the loss is NaN or infinite.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import Dataset
 
 from xmodal.errors import ConfigError, CorruptFileError, NonFiniteError
 from xmodal.tasks.base import Batch, Outputs, TaskBundle
@@ -36,6 +38,7 @@ from xmodal.train import distributed as xdist
 from xmodal.train.config import TrainConfig, train_config_from
 from xmodal.train.logging import RunLogger, progress_bar
 from xmodal.train.optim import build_adamw
+from xmodal.train.sampling import epoch_loader
 
 RESULT_NAME = "train_result.json"
 
@@ -257,25 +260,10 @@ def _autocast_factory(precision: str, device: torch.device) -> Callable[[], cont
 def _epoch_batches(
     dataset: Dataset, bundle: TaskBundle, tc: TrainConfig, env: xdist.DistEnv, epoch: int, skip: int, steps: int
 ) -> Iterator[Batch]:
-    """Batches ``skip .. steps-1`` of epoch ``epoch`` for this rank, in an order fixed by (seed, epoch)."""
-    sampler = DistributedSampler(
-        dataset, num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=tc.seed, drop_last=True
-    )
-    sampler.set_epoch(epoch)
-    indices = list(sampler)[skip * tc.batch_size : steps * tc.batch_size]
-    # A generator of its own: the DataLoader draws worker seeds from it, not from the global RNG, so creating
-    # a loader mid-epoch on resume leaves the global RNG exactly where the uninterrupted run had it.
-    generator = torch.Generator().manual_seed(tc.seed * 1_000_003 + epoch)
-    loader = DataLoader(
-        dataset,
-        batch_size=tc.batch_size,
-        sampler=indices,
-        drop_last=True,
-        collate_fn=bundle.collate,
-        num_workers=tc.num_workers,
-        generator=generator,
-    )
-    yield from loader
+    """Batches ``skip .. steps-1`` of epoch ``epoch`` for this rank: order and augmentation fixed by (seed, epoch)."""
+    yield from epoch_loader(dataset, bundle.collate, seed=tc.seed, epoch=epoch, rank=env.rank,
+                            world_size=env.world_size, batch_size=tc.batch_size, skip=skip, steps=steps,
+                            num_workers=tc.num_workers)
 
 
 def _gather_rng(env: xdist.DistEnv) -> list[dict[str, Any]]:
