@@ -154,7 +154,7 @@ def test_load_latest_falls_back_and_names_the_skipped_one(tmp_path: Path) -> Non
     _flip_bit(ckpt.step_dir(tmp_path, 30) / ckpt.TENSORS, -2)
     seen: list[int] = []
 
-    def restore(loaded: dict[str, torch.Tensor], state: dict) -> None:
+    def restore(directory: Path, state: dict) -> None:
         seen.append(state["step"])
         if state["step"] == 20:
             raise KeyError("optimizer")  # a field the run needs is missing: also a fall-back

@@ -365,9 +365,9 @@ def _train(
 
     step, epoch, in_epoch, resumed_from = 0, 0, 0, None
     loss_value: float | None = None
-    def restore(tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+    def restore(directory: Path, state: dict[str, Any]) -> None:
         _check_world_size(state, env, tc)
-        ckpt.restore_state(model, optimizer, tensors, state["optimizer"])
+        ckpt.restore_checkpoint(directory, state, model, optimizer, verify=False)  # load_latest verified it
         scheduler.load_state_dict(state["scheduler"])
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
@@ -404,11 +404,13 @@ def _train(
     t0 = time.perf_counter()
     start_step = step
 
+    sharded = tc.strategy == "fsdp" and env.distributed  # each rank writes its shards (torch.distributed.checkpoint)
+
     def save() -> Path | None:
-        tensors, optim_json = ckpt.gather_state(model, optimizer)
+        tensors, optim_json = ({}, None) if sharded else ckpt.gather_state(model, optimizer)
         rng = _gather_rng(env)
         path = None
-        if env.is_main:
+        if sharded or env.is_main:
             state = {
                 "epoch": epoch,
                 "batch_in_epoch": in_epoch,
@@ -421,6 +423,8 @@ def _train(
                 "recipe": recipe,
                 "loss": loss_value,
             }
+            if sharded:
+                return ckpt.write_sharded_checkpoint(root, step, model, optimizer, state, tc.keep_last)
             path = ckpt.write_checkpoint(root, step, tensors, state, tc.keep_last)
         xdist.barrier()
         return path
