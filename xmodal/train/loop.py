@@ -365,6 +365,7 @@ def _train(
 
     step, epoch, in_epoch, resumed_from = 0, 0, 0, None
     loss_value: float | None = None
+
     def restore(directory: Path, state: dict[str, Any]) -> None:
         _check_world_size(state, env, tc)
         ckpt.restore_checkpoint(directory, state, model, optimizer, verify=False)  # load_latest verified it
