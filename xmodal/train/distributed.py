@@ -125,6 +125,8 @@ def wrap_model(model: nn.Module, env: DistEnv, strategy: str) -> nn.Module:
         # FSDP2 cannot shard 0-d parameters (a CLIP logit scale): they stay replicated, outside FSDP, and
         # their gradients are averaged by :func:`reduce_replicated_grads`.
         scalars = [p for p in model.parameters() if p.ndim == 0]
+        for p in model.parameters():  # FSDP2 shards along dim 0 of a contiguous tensor (channels-last kernels)
+            p.data = p.data.contiguous()
         shard_blocks(model)
         fully_shard(model, ignored_params=set(scalars) or None)
         model._xmodal_replicated = scalars  # type: ignore[assignment]

@@ -123,9 +123,10 @@ class ConvEncoder(nn.Module):
         norm: "batch", "group", "layer" (channel LayerNorm) or "none".
         act: activation class.
         stem_stride: stride of the first stage (2 or 4 downsizes large inputs early, as ResNet's stem does).
-        channels_last: run 2-D/3-D convolutions on channels-last activations (the input is converted; weights
-            keep their layout, so checkpoints and FSDP sharding are unchanged). Same values; on CPU, oneDNN's
-            convolutions and GroupNorm are faster on that layout (``benchmarks/bench_train_variants.py``).
+        channels_last: 2-D/3-D convolutions in channels-last memory format (kernels and the input converted;
+            every later activation follows). Same values; on CPU, oneDNN's convolutions with GroupNorm run
+            markedly faster that way, and only when the kernels are converted too
+            (``benchmarks/bench_train_variants.py``). Checkpoints store contiguous copies, as for any tensor.
     """
 
     def __init__(
@@ -160,6 +161,8 @@ class ConvEncoder(nn.Module):
         self.feature_dim = prev
         self.proj = nn.Identity() if out_dim is None else nn.Linear(prev, out_dim)
         self.out_dim = prev if out_dim is None else out_dim
+        if self.memory_format is not None:
+            self.stages.to(memory_format=self.memory_format)  # the conv kernels (4-D / 5-D) only
 
     def _check(self, x: torch.Tensor) -> None:
         if x.dim() != self.dims + 2 or x.shape[1] != self.in_channels:
