@@ -81,7 +81,7 @@ def killed_and_resumed(out: Path, args: argparse.Namespace, rng: random.Random) 
                                 stderr=subprocess.DEVNULL, cwd=ROOT)
         while ckpt.find_latest(root) == before and proc.poll() is None:
             time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 0.3))  # kill somewhere inside the following steps
+        time.sleep(rng.uniform(0.0, 1.5))  # kill somewhere in the following steps, maybe checkpoints later
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     latest = ckpt.find_latest(root)
