@@ -60,6 +60,7 @@ def html_pair(pair: str) -> str:
     return pair.replace(">", "&gt;")
 
 
+@pytest.mark.timeout(2400)  # ~4 min idle; a loaded 2-core machine needs several times that
 def test_demo_learns_on_every_pair(tmp_path: Path) -> None:
     """The demo as ``make demo`` runs it (the shipped recipe, the full emoji_speech build) learns: on every one of
     the six query -> gallery pairs of held-out emoji, R@10 is at least 3x chance (10 / n) and the median rank at
