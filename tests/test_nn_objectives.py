@@ -149,3 +149,31 @@ def test_masked_reconstruction_uses_masked_valid_tokens_only() -> None:
     assert float(masked_reconstruction_loss(pred, target, mask, norm_target=True)) == pytest.approx(
         float(((pred - normed) ** 2)[mask].mean()), rel=1e-6
     )
+
+
+def test_pairwise_gathers_each_modality_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three modalities, three pairs: three gathers per step (one per modality), not six; same value."""
+    from xmodal.nn import objectives
+
+    calls: list[int] = []
+    real = objectives.gather_with_grad
+    monkeypatch.setattr(objectives, "gather_with_grad", lambda x: calls.append(x.shape[0]) or real(x))
+    torch.manual_seed(0)
+    e = {m: _unit(6, 4, seed=s) for s, m in enumerate(("image", "audio", "text"))}
+    loss = pairwise_info_nce(e, 10.0)
+    assert len(calls) == 3
+    expected = sum(info_nce(e[x], e[y], 10.0, gather=False) for x, y in (("image", "audio"), ("image", "text"),
+                                                                        ("audio", "text"))) / 3
+    torch.testing.assert_close(loss, expected, rtol=0, atol=1e-6)
+
+
+def test_training_loss_has_no_finite_check_inside() -> None:
+    """The trainer's path (contrastive_loss) leaves NaN to the step's loss check; the direct API still raises."""
+    from xmodal.nn.multimodal import contrastive_loss
+
+    bad = _unit(4, 3)
+    bad[1, 0] = float("nan")
+    outputs = {"a_emb": bad, "b_emb": _unit(4, 3), "logit_scale": torch.tensor(10.0)}
+    assert torch.isnan(contrastive_loss(outputs))
+    with pytest.raises(NonFiniteError):
+        contrastive_loss(outputs, check_finite=True)

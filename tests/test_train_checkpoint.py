@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
+import shutil
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
+from xmodal.errors import ConfigError, CorruptFileError
 from xmodal.tasks import synthetic_pairs
 from xmodal.train import checkpoint as ckpt
 from xmodal.train.loop import train
@@ -115,3 +119,92 @@ def test_resume_of_a_finished_run_trains_nothing(tmp_path: Path) -> None:
     assert again.resumed_from == 4 and again.steps == 4 and again.final_loss == first.final_loss
     assert again.checkpoint == first.checkpoint and again.metrics == first.metrics
     assert [int(r["step"]) for r in again.history] == [2, 4]
+
+
+def _flip_bit(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_bit_anywhere_is_detected(tmp_path: Path) -> None:
+    """sha256 per file and of the state itself: a flipped bit in the tensor data, in the safetensors header or in
+    a state field is a CorruptFileError naming the file, though every size still matches."""
+    tensors = {"model/w": torch.arange(64.0)}
+    for step in (1, 2, 3):
+        ckpt.write_checkpoint(tmp_path, step, tensors, {"epoch": 0}, keep_last=3)
+    state = json.loads((ckpt.step_dir(tmp_path, 1) / ckpt.STATE).read_text())
+    raw = (ckpt.step_dir(tmp_path, 1) / ckpt.TENSORS).read_bytes()
+    assert state["files"][ckpt.TENSORS] == {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+    _flip_bit(ckpt.step_dir(tmp_path, 1) / ckpt.TENSORS, len(raw) - 5)  # tensor data
+    _flip_bit(ckpt.step_dir(tmp_path, 2) / ckpt.TENSORS, 12)  # JSON header of the safetensors file
+    text = (ckpt.step_dir(tmp_path, 3) / ckpt.STATE).read_text()
+    (ckpt.step_dir(tmp_path, 3) / ckpt.STATE).write_text(text.replace('"epoch": 0', '"epoch": 1'))
+    assert ckpt.find_latest(tmp_path) == ckpt.step_dir(tmp_path, 3)  # sizes still match: "complete"
+    for step, name in ((1, ckpt.TENSORS), (2, ckpt.TENSORS), (3, ckpt.STATE)):
+        with pytest.raises(CorruptFileError, match="sha256") as err:
+            ckpt.read_checkpoint(ckpt.step_dir(tmp_path, step))
+        assert err.value.source == str(ckpt.step_dir(tmp_path, step) / name)
+
+
+def test_load_latest_falls_back_and_names_the_skipped_one(tmp_path: Path) -> None:
+    tensors = {"model/w": torch.ones(4)}
+    for step in (10, 20, 30):
+        ckpt.write_checkpoint(tmp_path, step, tensors, {"epoch": 0}, keep_last=3)
+    _flip_bit(ckpt.step_dir(tmp_path, 30) / ckpt.TENSORS, -2)
+    seen: list[int] = []
+
+    def restore(directory: Path, state: dict) -> None:
+        seen.append(state["step"])
+        if state["step"] == 20:
+            raise KeyError("optimizer")  # a field the run needs is missing: also a fall-back
+
+    with pytest.warns(UserWarning) as record:
+        path, state = ckpt.load_latest(tmp_path, restore)
+    assert path == ckpt.step_dir(tmp_path, 10) and state["step"] == 10 and seen == [20, 10]
+    messages = [str(w.message) for w in record]
+    assert any("step_000000030" in m and "sha256" in m for m in messages)
+    assert any("step_000000020" in m and "optimizer" in m for m in messages)
+    _flip_bit(ckpt.step_dir(tmp_path, 10) / ckpt.TENSORS, -2)
+    with pytest.warns(UserWarning), pytest.raises(CorruptFileError, match="no checkpoint could be restored"):
+        ckpt.load_latest(tmp_path, restore)
+    assert ckpt.load_latest(tmp_path / "empty", restore) is None
+
+
+def test_resume_skips_a_corrupt_checkpoint_and_ends_identical(tmp_path: Path) -> None:
+    """A run whose newest checkpoint has a flipped bit resumes from the previous one, with a warning naming the
+    skipped one, and ends with the same weights (bit for bit) as the run that was never damaged."""
+    cfg = {"train": {"max_steps": 12, "batch_size": 32, "checkpoint_every": 4, "keep_last": 3, "progress": False,
+                     "tensorboard": False, "log_every": 4, "evaluate": False}}
+    torch.manual_seed(0)
+    whole = train(synthetic_pairs.build(CFG), cfg, out_dir=tmp_path / "whole")
+    reference = load_file(str(whole.checkpoint / ckpt.TENSORS))
+    torch.manual_seed(0)
+    train(synthetic_pairs.build(CFG), cfg, out_dir=tmp_path / "hurt")
+    root = tmp_path / "hurt" / "checkpoints"
+    shutil.rmtree(ckpt.step_dir(root, 12))  # as if killed before the end; then damage step 8: step 4 is used
+    _flip_bit(ckpt.step_dir(root, 8) / ckpt.TENSORS, -3)
+    torch.manual_seed(0)
+    with pytest.warns(UserWarning, match="step_000000008"):
+        resumed = train(synthetic_pairs.build(CFG), cfg, out_dir=tmp_path / "hurt", resume=True)
+    assert resumed.resumed_from == 4 and resumed.steps == 12
+    final = load_file(str(resumed.checkpoint / ckpt.TENSORS))
+    assert final.keys() == reference.keys() and all(torch.equal(final[k], reference[k]) for k in final)
+
+
+def test_resume_with_another_process_count_is_an_error(tmp_path: Path) -> None:
+    """An epochs-based schedule depends on the process count: resuming a 2-process run in one process would
+    silently double the total number of steps; it is refused unless train.elastic_resume asks for it."""
+    cfg = {"train": {"epochs": 1, "batch_size": 32, "progress": False, "tensorboard": False, "evaluate": False}}
+    torch.manual_seed(0)
+    done = train(synthetic_pairs.build(CFG), cfg, out_dir=tmp_path)
+    state_path = done.checkpoint / ckpt.STATE
+    state = json.loads(state_path.read_text())
+    state["world_size"], state["rng"] = 2, state["rng"] * 2  # as a 2-process run would have saved it
+    state["state_sha256"] = ckpt._state_digest(state)
+    state_path.write_text(json.dumps(state))
+    with pytest.raises(ConfigError, match="elastic_resume"):
+        train(synthetic_pairs.build(CFG), cfg, out_dir=tmp_path, resume=True)
+    elastic = {"train": dict(cfg["train"], elastic_resume=True)}
+    with pytest.warns(UserWarning, match="2 process"):
+        train(synthetic_pairs.build(CFG), elastic, out_dir=tmp_path, resume=True)

@@ -21,9 +21,12 @@ from xmodal.train import checkpoint as ckpt
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "synthetic_pairs.yaml"
 # 512 samples / batch 32 = 16 steps per epoch, 4 epochs = 64 steps; checkpoints at 10, 20, ... are mid-epoch.
-# Dropout stays on, so equality also proves the RNG states were restored.
+# Dropout stays on, so equality also proves the RNG states were restored; two loader workers and a per-sample
+# augmentation (jitter drawn from the global RNG in __getitem__) prove that the data do not depend on which worker
+# loads which batch, which changes on resume.
 SETTINGS = [
     "data.n_train=512", "data.n_val=64", "model.hidden=32", "model.embed_dim=16", "model.dropout=0.1",
+    "data.augment=0.05", "train.num_workers=2",
     "train.epochs=4", "train.batch_size=32", "train.grad_accum=2", "train.checkpoint_every=10",
     "train.keep_last=2", "train.log_every=5", "train.warmup=5", "train.progress=false", "train.threads=1",
 ]
@@ -118,3 +121,34 @@ def test_kill_during_checkpoint_write_keeps_previous(tmp_path: Path, reference: 
     assert "step 10" in resumed.stderr
     _assert_equal_runs(_final_tensors(out), reference)
     assert [p.name for p in sorted(root.iterdir())] == [f"step_{s:09d}" for s in (60, 64)]  # keep_last=2
+
+
+def _start(out: Path) -> subprocess.Popen:
+    return subprocess.Popen(_command(out, "--resume"), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            cwd=REPO)
+
+
+@pytest.mark.slow
+def test_kill_resume_loop_gives_identical_weights(tmp_path: Path, reference: dict[str, torch.Tensor]) -> None:
+    """Kill and resume in a loop (the short CI version of benchmarks/stress_resume.py): each life of the run is
+    killed as soon as it has written a checkpoint newer than the one it resumed from; the last one finishes."""
+    out = tmp_path / "loop"
+    root = out / "checkpoints"
+    kills = 0
+    for _ in range(3):
+        before = ckpt.find_latest(root)
+        proc = _start(out)
+        deadline = time.monotonic() + 240
+        while ckpt.find_latest(root) == before:
+            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "no new checkpoint appeared"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        proc.stderr.close()
+        kills += proc.returncode == -signal.SIGKILL
+    latest = ckpt.find_latest(root)
+    assert kills == 3 and latest is not None and latest.name < f"step_{FINAL:09d}"
+    resumed = _run(out, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _assert_equal_runs(_final_tensors(out), reference)

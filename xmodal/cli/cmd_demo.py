@@ -3,11 +3,14 @@ contrastive model, evaluate retrieval on held-out emoji against a random baselin
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 import typer
 
-DEFAULT_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "demo_trimodal.yaml"
+# Package data (``xmodal/recipes`` links to the repository's ``recipes/``; the wheel holds copies), so the demo
+# finds its recipe after a plain ``pip install`` as well as in a source checkout.
+DEFAULT_RECIPE = Path(str(files("xmodal") / "recipes" / "demo_trimodal.yaml"))
 
 
 def demo(

@@ -110,10 +110,12 @@ def cnn1d(spec: ModalitySpec, *, width: int | None = None, channels: list[int] |
 @register_encoder("cnn2d")
 def cnn2d(spec: ModalitySpec, *, width: int | None = None, channels: list[int] | None = None, depth: int = 1,
           kernel_size: int = 3, norm: Norm | None = None, stem_stride: int = 1, in_channels: int | None = None,
-          out_dim: int | None = None) -> nn.Module:
-    """2-D convolution over (height, width), or (mels | pitch, time) with one input channel."""
+          out_dim: int | None = None, channels_last: bool = False) -> nn.Module:
+    """2-D convolution over (height, width), or (mels | pitch, time) with one input channel. ``channels_last``
+    changes the memory layout only (same values; faster GroupNorm convolutions on CPU)."""
     return _conv(2, spec, spec.name, {"in_channels": in_channels}, width, channels, (32, 64, 128, 256),
-                 depth=depth, kernel_size=kernel_size, norm=norm, stem_stride=stem_stride, out_dim=out_dim)
+                 depth=depth, kernel_size=kernel_size, norm=norm, stem_stride=stem_stride, out_dim=out_dim,
+                 channels_last=channels_last)
 
 
 @register_encoder("cnn3d")

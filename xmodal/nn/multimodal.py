@@ -113,7 +113,11 @@ class ContrastiveModel(nn.Module):
         return out
 
 
-def contrastive_loss(outputs: Mapping[str, torch.Tensor], gather: bool = True) -> torch.Tensor:
-    """Mean symmetric InfoNCE over every pair of ``*_emb`` in ``ContrastiveModel`` outputs."""
+def contrastive_loss(
+    outputs: Mapping[str, torch.Tensor], gather: bool = True, check_finite: bool = False
+) -> torch.Tensor:
+    """Mean symmetric InfoNCE over every pair of ``*_emb`` in ``ContrastiveModel`` outputs: each modality gathered
+    once per step, and no host synchronisation inside (the trainer checks the step's loss for NaN once; pass
+    ``check_finite=True`` to check the embeddings here)."""
     embeddings = {k[: -len("_emb")]: v for k, v in outputs.items() if k.endswith("_emb")}
-    return pairwise_info_nce(embeddings, outputs["logit_scale"], gather=gather)
+    return pairwise_info_nce(embeddings, outputs["logit_scale"], gather=gather, check_finite=check_finite)

@@ -115,18 +115,32 @@ def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
 
 
 # ------------------------------------------------------------------------------------------- InfoNCE
-def _check_pair(a: torch.Tensor, b: torch.Tensor, name: str) -> None:
+def _check_pair(a: torch.Tensor, b: torch.Tensor, name: str, check_finite: bool = True) -> None:
     if a.dim() != 2 or a.shape != b.shape:
         raise ShapeError(
             f"expected two (batch, dim) embeddings of equal shape, got {tuple(a.shape)} and {tuple(b.shape)}",
             source=name,
         )
-    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+    # On an accelerator this reads a flag back to the host (a synchronisation): the trainer skips it and checks
+    # the step's loss once instead (a NaN embedding makes the loss NaN).
+    if check_finite and not (torch.isfinite(a).all() and torch.isfinite(b).all()):
         raise NonFiniteError("embeddings hold NaN or inf", source=name)
 
 
+def _symmetric_ce(
+    a: torch.Tensor, b: torch.Tensor, all_a: torch.Tensor, all_b: torch.Tensor, offset: int,
+    logit_scale: torch.Tensor | float,
+) -> torch.Tensor:
+    """``(CE(s * a @ all_b.T, i + offset) + CE(s * b @ all_a.T, i + offset)) / 2`` over this rank's rows ``i``."""
+    labels = torch.arange(a.shape[0], device=a.device) + offset
+    logits_a = logit_scale * a @ all_b.T  # (n, world * n)
+    logits_b = logit_scale * b @ all_a.T  # (n, world * n)
+    return (F.cross_entropy(logits_a, labels) + F.cross_entropy(logits_b, labels)) / 2
+
+
 def info_nce(
-    a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor | float, *, gather: bool = True
+    a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor | float, *, gather: bool = True,
+    check_finite: bool = True,
 ) -> torch.Tensor:
     """Symmetric InfoNCE of CLIP: ``(CE(s * a @ b.T, i) + CE(s * b @ a.T, i)) / 2`` where pair ``i`` is positive.
 
@@ -136,17 +150,15 @@ def info_nce(
     ``n``): this is open_clip's ``ClipLoss(local_loss=True, gather_with_grad=True)``. With equal ``n`` on every
     rank, the mean of the per-rank losses equals the full-batch loss and DDP's gradient averaging yields the
     full-batch gradient (for unequal ``n``, weight each rank's loss by ``world * n / N``).
+    ``check_finite=False`` skips the NaN/inf check of the embeddings (a host synchronisation on accelerators).
     """
-    _check_pair(a, b, "info_nce")
+    _check_pair(a, b, "info_nce", check_finite)
     if gather:
         all_a, offset = gather_with_grad(a)
         all_b, _ = gather_with_grad(b)
     else:
         all_a, all_b, offset = a, b, 0
-    labels = torch.arange(a.shape[0], device=a.device) + offset
-    logits_a = logit_scale * a @ all_b.T  # (n, world * n)
-    logits_b = logit_scale * b @ all_a.T  # (n, world * n)
-    return (F.cross_entropy(logits_a, labels) + F.cross_entropy(logits_b, labels)) / 2
+    return _symmetric_ce(a, b, all_a, all_b, offset, logit_scale)
 
 
 def pairwise_info_nce(
@@ -155,20 +167,31 @@ def pairwise_info_nce(
     *,
     gather: bool = True,
     weights: dict[tuple[str, str], float] | None = None,
+    check_finite: bool = True,
 ) -> torch.Tensor:
     """Mean (or ``weights``-weighted sum) of :func:`info_nce` over every pair of modalities in ``embeddings``
-    (VATT/ImageBind-style alignment of three or more modalities). Keys may be ``"image"`` or ``"image_emb"``."""
+    (VATT/ImageBind-style alignment of three or more modalities). Keys may be ``"image"`` or ``"image_emb"``.
+
+    Each modality is gathered across ranks once, not once per pair it belongs to (M gathers instead of
+    M * (M - 1)); the value and gradients are those of the per-pair :func:`info_nce` sum."""
     names = list(embeddings)
     if len(names) < 2:
         raise ShapeError(
             f"need embeddings of at least two modalities, got {names}", source="pairwise_info_nce"
         )
-    total, count = 0.0, 0.0
+    pairs = []
     for x, y in combinations(names, 2):
         w = 1.0 if weights is None else weights.get((x, y), weights.get((y, x), 0.0))
         if w:
-            total = total + w * info_nce(embeddings[x], embeddings[y], logit_scale, gather=gather)
-            count += w
+            _check_pair(embeddings[x], embeddings[y], f"pairwise_info_nce[{x}, {y}]", check_finite)
+            pairs.append((x, y, w))
+    used = {m for x, y, _ in pairs for m in (x, y)}
+    gathered = {m: gather_with_grad(embeddings[m]) if gather else (embeddings[m], 0) for m in names if m in used}
+    total, count = 0.0, 0.0
+    for x, y, w in pairs:
+        (all_x, offset), (all_y, _) = gathered[x], gathered[y]
+        total = total + w * _symmetric_ce(embeddings[x], embeddings[y], all_x, all_y, offset, logit_scale)
+        count += w
     return total / count if weights is None else total
 
 

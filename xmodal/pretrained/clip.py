@@ -3,7 +3,8 @@ tokenizer, for CLIPScore / RefCLIPScore (Hessel et al. 2021) and CLIPSIM.
 
 - Model: parameter names and shapes equal ``ViT-B-32.pt``'s state_dict as openai/CLIP ``build_model`` reads it
   (key set in ``tests/fixtures/clip_vit_b32_keys.json``); the TorchScript file itself loads through
-  ``weights.load_state_dict``, which drops its three non-tensor config entries.
+  ``weights.load_weights`` only when its sha256 matches OpenAI's (with ``check=False`` give a safetensors or
+  plain state-dict copy); its three non-tensor config entries are dropped.
 - Preprocessing: openai/CLIP ``_transform(224)``: PIL bicubic resize of the short side to 224 (long side
   ``int(224 * long / short)``), centre crop 224 with torchvision's ``round((h - 224) / 2)`` offsets, RGB,
   ``/255``, normalise with CLIP's mean and std.
@@ -32,6 +33,7 @@ WEIGHTS = WeightFile(
     filename="ViT-B-32.pt",
     sha256="40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af",  # in OpenAI's download URL
     source="OpenAI's CLIP release (the ViT-B/32 entry of _MODELS in openai/CLIP clip/clip.py)",
+    torchscript=True,  # OpenAI's file is a TorchScript archive; a re-saved copy must be a plain state dict
 )
 VOCAB = WeightFile(
     filename="bpe_simple_vocab_16e6.txt.gz",
@@ -194,7 +196,7 @@ def find_vocab(path: str | Path | None = None) -> Path:
         # PathFinder locates the package without importing it (its __init__ needs torchvision).
         spec = importlib.machinery.PathFinder.find_spec("clip")
         if spec is not None and spec.submodule_search_locations:
-            shipped = Path(list(spec.submodule_search_locations)[0]) / VOCAB.filename
+            shipped = Path(next(iter(spec.submodule_search_locations))) / VOCAB.filename
             if shipped.is_file():
                 return shipped
         raise
@@ -209,7 +211,8 @@ class SimpleTokenizer:
             verify_sha256(path, VOCAB.sha256)
         self._ftfy = require_module("ftfy", extra="text")
         self._re = require_module("regex", extra="text")
-        lines = gzip.open(path).read().decode("utf-8").split("\n")
+        with gzip.open(path) as fh:
+            lines = fh.read().decode("utf-8").split("\n")
         merges = [tuple(m.split()) for m in lines[1:49152 - 256 - 2 + 1]]
         self.byte_encoder = _bytes_to_unicode()
         vocab = list(self.byte_encoder.values())

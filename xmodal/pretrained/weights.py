@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +29,7 @@ class WeightFile:
     sha256: str | None
     source: str
     aliases: tuple[str, ...] = ()  # other names the same file is distributed under
+    torchscript: bool = False  # the release is a TorchScript archive (loaded only when its sha256 matches)
 
 
 def cache_dirs() -> list[Path]:
@@ -76,23 +76,50 @@ def verify_sha256(path: str | Path, expected: str | None) -> None:
                             f"{'...' if len(expected) < 64 else ''}; the file is corrupt or a different version")
 
 
-def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load a state_dict from safetensors, a plain torch file (``weights_only=True``), or a TorchScript
-    archive (OpenAI's CLIP ``.pt`` files are TorchScript; ``torch.jit.load`` rebuilds TorchScript types only and
-    runs no pickled Python, and only its tensors are kept)."""
+def is_torchscript_archive(path: str | Path) -> bool:
+    """Whether ``path`` is a TorchScript archive: a zip holding ``<name>/constants.pkl`` and ``<name>/code/``
+    (what ``torch.jit.save`` writes; a ``torch.save`` zip has neither)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names)
+
+
+def load_state_dict(path: str | Path, torchscript: bool = False) -> dict[str, torch.Tensor]:
+    """Load a state_dict from safetensors or a plain torch file (``weights_only=True``, which unpickles no code).
+
+    A TorchScript archive is loaded (``torch.jit.load``, keeping only its tensors) only with ``torchscript=True``:
+    loading one runs the scripted code it carries (``__setstate__`` of its modules), so a file given as a state
+    dict never falls through to it. Callers pass ``torchscript=True`` only for a file they know by name and
+    checksum (OpenAI's CLIP ``.pt`` release, see :func:`load_weights`).
+    """
     path = Path(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
-    try:
-        with warnings.catch_warnings():  # torch.load names the TorchScript dispatch in a warning; expected here
-            warnings.filterwarnings("ignore", message=".*TorchScript archive.*")
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # TorchScript archives refuse weights_only loading
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # safetensors raises its own error types
+            raise CorruptFileError(f"cannot read safetensors weights ({exc})", source=path) from exc
+    if is_torchscript_archive(path):
+        if not torchscript:
+            raise CorruptFileError(
+                "is a TorchScript archive, not a state dict; loading it would run the code it carries. "
+                "Re-save its tensors as safetensors (or torch.save of a state_dict) and pass that file",
+                source=path,
+            )
         try:
             obj = torch.jit.load(str(path), map_location="cpu").state_dict()
-        except Exception:
+        except Exception as exc:
+            raise CorruptFileError(f"cannot read TorchScript weights ({exc})", source=path) from exc
+    else:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # not a torch file, or one whose pickle needs more than tensors
             raise CorruptFileError(f"cannot read weights ({exc})", source=path) from exc
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
@@ -104,8 +131,12 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 def load_weights(spec: WeightFile, path: str | Path | None = None, check: bool = True
                  ) -> dict[str, torch.Tensor]:
     """Find, verify (sha256) and load the state_dict of ``spec``. ``check=False`` skips the checksum, for
-    re-saved copies (e.g. safetensors) of the same tensors."""
+    re-saved copies (e.g. safetensors) of the same tensors.
+
+    A TorchScript archive loads only when ``spec.torchscript`` names the release as one and its checksum was
+    verified: with ``check=False`` the file is an unknown one and must be a plain state dict.
+    """
     file = find_weights(spec, path)
     if check:
         verify_sha256(file, spec.sha256)
-    return load_state_dict(file)
+    return load_state_dict(file, torchscript=spec.torchscript and check and spec.sha256 is not None)

@@ -41,6 +41,7 @@ class DataConfig:
     dim_b: int = 24
     noise: float = 0.1
     seed: int = 0
+    augment: float = 0.0  # training only: Gaussian jitter of this std drawn per sample from torch's global RNG
 
 
 @dataclass
@@ -85,7 +86,9 @@ def check(cfg: dict[str, Any]) -> None:
 class PairDataset(Dataset):
     """``n`` pairs ``{"a": (dim_a,), "b": (dim_b,), "id": int}`` from latents drawn with ``generator``."""
 
-    def __init__(self, n: int, cfg: DataConfig, proj_a: torch.Tensor, proj_b: torch.Tensor, generator: torch.Generator) -> None:
+    def __init__(self, n: int, cfg: DataConfig, proj_a: torch.Tensor, proj_b: torch.Tensor, generator: torch.Generator,
+                 augment: float = 0.0) -> None:
+        self.augment = augment
         z = torch.randn(n, cfg.latent_dim, generator=generator)  # (n, latent)
         scale = cfg.latent_dim**-0.5
         self.a = torch.tanh(z @ proj_a * scale) + cfg.noise * torch.randn(n, cfg.dim_a, generator=generator)
@@ -95,7 +98,11 @@ class PairDataset(Dataset):
         return self.a.shape[0]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        return {"a": self.a[index], "b": self.b[index], "id": index}
+        a, b = self.a[index], self.b[index]
+        if self.augment:  # the trainer seeds the global RNG per sample (xmodal.train.sampling)
+            a = a + self.augment * torch.randn(a.shape)
+            b = b + self.augment * torch.randn(b.shape)
+        return {"a": a, "b": b, "id": index}
 
 
 collate = pipeline.make_collate(FIELDS)  # {"a": (batch, dim_a), "b": (batch, dim_b), "id": (batch,)}
@@ -106,7 +113,10 @@ def build_data(cfg: dict[str, Any]) -> tuple[PairDataset, PairDataset]:
     gen = torch.Generator().manual_seed(d.seed)
     proj_a = torch.randn(d.latent_dim, d.dim_a, generator=gen)
     proj_b = torch.randn(d.latent_dim, d.dim_b, generator=gen)
-    return PairDataset(d.n_train, d, proj_a, proj_b, gen), PairDataset(d.n_val, d, proj_a, proj_b, gen)
+    if d.augment < 0:
+        raise ConfigError(f"data.augment: must be >= 0, got {d.augment}")
+    train = PairDataset(d.n_train, d, proj_a, proj_b, gen, augment=d.augment)
+    return train, PairDataset(d.n_val, d, proj_a, proj_b, gen)
 
 
 def build_model(cfg: dict[str, Any]) -> nn.Module:

@@ -77,6 +77,10 @@ class ModelConfig:
     text_hidden: int = 512
     dropout: float = 0.1
     init_temperature: float = 0.07
+    # GroupNorm normalises each image alone, so GradCache accumulation and data parallelism stay exact;
+    # "batch" (BatchNorm) couples the samples of a micro-batch and is exact with neither
+    image_norm: str = "group"
+    image_channels_last: bool = True  # same values; GroupNorm convolutions run faster that way on CPU
 
 
 def check(cfg: dict[str, Any]) -> None:
@@ -206,7 +210,9 @@ class TrimodalDataset(Dataset):
     """Samples ``{"id", "image": (3, H, W) float, "audio": (n_mels, frames) float, "text": (384,) float}``.
 
     In training a random voice, a random crop of long recordings and a random image translation are drawn
-    (from torch's global RNG, which the trainer seeds and checkpoints); in evaluation voice 0, no crop, no shift.
+    from torch's global RNG, which the trainer seeds per sample from (seed, epoch, index) so that any number of
+    loader workers and any resume point give the same draws (:mod:`xmodal.train.sampling`); in evaluation
+    voice 0, no crop, no shift.
     """
 
     def __init__(self, store: FeatureStore, split: str, cfg: DataConfig, train: bool) -> None:
@@ -251,12 +257,15 @@ def model_plan(cfg: dict[str, Any]) -> dict[str, Any]:
     d = parse_section(DataConfig, cfg.get("data"), "data")
     for key, value in asdict(m).items():
         values = value if isinstance(value, list) else [value]
+        if key in ("image_norm", "image_channels_last"):
+            continue
         if key not in ("dropout", "init_temperature") and (not values or min(values) < 1):
             raise ConfigError(f"model.{key}: must be >= 1, got {value}")
     return {
         "encoders": {
-            "image": {"family": "cnn2d", "channels": m.image_channels, "depth": m.image_depth, "norm": "batch",
-                      "stem_stride": m.image_stem_stride},
+            "image": {"family": "cnn2d", "channels": m.image_channels, "depth": m.image_depth,
+                      "norm": m.image_norm, "stem_stride": m.image_stem_stride,
+                      "channels_last": m.image_channels_last},
             "audio": {"modality": "spectrogram", "family": "cnn1d", "in_channels": d.n_mels,
                       "channels": m.audio_channels, "depth": m.audio_depth, "kernel_size": m.audio_kernel,
                       "norm": "layer", "stem_stride": m.audio_stem_stride},

@@ -49,6 +49,7 @@ class TrainConfig:
     eval_every: int = 0  # steps between evaluations during training (best checkpoint kept); 0: only at the end
     tensorboard: bool = True
     progress: bool = True  # progress bar on rank 0
+    elastic_resume: bool = False  # allow --resume with another number of processes (schedule and data order change)
 
     @property
     def micro_batch_size(self) -> int:

@@ -106,6 +106,7 @@ def wrap_model(model: nn.Module, env: DistEnv, strategy: str) -> nn.Module:
     """
     if not env.distributed:
         return model
+    model = _sync_batchnorm(model, env)
     if strategy == "ddp":
         from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -124,11 +125,32 @@ def wrap_model(model: nn.Module, env: DistEnv, strategy: str) -> nn.Module:
         # FSDP2 cannot shard 0-d parameters (a CLIP logit scale): they stay replicated, outside FSDP, and
         # their gradients are averaged by :func:`reduce_replicated_grads`.
         scalars = [p for p in model.parameters() if p.ndim == 0]
+        for p in model.parameters():  # FSDP2 shards along dim 0 of a contiguous tensor (channels-last kernels)
+            p.data = p.data.contiguous()
         shard_blocks(model)
         fully_shard(model, ignored_params=set(scalars) or None)
         model._xmodal_replicated = scalars  # type: ignore[assignment]
         return model
     raise ValueError(f"unknown strategy {strategy!r}")
+
+
+def _sync_batchnorm(model: nn.Module, env: DistEnv) -> nn.Module:
+    """BatchNorm under data parallelism: SyncBatchNorm on GPUs (statistics over the global batch; the converted
+    layers share the original parameters and buffers). SyncBatchNorm has no CPU kernel, so on CPU each process
+    normalises its own batch, which is not the single-process computation: a warning says so."""
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return model
+    if env.device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    import warnings
+
+    warnings.warn(
+        "BatchNorm layers under torchrun on CPU normalise each process's batch alone (SyncBatchNorm needs "
+        "GPUs), so training differs from one process with the global batch; GroupNorm or LayerNorm (norm: "
+        "group | layer) keep it exact",
+        stacklevel=3,
+    )
+    return model
 
 
 def reduce_replicated_grads(model: nn.Module) -> None:

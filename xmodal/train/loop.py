@@ -1,14 +1,16 @@
 """The training loop: one function, :func:`train`, driven by a :class:`~xmodal.tasks.base.TaskBundle`.
 
 What it guarantees:
-- Reproducible and resumable: the data order of epoch ``e`` depends only on ``(seed, e, rank, world size)``;
+- Reproducible and resumable: the data order of epoch ``e`` depends only on ``(seed, e, rank, world size)``, and
+  each sample's augmentation only on ``(seed, e, index)``, whatever ``num_workers`` is (``train/sampling.py``);
   a checkpoint records the position inside the epoch and every rank's RNG state, so a run killed and resumed
   from its last checkpoint ends with the same weights as one that was never interrupted (tested bit for bit).
 - Gradient accumulation that is exact for contrastive losses (``bundle.coupled_loss``): the GradCache scheme of
   Gao et al. 2021 ("Scaling Deep Contrastive Learning Batch Size under Memory Limited Setup"). Summing
   micro-batch InfoNCE losses would only contrast samples within a micro-batch, a different (weaker) objective.
-- AdamW with linear warm-up and cosine decay, autocast mixed precision (bf16, fp16 with a grad scaler), global
-  gradient-norm clipping, a typed error naming the step when the loss is NaN or infinite.
+- AdamW (no weight decay on biases, norm gains and the logit scale) with linear warm-up and cosine decay,
+  autocast mixed precision (bf16, fp16 with a grad scaler), global gradient-norm clipping, a typed error naming
+  the step when the loss is NaN or infinite.
 """
 
 from __future__ import annotations
@@ -27,15 +29,17 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import Dataset
 
-from xmodal.errors import ConfigError, NonFiniteError
+from xmodal.errors import ConfigError, CorruptFileError, NonFiniteError
 from xmodal.tasks.base import Batch, Outputs, TaskBundle
 from xmodal.train import checkpoint as ckpt
 from xmodal.train import distributed as xdist
 from xmodal.train.config import TrainConfig, train_config_from
 from xmodal.train.evaluation import RunEvaluator, write_run_files
 from xmodal.train.logging import RunLogger, progress_bar
+from xmodal.train.optim import build_adamw
+from xmodal.train.sampling import epoch_loader
 
 RESULT_NAME = "train_result.json"
 
@@ -257,25 +261,10 @@ def _autocast_factory(precision: str, device: torch.device) -> Callable[[], cont
 def _epoch_batches(
     dataset: Dataset, bundle: TaskBundle, tc: TrainConfig, env: xdist.DistEnv, epoch: int, skip: int, steps: int
 ) -> Iterator[Batch]:
-    """Batches ``skip .. steps-1`` of epoch ``epoch`` for this rank, in an order fixed by (seed, epoch)."""
-    sampler = DistributedSampler(
-        dataset, num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=tc.seed, drop_last=True
-    )
-    sampler.set_epoch(epoch)
-    indices = list(sampler)[skip * tc.batch_size : steps * tc.batch_size]
-    # A generator of its own: the DataLoader draws worker seeds from it, not from the global RNG, so creating
-    # a loader mid-epoch on resume leaves the global RNG exactly where the uninterrupted run had it.
-    generator = torch.Generator().manual_seed(tc.seed * 1_000_003 + epoch)
-    loader = DataLoader(
-        dataset,
-        batch_size=tc.batch_size,
-        sampler=indices,
-        drop_last=True,
-        collate_fn=bundle.collate,
-        num_workers=tc.num_workers,
-        generator=generator,
-    )
-    yield from loader
+    """Batches ``skip .. steps-1`` of epoch ``epoch`` for this rank: order and augmentation fixed by (seed, epoch)."""
+    yield from epoch_loader(dataset, bundle.collate, seed=tc.seed, epoch=epoch, rank=env.rank,
+                            world_size=env.world_size, batch_size=tc.batch_size, skip=skip, steps=steps,
+                            num_workers=tc.num_workers)
 
 
 def _naming_step(batches: Iterator[Batch], where: Callable[[], tuple[str, str]]) -> Iterator[Batch]:
@@ -307,6 +296,26 @@ def _gather_rng(env: xdist.DistEnv) -> list[dict[str, Any]]:
     states: list[Any] = [None] * env.world_size
     dist.all_gather_object(states, state)
     return states
+
+
+def _check_world_size(state: dict[str, Any], env: xdist.DistEnv, tc: TrainConfig) -> None:
+    """Checkpoint fields the resume relies on are integers, and the process count is the saved one.
+
+    Another process count changes the batches per epoch, hence the schedule of an ``epochs`` run, the data
+    order and the random streams: an error unless ``train.elastic_resume`` asks for it (then a warning).
+    """
+    for key in ("step", "epoch", "batch_in_epoch", "world_size"):
+        if isinstance(state.get(key), bool) or not isinstance(state.get(key), int) or state[key] < 0:
+            raise CorruptFileError(f"state.json field {key!r} is {state.get(key)!r}, not a count")
+    saved = state["world_size"]
+    if saved == env.world_size:
+        return
+    message = (f"the checkpoint was saved by {saved} process(es) and this run has {env.world_size}: the number of "
+               "batches per epoch (and so the schedule of an epochs-based run), the data order and the random "
+               "streams differ from an uninterrupted run")
+    if not tc.elastic_resume:
+        raise ConfigError(f"{message}; resume with the same number of processes, or set train.elastic_resume=true")
+    warnings.warn(message, stacklevel=3)
 
 
 def _read_history(path: Path) -> list[dict[str, float]]:
@@ -370,37 +379,36 @@ def _train(
     model.train()
     model = xdist.wrap_model(model, env, tc.strategy)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay)
+    optimizer = build_adamw(model, tc.lr, (tc.betas[0], tc.betas[1]), tc.weight_decay)  # no decay: biases, norms
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(total, tc.warmup, tc.min_lr_ratio))
     scaler = torch.amp.GradScaler(env.device.type) if tc.precision == "fp16" else None
     autocast = _autocast_factory(tc.precision, env.device)
 
     step, epoch, in_epoch, resumed_from = 0, 0, 0, None
     loss_value: float | None = None
-    latest = ckpt.find_latest(root) if resume else None
-    if resume and latest is None:
-        console.print(f"[yellow]--resume: no complete checkpoint in {root}; starting from scratch[/]")
-    if latest is not None:
-        tensors, state = ckpt.read_checkpoint(latest)
-        ckpt.restore_state(model, optimizer, tensors, state["optimizer"])
+
+    def restore(directory: Path, state: dict[str, Any]) -> None:
+        _check_world_size(state, env, tc)
+        ckpt.restore_checkpoint(directory, state, model, optimizer, verify=False)  # load_latest verified it
         scheduler.load_state_dict(state["scheduler"])
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
+        if state["world_size"] == env.world_size:
+            ckpt.set_rng_state(state["rng"][env.rank])
+
+    loaded = ckpt.load_latest(root, restore) if resume else None
+    latest = loaded[0] if loaded else None
+    if resume and latest is None:
+        console.print(f"[yellow]--resume: no complete checkpoint in {root}; starting from scratch[/]")
+    if loaded is not None:
+        latest, state = loaded
         step, epoch, in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         resumed_from, loss_value = step, state.get("loss")
-        if state.get("world_size") == env.world_size:
-            ckpt.set_rng_state(state["rng"][env.rank])
-        else:
-            warnings.warn(
-                f"{latest}: saved with {state.get('world_size')} processes, resuming with {env.world_size}: "
-                "the data order and random streams will differ from an uninterrupted run",
-                stacklevel=2,
-            )
+        if state["world_size"] != env.world_size:  # allowed by train.elastic_resume
             seed_everything(tc.seed + 1000 * env.rank + step)
         if state.get("train_config") != asdict(tc):
             warnings.warn(f"{latest}: the train section differs from the one the checkpoint was made with", stacklevel=2)
         console.print(f"resuming from {latest} (step {step})")
-        del tensors
     else:
         # Model init used `seed` on every rank (DDP also broadcasts rank 0's weights); training randomness
         # (dropout, augmentation) gets a stream per rank.
@@ -423,12 +431,13 @@ def _train(
 
     def position() -> tuple[str, str]:  # where the loop is, read when an error is raised
         return f"step {step + 1}", f"(epoch {epoch}, batch {in_epoch + 1} of the epoch)"
+    sharded = tc.strategy == "fsdp" and env.distributed  # each rank writes its shards (torch.distributed.checkpoint)
 
     def save() -> Path | None:
-        tensors, optim_json = ckpt.gather_state(model, optimizer)
+        tensors, optim_json = ({}, None) if sharded else ckpt.gather_state(model, optimizer)
         rng = _gather_rng(env)
         path = None
-        if env.is_main:
+        if sharded or env.is_main:
             state = {
                 "epoch": epoch,
                 "batch_in_epoch": in_epoch,
@@ -441,6 +450,8 @@ def _train(
                 "recipe": recipe,
                 "loss": loss_value,
             }
+            if sharded:
+                return ckpt.write_sharded_checkpoint(root, step, model, optimizer, state, tc.keep_last)
             path = ckpt.write_checkpoint(root, step, tensors, state, tc.keep_last)
         xdist.barrier()
         return path

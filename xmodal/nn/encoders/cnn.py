@@ -6,9 +6,12 @@ has stride 2), then global pooling and a linear layer to ``out_dim``. ``forward`
 ``forward_features`` returns the last feature map (2D: ``(batch, C, H', W')``) or sequence (1D:
 ``(batch, T', C)`` with its downsampled mask) for localisation heads.
 
-Padding masks (1D only, True = valid) are exact: padded steps are zeroed after every stage so that a valid step
-sees the same zeros a shorter, unpadded input would see at its edge. That holds for ``norm="batch"`` in eval
-mode and ``norm="layer"`` (per-step channel norm); ``norm="group"`` pools statistics over time, padding included.
+Padding masks (True = valid; ``(batch, time)`` in 1D, ``(batch, H, W)`` in 2D, ``(batch, T, H, W)`` in 3D, each
+sample's valid region starting at index 0 on every axis, i.e. padding at the end) are exact: padded positions
+are zeroed after every convolution (with its norm and activation), so that a valid position sees the same zeros
+a smaller, unpadded input would see at its edge, at every depth. That holds for ``norm="layer"`` (per-position
+channel norm), ``norm="none"`` and ``norm="batch"`` in eval mode; ``norm="group"`` pools statistics over all
+positions, padding included, and so does BatchNorm in training.
 """
 
 from __future__ import annotations
@@ -84,8 +87,27 @@ class ConvStage(nn.Module):
         self.layers = nn.Sequential(*layers)
         self.stride = stride
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``x`` ``(batch, C, *spatial)`` and its optional mask ``(batch, *spatial)`` -> the stage's output and mask.
+
+        With a mask, padded positions are zeroed after every conv-norm-activation: the next conv of the stage
+        must see zeros there, as it would at the edge of an unpadded input (its bias, the norm's shift and
+        GELU would otherwise fill them).
+        """
+        for i in range(0, len(self.layers), 3):
+            x = self.layers[i + 2](self.layers[i + 1](self.layers[i](x)))
+            if mask is not None:
+                if i == 0:
+                    mask = downsample_mask(mask, self.stride, x.shape[2:])
+                x = x * mask[:, None].to(x.dtype)
+        return x, mask
+
+
+def downsample_mask(mask: torch.Tensor, stride: int, size: torch.Size | tuple[int, ...]) -> torch.Tensor:
+    """The mask of a conv's output: a conv with padding ``k // 2`` and ``stride`` centres output ``i`` on input
+    ``i * stride`` along every axis, so the output is valid iff that input is."""
+    index = (slice(None),) + tuple(slice(0, n * stride, stride) for n in size)
+    return mask[index]
 
 
 class ConvEncoder(nn.Module):
@@ -101,6 +123,10 @@ class ConvEncoder(nn.Module):
         norm: "batch", "group", "layer" (channel LayerNorm) or "none".
         act: activation class.
         stem_stride: stride of the first stage (2 or 4 downsizes large inputs early, as ResNet's stem does).
+        channels_last: 2-D/3-D convolutions in channels-last memory format (kernels and the input converted;
+            every later activation follows). Same values; on CPU, oneDNN's convolutions with GroupNorm run
+            markedly faster that way, and only when the kernels are converted too
+            (``benchmarks/bench_train_variants.py``). Checkpoints store contiguous copies, as for any tensor.
     """
 
     def __init__(
@@ -114,6 +140,7 @@ class ConvEncoder(nn.Module):
         norm: Norm = "batch",
         act: type[nn.Module] = nn.GELU,
         stem_stride: int = 1,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         if dims not in _CONV:
@@ -124,6 +151,7 @@ class ConvEncoder(nn.Module):
             )
         self.dims = dims
         self.in_channels = in_channels
+        self.memory_format = {2: torch.channels_last, 3: torch.channels_last_3d}.get(dims) if channels_last else None
         stages, prev = [], in_channels
         for i, ch in enumerate(channels):
             stride = stem_stride if i == 0 else 2
@@ -133,6 +161,8 @@ class ConvEncoder(nn.Module):
         self.feature_dim = prev
         self.proj = nn.Identity() if out_dim is None else nn.Linear(prev, out_dim)
         self.out_dim = prev if out_dim is None else out_dim
+        if self.memory_format is not None:
+            self.stages.to(memory_format=self.memory_format)  # the conv kernels (4-D / 5-D) only
 
     def _check(self, x: torch.Tensor) -> None:
         if x.dim() != self.dims + 2 or x.shape[1] != self.in_channels:
@@ -144,37 +174,32 @@ class ConvEncoder(nn.Module):
     def forward_features(
         self, x: torch.Tensor, mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Last feature map ``(batch, C, *spatial')`` and, for 1D with a mask, its downsampled mask."""
+        """Last feature map ``(batch, C, *spatial')`` and, with a mask, its downsampled mask ``(batch, *spatial')``."""
         self._check(x)
         if mask is not None:
-            if self.dims != 1:
-                raise ShapeError("padding masks are supported by 1D encoders only", source="mask")
-            if mask.shape != (x.shape[0], x.shape[-1]):
-                raise ShapeError(
-                    f"expected (batch, time) = {(x.shape[0], x.shape[-1])}, got {tuple(mask.shape)}",
-                    source="mask",
-                )
+            expected = (x.shape[0], *x.shape[2:])
+            if tuple(mask.shape) != expected:
+                axes = "time" if self.dims == 1 else ", ".join(["..."] * self.dims)
+                raise ShapeError(f"expected (batch, {axes}) = {expected}, got {tuple(mask.shape)}", source="mask")
             mask = mask.bool()
-            x = x * mask[:, None, :]
+            x = x * mask[:, None].to(x.dtype)
+        if self.memory_format is not None:
+            x = x.contiguous(memory_format=self.memory_format)
         for stage in self.stages:
-            x = stage(x)
-            if mask is not None:
-                # A strided conv with padding k//2 centres output i on input i*stride: it is valid iff that is.
-                mask = mask[:, :: stage.stride][:, : x.shape[-1]]
-                x = x * mask[:, None, :]
+            x, mask = stage(x, mask)
         return x, mask
 
     def pool(self, feats: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Global average over the spatial axes (masked mean over valid steps in 1D) -> ``(batch, out_dim)``."""
+        """Global average over the spatial axes (the mean over valid positions with a mask) -> ``(batch, out_dim)``."""
         if mask is None:
             pooled = feats.flatten(2).mean(-1)
         else:
-            weights = mask.to(feats.dtype)[:, None, :]  # (batch, 1, time)
-            pooled = (feats * weights).sum(-1) / weights.sum(-1).clamp_min(1.0)
+            weights = mask.to(feats.dtype).flatten(1)[:, None, :]  # (batch, 1, positions)
+            pooled = (feats.flatten(2) * weights).sum(-1) / weights.sum(-1).clamp_min(1.0)
         return self.proj(pooled)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``x``: ``(batch, in_channels, *spatial)``, ``mask``: ``(batch, time)`` (1D) -> ``(batch, out_dim)``."""
+        """``x``: ``(batch, in_channels, *spatial)``, ``mask``: ``(batch, *spatial)`` -> ``(batch, out_dim)``."""
         feats, mask = self.forward_features(x, mask)
         return self.pool(feats, mask)
 
