@@ -163,7 +163,7 @@ def pairwise_info_nce(
         raise ShapeError(
             f"need embeddings of at least two modalities, got {names}", source="pairwise_info_nce"
         )
-    total, count = 0.0, 0.0
+    total, count = embeddings[names[0]].new_zeros(()), 0.0  # a tensor even when every weight is zero
     for x, y in combinations(names, 2):
         w = 1.0 if weights is None else weights.get((x, y), weights.get((y, x), 0.0))
         if w:
