@@ -47,9 +47,9 @@ def seen_objects(scene: Scene, t: float) -> list[dict[str, Any]]:
     out = []
     for o in scene.objects:
         if frac[o.id] >= SEEN:
-            box = box_at(o, t, scene.config)
-            tint = state_at(o, t, scene.config)[3]
-            out.append({"id": o.id, "cls": o.cls, "tint": tint, "size": o.size, "box": box,
+            box, state = box_at(o, t, scene.config), state_at(o, t, scene.config)
+            assert box is not None and state is not None  # a seen object is visible
+            out.append({"id": o.id, "cls": o.cls, "tint": state[3], "size": o.size, "box": box,
                         "cx": (box[0] + box[2]) / 2})
     return out
 
@@ -295,21 +295,21 @@ def temporal_queries(scene: Scene, actions: list[dict[str, Any]], rng: np.random
         return (a["object"], a["action"])
 
     for (oid, act), group in itertools.groupby(sorted(spans, key=lambda a: (key(a), a["start"])), key=key):
-        group = list(group)
+        members = list(group)
         if oid not in desc:
             continue
         verb = vocabulary.get_class(by_id[oid].cls).verb
         phrase = f"the {desc[oid]} " + (("is " + verb) if act == "sound" else _SPAN_PHRASE[act])
-        for k, span in enumerate(group):
-            if len(group) == 1:
+        for k, span in enumerate(members):
+            if len(members) == 1:
                 out.append({"query": phrase, "kind": "single", **span})
                 continue
             out.append({"query": f"{phrase} for the {ORDINALS[min(k, 4)]} time", "kind": "ordinal", **span})
             for ev in instants:  # "after": the first span starting at or after another object's event
                 if ev["object"] == oid or ev["object"] not in desc:
                     continue
-                first_after = [g for g in group if g["start"] >= ev["start"]]
-                if first_after and first_after[0] is span and k > 0 and group[k - 1]["start"] < ev["start"]:
+                first_after = [g for g in members if g["start"] >= ev["start"]]
+                if first_after and first_after[0] is span and k > 0 and members[k - 1]["start"] < ev["start"]:
                     ev_verb = vocabulary.get_class(by_id[ev["object"]].cls).verb
                     ev_phrase = _INSTANT_PHRASE[ev["action"]].format(verb=ev_verb)
                     out.append({"query": f"{phrase} after the {desc[ev['object']]} {ev_phrase}", "kind": "after",
@@ -335,15 +335,15 @@ def action_queries(scene: Scene, actions: list[dict[str, Any]], rng: np.random.G
         return (by_id[a["object"]].cls, a["action"])
 
     for (cls, act), group in itertools.groupby(sorted(spans, key=lambda a: (key(a), a["start"])), key=key):
-        group = list(group)
-        if len({g["start"] for g in group}) < len(group):
+        members = list(group)
+        if len({g["start"] for g in members}) < len(members):
             continue  # two objects of the class start the action together: order cannot tell them apart
         verb = vocabulary.get_class(cls).verb
         phrase = ("is " + verb) if act == "sound" else _SPAN_PHRASE[act]
-        for k, span in enumerate(group[: len(ORDINALS)]):
+        for k, span in enumerate(members[: len(ORDINALS)]):
             text = f"the {_syn(cls, rng)} that {phrase}"
-            if len(group) > 1:
+            if len(members) > 1:
                 text += f" for the {ORDINALS[min(k, 4)]} time"
-            out.append({"query": text[0].upper() + text[1:] + ".", "kind": "action" if len(group) == 1 else
+            out.append({"query": text[0].upper() + text[1:] + ".", "kind": "action" if len(members) == 1 else
                         "action ordinal", **span})
     return out
