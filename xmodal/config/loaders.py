@@ -10,10 +10,10 @@ from typing import Any
 
 import yaml
 
-from xmodal.errors import ConfigError, CorruptFileError
+from xmodal.errors import ConfigError, CorruptFileError, DataError
 
 
-def read_utf8(path: Path, error: type[Exception] = ConfigError) -> str:
+def read_utf8(path: Path, error: type[ConfigError] | type[DataError] = ConfigError) -> str:
     """The text of ``path``; ``error`` names the file and the first byte that is not UTF-8."""
     data = path.read_bytes()
     try:
@@ -21,7 +21,9 @@ def read_utf8(path: Path, error: type[Exception] = ConfigError) -> str:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         message = f"{path}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
-        raise (error(message) if error is ConfigError else error(message.split(": ", 1)[1], source=path)) from None
+        if issubclass(error, DataError):  # it names the file itself
+            raise error(message.split(": ", 1)[1], source=path) from None
+        raise error(message) from None
 
 
 class _StrictLoader(yaml.SafeLoader):

@@ -34,7 +34,8 @@ class VideoTransform(Transform):
             if clip.audio is None:
                 out["audio"], out["has_audio"] = torch.zeros(1, 0), torch.tensor(0)
             else:
-                mono = resample(clip.audio.mean(axis=0), int(clip.sample_rate), p["sample_rate"])
+                assert clip.sample_rate is not None  # the decoder returns audio with its rate
+                mono = resample(clip.audio.mean(axis=0), clip.sample_rate, p["sample_rate"])
                 out["audio"], out["has_audio"] = torch.from_numpy(np.ascontiguousarray(mono)).unsqueeze(0), \
                     torch.tensor(1)
         return out
