@@ -161,18 +161,11 @@ class PeriodDiscriminator(nn.Module):
         self.conv_post = weight_norm(nn.Conv2d(chans[-1], 1, (3, 1), 1, padding=(1, 0)))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        fmap = []
         b, c, t = x.shape
         if t % self.period:
             x = F.pad(x, (0, self.period - t % self.period), "reflect")
             t = x.shape[-1]
-        x = x.reshape(b, c, t // self.period, self.period)
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            fmap.append(x)
-        x = self.conv_post(x)
-        fmap.append(x)
-        return x.flatten(1), fmap
+        return _conv_stack(self.convs, self.conv_post, x.reshape(b, c, t // self.period, self.period))
 
 
 class ScaleDiscriminator(nn.Module):
@@ -194,13 +187,19 @@ class ScaleDiscriminator(nn.Module):
         self.conv_post = wrap(nn.Conv1d(ch(1024), 1, 3, 1, padding=1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        fmap = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            fmap.append(x)
-        x = self.conv_post(x)
+        return _conv_stack(self.convs, self.conv_post, x)
+
+
+def _conv_stack(convs: nn.ModuleList, post: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """HiFi-GAN's sub-discriminator body: leaky-ReLU convolutions, then the output convolution; the flattened
+    logits and every layer's feature map."""
+    fmap = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), 0.1)
         fmap.append(x)
-        return x.flatten(1), fmap
+    x = post(x)
+    fmap.append(x)
+    return x.flatten(1), fmap
 
 
 class MultiPeriodDiscriminator(nn.Module):
