@@ -37,6 +37,18 @@ def _article(phrase: str) -> str:
     return ("an " if phrase[0] in "aeiou" else "a ") + phrase
 
 
+def _sentence(text: str) -> str:
+    return text[0].upper() + text[1:] + "."
+
+
+def _add_sentence(out: list[str], text: str, wanted: int) -> bool:
+    """Append ``text`` as a sentence unless ``out`` already holds it; True once ``out`` has ``wanted``."""
+    sentence = _sentence(text)
+    if sentence not in out:
+        out.append(sentence)
+    return len(out) >= wanted
+
+
 def _join(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
@@ -84,10 +96,7 @@ def captions(scene: Scene, rng: np.random.Generator, n: int = 5, always_tint: bo
                 f"{h_phr} can be heard as {s_phr} {is_are} shown",
                 f"on a {bg} background there {is_are} {s_phr}; {h_phr} can be heard",
                 f"{s_phr} {is_are} visible, and the soundtrack has {h_phr}"][template]
-        text = text[0].upper() + text[1:] + "."
-        if text not in out:
-            out.append(text)
-        if len(out) >= max(n, 5):
+        if _add_sentence(out, text, max(n, 5)):
             break
     return out
 
@@ -113,10 +122,7 @@ def image_captions(scene: Scene, t: float, rng: np.random.Generator, n: int = 5)
         options = [f"{objs} on a {bg} background", f"a picture of {objs}", f"there {is_are} {objs} in the image",
                    f"an image showing {objs}", f"{objs} {is_are} shown"]
         text = options[int(rng.integers(0, len(options)))] + (f"; {rel}" if rel and rng.random() < 0.7 else "")
-        text = text[0].upper() + text[1:] + "."
-        if text not in out:
-            out.append(text)
-        if len(out) >= max(n, 5):
+        if _add_sentence(out, text, max(n, 5)):
             break
     return out
 
@@ -148,10 +154,7 @@ def audio_captions(scene: Scene, rng: np.random.Generator, n: int = 5) -> list[s
                        f"{parts[1]} after {parts[0]}" + ("" if len(parts) == 2 else ", then " + _join(parts[2:])),
                        f"you can hear {ing[0]}, later " + _join(ing[1:])]
         text = options[int(rng.integers(0, len(options)))]
-        text = text[0].upper() + text[1:] + "."
-        if text not in out:
-            out.append(text)
-        if len(out) >= max(n, 5):
+        if _add_sentence(out, text, max(n, 5)):
             break
     return out
 
@@ -316,7 +319,7 @@ def temporal_queries(scene: Scene, actions: list[dict[str, Any]], rng: np.random
                                 **span})
                     break
     for q in out:
-        q["query"] = q["query"][0].upper() + q["query"][1:] + "."
+        q["query"] = _sentence(q["query"])
     return out
 
 
@@ -344,6 +347,6 @@ def action_queries(scene: Scene, actions: list[dict[str, Any]], rng: np.random.G
             text = f"the {_syn(cls, rng)} that {phrase}"
             if len(members) > 1:
                 text += f" for the {ORDINALS[min(k, 4)]} time"
-            out.append({"query": text[0].upper() + text[1:] + ".", "kind": "action" if len(members) == 1 else
+            out.append({"query": _sentence(text), "kind": "action" if len(members) == 1 else
                         "action ordinal", **span})
     return out
