@@ -4,18 +4,32 @@ With ``XMODAL_REQUIRE_SETUP=1`` (what ``make test`` sets) a test skipped because
 is missing (Java, espeak-ng, fluidsynth, the Debian sound and font packages, the reference packages) fails the
 session: such a skip means the comparison silently did not run. Skips that no set-up can lift here (a GPU, a
 second machine) say so in their reason and stay allowed.
+
+The ``one_torch_thread`` fixture runs a test on one intra-op thread: for tiny models two threads only contend on
+a shared 2-core machine (a module opts in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 
 import pytest
 
 # Reasons that a CPU-only machine with the full set-up may still give.
 ALLOWED_SKIP = re.compile(r"\b(CUDA|GPU|accelerator|multi-node)\b", re.IGNORECASE)
 _unexpected: list[tuple[str, str]] = []
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _required() -> bool:

@@ -257,7 +257,7 @@ def test_vggss_malformed(tmp_path):
     with pytest.raises(DataError, match="keys file, class and bbox"):
         read_vggss(path)
     path.write_text("[{")
-    with pytest.raises(DataError, match="not valid JSON"):
+    with pytest.raises(DataError, match=r"vggss.json: line 1: invalid JSON"):
         read_vggss(path)
 
 

@@ -15,13 +15,8 @@ from xmodal.tasks.models.lvs import LVSNet, lvs_loss
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models: several threads on a shared 2-core machine only contend.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def seeded(one_torch_thread):  # tiny models: one thread (see tests/conftest.py)
     torch.manual_seed(0)
-    yield
-    torch.set_num_threads(before)
 
 
 def _fit(model, step, steps: int, lr: float) -> float:

@@ -9,14 +9,13 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from cli_run import eval_json, runner
 
 from xmodal.cli import app
 from xmodal.errors import DataError, MetricInputError
 from xmodal.metrics.captions import evaluate
 
 emoji = pytest.importorskip("emoji")
-runner = CliRunner()
 FAST = "bleu,rouge_l,cider_d"
 
 
@@ -53,9 +52,7 @@ def _write_layouts(tmp_path, refs, cands):
 
 
 def _run(*args: str) -> dict:
-    result = runner.invoke(app, ["eval", *args], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return eval_json(*args, catch_exceptions=False)
 
 
 def test_captions_all_layouts_give_the_library_numbers(tmp_path, captions):

@@ -9,9 +9,9 @@ import sys
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from cli_run import eval_json
 
-from xmodal.cli import app, main
+from xmodal.cli import main
 from xmodal.data.benchmarks import (
     audiocaps,
     charades_sta,
@@ -23,14 +23,6 @@ from xmodal.data.benchmarks import (
     snli_ve,
     vidstg,
 )
-
-runner = CliRunner()
-
-
-def run_ok(*args: str) -> dict:
-    result = runner.invoke(app, ["eval", *args])
-    assert result.exit_code == 0, (result.output, result.exception)
-    return json.loads(result.stdout)
 
 
 def exit_status(monkeypatch, *args: str) -> int:
@@ -67,12 +59,12 @@ def test_eval_grounding(tmp_path, refcoco_files, monkeypatch):
     gt = {"100": [0, 0, 10, 10], "101": [0, 0, 10, 10], "102": [20, 20, 5, 5], "103": [3.5, 4.0, 30, 12]}
     pred.write_text(json.dumps(gt))
     args = ["grounding", "--refs", str(refs), "--instances", str(inst), "--predictions", str(pred)]
-    assert run_ok(*args, "--split", "testA") == {"accuracy": 100.0, "n": 3}
+    assert eval_json(*args, "--split", "testA") == {"accuracy": 100.0, "n": 3}
     # sentence 101 at IoU 1/7 and sentence 103 missing: one hit of three
     pred.write_text(json.dumps({"100": [0, 0, 10, 10], "101": [5, 5, 10, 10], "102": [20, 20, 5, 5]}))
-    assert run_ok(*args, "--split", "testA") == {"accuracy": 100 / 3, "n": 3}
-    assert run_ok(*args, "--split", "testB") == {"accuracy": 100.0, "n": 1}
-    assert run_ok(*args, "--split", "test-u") == {"accuracy": 50.0, "n": 4}  # RefCOCOg's name for "test"
+    assert eval_json(*args, "--split", "testA") == {"accuracy": 100 / 3, "n": 3}
+    assert eval_json(*args, "--split", "testB") == {"accuracy": 100.0, "n": 1}
+    assert eval_json(*args, "--split", "test-u") == {"accuracy": 50.0, "n": 4}  # RefCOCOg's name for "test"
     pred.write_text(json.dumps({"100": [0, 0, 10]}))
     assert exit_status(monkeypatch, *args, "--split", "testA") == 2
     pred.write_text(json.dumps({"999": [0, 0, 10, 10]}))
@@ -99,7 +91,7 @@ def test_eval_temporal_grounding(tmp_path, monkeypatch):
                                 for q in queries]))
     args = ["temporal-grounding", "--annotations", str(ann), "--predictions", str(pred)]
     for extra in ([], ["--nms"]):
-        out = run_ok(*args, *extra)
+        out = eval_json(*args, *extra)
         assert list(out) == ["R@1,IoU=0.3", "R@1,IoU=0.5", "R@1,IoU=0.7", "R@5,IoU=0.3", "R@5,IoU=0.5",
                              "R@5,IoU=0.7", "mIoU"]
         assert all(v == 100.0 for v in out.values())
@@ -107,9 +99,9 @@ def test_eval_temporal_grounding(tmp_path, monkeypatch):
     entries = json.loads(pred.read_text())
     entries[2] = {"video": "3MSZA", "segments": [[20.0, 25.0], [1.2, 8.8]], "scores": [0.2, 0.9]}
     pred.write_text(json.dumps(entries))
-    plain = run_ok(*args)
+    plain = eval_json(*args)
     assert plain["R@1,IoU=0.5"] == 200 / 3 and plain["R@5,IoU=0.5"] == 100.0 and plain["mIoU"] == 200 / 3
-    assert run_ok(*args, "--nms")["R@1,IoU=0.5"] == 100.0  # NMS ranks by score
+    assert eval_json(*args, "--nms")["R@1,IoU=0.5"] == 100.0  # NMS ranks by score
     for e in entries:
         del e["scores"]
     pred.write_text(json.dumps(entries))
@@ -130,7 +122,7 @@ def test_eval_temporal_grounding_activitynet(tmp_path):
     # the second query's top-1 [17.37, 39.09] covers half of the moment: TALL IoU 0.5000000000000001, a hit at 0.5, not 0.7
     pred.write_text(json.dumps([{"video": "v_QOlSCBRmfWY", "segments": [[0.83, 19.86]]},
                                 {"video": "v_QOlSCBRmfWY", "segments": [[17.37, 39.09]]}]))
-    out = run_ok("temporal-grounding", "--annotations", str(ann), "--predictions", str(pred))
+    out = eval_json("temporal-grounding", "--annotations", str(ann), "--predictions", str(pred))
     assert out["R@1,IoU=0.5"] == 100.0 and out["R@1,IoU=0.7"] == 50.0
 
 
@@ -145,9 +137,9 @@ def test_eval_entailment(tmp_path, monkeypatch):
     pred = tmp_path / "pred.json"
     pred.write_text(json.dumps({p.pair_id: p.gold_label for p in pairs}))
     args = ["entailment", "--annotations", str(ann), "--predictions", str(pred)]
-    assert run_ok(*args) == {"accuracy": 100.0}
+    assert eval_json(*args) == {"accuracy": 100.0}
     pred.write_text(json.dumps({"1.jpg#0r0": "entailment", "1.jpg#0r1": "contradiction"}))
-    assert run_ok(*args) == {"accuracy": 25.0}
+    assert eval_json(*args) == {"accuracy": 25.0}
     pred.write_text(json.dumps({"1.jpg#0r0": "yes"}))
     assert exit_status(monkeypatch, *args) == 2
 
@@ -168,10 +160,10 @@ def test_eval_stvg_hcstvg(tmp_path, monkeypatch, version):
           for v in videos}
     pred.write_text(json.dumps(gt))
     args = ["stvg", "--annotations", str(ann), "--predictions", str(pred)]
-    assert run_ok(*args) == {"m_tIoU": 100.0, "m_vIoU": 100.0, "vIoU@0.3": 100.0, "vIoU@0.5": 100.0}
+    assert eval_json(*args) == {"m_tIoU": 100.0, "m_vIoU": 100.0, "vIoU@0.3": 100.0, "vIoU@0.5": 100.0}
     del gt["7_abc.mp4"]  # a clip without predictions scores 0
     pred.write_text(json.dumps(gt))
-    assert run_ok(*args) == {"m_tIoU": 50.0, "m_vIoU": 50.0, "vIoU@0.3": 50.0, "vIoU@0.5": 50.0}
+    assert eval_json(*args) == {"m_tIoU": 50.0, "m_vIoU": 50.0, "vIoU@0.3": 50.0, "vIoU@0.5": 50.0}
     gt["50_TM5MPJIq1Is.mp4"]["boxes"]["100"] = [1, 2, 3]
     pred.write_text(json.dumps(gt))
     assert exit_status(monkeypatch, *args) == 2
@@ -195,7 +187,7 @@ def test_eval_stvg_vidstg(tmp_path, monkeypatch):
     pred.write_text(json.dumps(preds))
     args = ["stvg", "--format", "vidstg", "--annotations", str(ann), "--predictions", str(pred)]
     full = {"m_tIoU": 100.0, "m_vIoU": 100.0, "vIoU@0.3": 100.0, "vIoU@0.5": 100.0}
-    assert run_ok(*args, "--vidor", str(tmp_path / "vidor")) == {"declarative": full, "interrogative": full}
+    assert eval_json(*args, "--vidor", str(tmp_path / "vidor")) == {"declarative": full, "interrogative": full}
     assert exit_status(monkeypatch, *args) == 2  # no --vidor
 
 
@@ -218,16 +210,16 @@ def test_eval_retrieval_karpathy(tmp_path, monkeypatch):
     perfect = (caption_item[:, None] == np.arange(8)[None, :]).astype(np.float32)  # (40 captions, 8 images)
     sim = tmp_path / "sim.npy"
     np.save(sim, perfect)
-    out = run_ok("retrieval", "--annotations", str(ann), "--similarity", str(sim))
+    out = eval_json("retrieval", "--annotations", str(ann), "--similarity", str(sim))
     assert out["t2i_R@1"] == 100.0 and out["i2t_R@1"] == 100.0 and out["t2i_MedR"] == 1.0
     assert set(out) == {f"{d}_{k}" for d in ("t2i", "i2t") for k in ("R@1", "R@5", "R@10", "MedR", "MeanR")}
     np.save(sim, perfect.T)  # (images, captions) is recognised by its shape
-    assert run_ok("retrieval", "--annotations", str(ann), "--similarity", str(sim)) == out
+    assert eval_json("retrieval", "--annotations", str(ann), "--similarity", str(sim)) == out
     np.save(sim, np.zeros((40, 8), dtype=np.float32))  # a constant model
     flat = ["retrieval", "--annotations", str(ann), "--similarity", str(sim)]
-    assert run_ok(*flat, "--ties", "optimistic")["t2i_R@1"] == 100.0  # nothing scores strictly higher
-    pessimistic = run_ok(*flat)  # the default: ties count against the model, so a constant model ranks last
-    assert pessimistic == run_ok(*flat, "--ties", "pessimistic")
+    assert eval_json(*flat, "--ties", "optimistic")["t2i_R@1"] == 100.0  # nothing scores strictly higher
+    pessimistic = eval_json(*flat)  # the default: ties count against the model, so a constant model ranks last
+    assert pessimistic == eval_json(*flat, "--ties", "pessimistic")
     assert pessimistic["t2i_R@1"] == 0.0 and pessimistic["t2i_MeanR"] == 8.0 and pessimistic["i2t_MeanR"] == 36.0
     # any-of-five with ties: image 0's best caption (0.5) ties two wrong ones and one wrong scores 0.9
     scores = perfect.copy()
@@ -236,7 +228,7 @@ def test_eval_retrieval_karpathy(tmp_path, monkeypatch):
     scores[[5, 8], 0] = 0.5
     scores[6, 0] = 0.9
     np.save(sim, scores)
-    strict, pess = run_ok(*flat, "--ties", "optimistic"), run_ok(*flat)
+    strict, pess = eval_json(*flat, "--ties", "optimistic"), eval_json(*flat)
     # ranks of images 0..7 in i2t: optimistic 1 (only 0.9 above), pessimistic 3 (0.9, 0.5, 0.5); others 0
     assert strict["i2t_MeanR"] == pytest.approx(1 + 1 / 8) and pess["i2t_MeanR"] == pytest.approx(1 + 3 / 8)
     assert strict["i2t_R@1"] == 87.5 and pess["i2t_R@1"] == 87.5 and strict["i2t_R@5"] == 100.0
@@ -256,8 +248,8 @@ def test_eval_retrieval_coco_1k_folds(tmp_path):
     path = tmp_path / "sim.npy"
     np.save(path, sim)
     args = ["retrieval", "--annotations", str(ann), "--similarity", str(path)]
-    assert run_ok(*args, "--protocol", "coco-1k")["t2i_R@1"] == 100.0
-    assert run_ok(*args, "--protocol", "coco-5k")["t2i_R@1"] == 50.0
+    assert eval_json(*args, "--protocol", "coco-1k")["t2i_R@1"] == 100.0
+    assert eval_json(*args, "--protocol", "coco-5k")["t2i_R@1"] == 50.0
 
 
 def test_eval_retrieval_video_and_audio(tmp_path):
@@ -266,7 +258,7 @@ def test_eval_retrieval_video_and_audio(tmp_path):
     msrvtt.write_msrvtt_1ka(ann, pairs)
     sim = tmp_path / "sim.npy"
     np.save(sim, np.eye(6)[:, [1, 0, 2, 3, 4, 5]] + 0.5 * np.eye(6))  # sentences 0 and 1 prefer each other's video
-    out = run_ok("retrieval", "--annotations", str(ann), "--similarity", str(sim))
+    out = eval_json("retrieval", "--annotations", str(ann), "--similarity", str(sim))
     # ranks 1, 1, 0, 0, 0, 0 in both directions
     assert out["t2v_R@1"] == pytest.approx(400 / 6, abs=1e-12) and out["v2t_R@1"] == out["t2v_R@1"]
     assert out["t2v_R@5"] == 100.0 and out["t2v_MedR"] == 1.0
@@ -276,18 +268,18 @@ def test_eval_retrieval_video_and_audio(tmp_path):
     cl = tmp_path / "clotho_captions_evaluation.csv"
     clotho.write_clotho(cl, clips)
     np.save(sim, (np.repeat(np.arange(4), 5)[:, None] == np.arange(4)).astype(float))
-    out = run_ok("retrieval", "--annotations", str(cl), "--similarity", str(sim))
+    out = eval_json("retrieval", "--annotations", str(cl), "--similarity", str(sim))
     assert out["t2a_R@1"] == 100.0 and out["a2t_R@1"] == 100.0 and out["t2a_mAP@10"] == 100.0
     scores = np.repeat(np.arange(4), 5)[:, None] == np.arange(4)
     scores = scores.astype(float) + np.zeros((20, 4))
     scores[0] = [0.0, 3.0, 2.0, 1.0]  # caption 0 finds its file at rank 4: AP@10 = 1/4
     np.save(sim, scores)
-    out = run_ok("retrieval", "--annotations", str(cl), "--similarity", str(sim))
+    out = eval_json("retrieval", "--annotations", str(cl), "--similarity", str(sim))
     assert out["t2a_mAP@10"] == pytest.approx(100 * (19 + 0.25) / 20, abs=1e-12) and out["t2a_R@1"] == 95.0
 
     caps = [audiocaps.AudioCapsCaption(i, "yt" + str(i % 3), 30, f"sound {i}") for i in range(9)]  # interleaved
     ac = tmp_path / "test.csv"
     audiocaps.write_audiocaps(ac, caps)
     np.save(sim, (np.arange(9)[:, None] % 3 == np.arange(3)).astype(float))
-    out = run_ok("retrieval", "--annotations", str(ac), "--similarity", str(sim))
+    out = eval_json("retrieval", "--annotations", str(ac), "--similarity", str(sim))
     assert out["t2a_R@1"] == 100.0 and out["a2t_R@1"] == 100.0

@@ -18,14 +18,7 @@ from xmodal.generative.diffusion import (
     normal_kl,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These models are tiny: one intra-op thread is faster than two that contend on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models (see tests/conftest.py)
 
 
 def test_linear_schedule_matches_reference_formula():

@@ -28,13 +28,7 @@ REAL = torch.tensor([2.0, -1.0], dtype=torch.float64)
 FAKE = torch.tensor([0.5, -3.0], dtype=torch.float64)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These models are tiny: one intra-op thread is faster than two that contend on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models (see tests/conftest.py)
 
 
 def _sig(v):

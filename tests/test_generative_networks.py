@@ -9,14 +9,7 @@ import torch
 from xmodal.errors import ShapeError
 from xmodal.generative.networks import DiT, SpaceTimeUNet, UNet2d, timestep_embedding
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These models are tiny: one intra-op thread is faster than two that contend on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models (see tests/conftest.py)
 
 
 def test_timestep_embedding_equals_diffusers():

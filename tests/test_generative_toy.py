@@ -12,14 +12,7 @@ from xmodal.errors import ConfigError
 from xmodal.generative.diffusion import GaussianDiffusion, get_named_beta_schedule
 from xmodal.generative.toy import TOY_NAMES, ToyDenoiser, energy_distance, gaussian_baseline, sample_toy
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These models are tiny: one intra-op thread is faster than two that contend on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models (see tests/conftest.py)
 
 
 def test_energy_distance_equals_scipy_in_one_dimension():

@@ -9,26 +9,17 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from cli_run import eval_output, first_json, read_scenes, runner
 
 from xmodal.cli import app
 from xmodal.data.benchmarks import ave, avvp, flickr_soundnet, music_avqa, vggss
 from xmodal.data.synth import scene_benchmarks_av as av
 
-runner = CliRunner()
 pytestmark = pytest.mark.slow  # each build renders and encodes real clips
 
 
-def _scenes(root) -> dict[str, dict]:
-    rows = [json.loads(line) for line in (root / "scenes.jsonl").read_text().splitlines()]
-    return {r["id"]: r for r in rows}
-
-
 def _eval(*args: str) -> dict:
-    res = runner.invoke(app, ["eval", *args])
-    assert res.exit_code == 0, res.output
-    out = res.stdout
-    return json.JSONDecoder().raw_decode(out[out.index("{"):])[0]  # one JSON object, compact or indented
+    return first_json(eval_output(*args))
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +31,10 @@ def ave_build(tmp_path_factory):
     return root
 
 
-def test_ave_files_read_back_as_the_scenes(ave_build):
+def test_ave_files_read_back_as_theread_scenes(ave_build):
     lines = (ave_build / "Annotations.txt").read_text().splitlines()
     assert lines[0] == ave.AVE_HEADER and all(len(line.split("&")) == 5 for line in lines)
-    truth = _scenes(ave_build)
+    truth = read_scenes(ave_build)
     records = ave.read_ave(ave_build / "Annotations.txt")
     assert sorted(r.video_id for r in records) == sorted(truth)
     for r in records:
@@ -79,7 +70,7 @@ def test_llp_files_read_back_and_score_100(tmp_path):
     assert header == "filename\tonset\toffset\tevent_labels"
     assert (root / "AVVP_train.csv").read_text().splitlines()[0] == "filename\tevent_labels"
     classes = avvp.read_avvp_classes(root / "classes.txt")
-    truth = _scenes(root)
+    truth = read_scenes(root)
     listed = [w.filename for w in avvp.read_avvp_weak(root / "AVVP_test_pd.csv", classes)]
     for modality, name in (("audio", "AVVP_eval_audio.csv"), ("visual", "AVVP_eval_visual.csv")):
         grids = avvp.rasterize(avvp.read_avvp_events(root / name, classes), listed, classes)
@@ -102,7 +93,7 @@ def test_llp_files_read_back_and_score_100(tmp_path):
 
 def test_vggss_boxes_are_the_sounding_objects_and_score_100(tmp_path):
     root = av.build_vggss(tmp_path / "vggss", n=5, seed=2, workers=1)
-    truth = _scenes(root)
+    truth = read_scenes(root)
     records = vggss.read_vggss(root / "vggss.json")
     heatmaps = {}
     for r in records:
@@ -123,7 +114,7 @@ def test_vggss_boxes_are_the_sounding_objects_and_score_100(tmp_path):
 
 def test_flickr_annotators_jitter_around_the_true_box(tmp_path):
     root = av.build_flickr_soundnet(tmp_path / "flickr", n=4, seed=3, workers=1)
-    truth = _scenes(root)
+    truth = read_scenes(root)
     records = flickr_soundnet.read_flickr_dir(root / "Annotations")
     heatmaps = {}
     assert records and set(records) == set((root / "test.txt").read_text().split())
@@ -149,7 +140,7 @@ def test_music_avqa_files_read_back_and_score_100(tmp_path):
     raw = json.loads((root / "avqa-train.json").read_text())
     assert raw and all(isinstance(e["type"], str) and isinstance(e["templ_values"], str) and "anser" in e
                        for e in raw)
-    truth = _scenes(root)
+    truth = read_scenes(root)
     test = music_avqa.read_avqa(root / "avqa-test.json")
     for q in test:
         assert q.video_id in truth and (root / "MUSIC-AVQA-videos" / f"{q.video_id}.mp4").is_file()

@@ -7,9 +7,8 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from cli_run import eval_output, first_json, read_scenes
 
-from xmodal.cli import app
 from xmodal.data.benchmarks import (
     audiocaps,
     charades_sta,
@@ -23,20 +22,11 @@ from xmodal.data.benchmarks import (
 from xmodal.data.synth import scene_benchmarks_vl as vl
 from xmodal.data.synth import scene_language, scenes
 
-runner = CliRunner()
 pytestmark = pytest.mark.slow  # each build renders real frames, clips or soundtracks
 
 
-def _scenes(root) -> dict[str, dict]:
-    rows = [json.loads(line) for line in (root / "scenes.jsonl").read_text().splitlines()]
-    return {r["id"]: r for r in rows}
-
-
 def _eval(*args: str) -> dict:
-    res = runner.invoke(app, ["eval", *args])
-    assert res.exit_code == 0, res.output
-    out = res.stdout
-    return json.JSONDecoder().raw_decode(out[out.index("{"):])[0]  # one JSON object, compact or indented
+    return first_json(eval_output(*args))
 
 
 def _frame(scene: dict, t: float) -> int:
@@ -55,7 +45,7 @@ def test_refcoco_refs_point_at_their_objects_and_score_100(tmp_path):
     inst = refcoco.read_instances(root / "instances.json")
     anns = {a.id: a for a in inst.annotations}
     images = {im.id: im for im in inst.images}
-    truth = _scenes(root)
+    truth = read_scenes(root)
     assert "train" in {r.split for r in refs} <= {"train", "val", "testA", "testB"}
     for r in refs:
         scene_json = truth[images[r.image_id].file_name.removesuffix(".jpg")]
@@ -86,7 +76,7 @@ def test_refcoco_refs_point_at_their_objects_and_score_100(tmp_path):
 
 def test_charades_sta_moments_are_action_spans_and_score_100(tmp_path):
     root = vl.build_charades_sta(tmp_path / "sta", n=4, seed=2, workers=1)
-    truth = _scenes(root)
+    truth = read_scenes(root)
     queries = charades_sta.read_charades_sta(root / "charades_sta_test.txt")
     assert queries
     for q in queries:
@@ -124,7 +114,7 @@ def test_snli_ve_labels_are_balanced_per_template_and_score_100(tmp_path):
 
 def test_hc_stvg_tubes_are_the_referents_boxes_and_score_100(tmp_path):
     root = vl.build_hc_stvg(tmp_path / "stvg", n=4, seed=4, workers=2)
-    truth = _scenes(root)
+    truth = read_scenes(root)
     videos = hc_stvg.read_hc_stvg(root / "anno_v1" / "test.json")
     assert videos
     pred = {}
@@ -178,7 +168,7 @@ def test_retrieval_builders_read_back_with_hard_negative_twins(tmp_path):
     root = vl.build_coco_karpathy(tmp_path / "coco", n=8, seed=5, workers=2)
     data = karpathy.read_karpathy(root / "dataset_coco.json")
     assert all(len(im.sentences) == 5 for im in data.images)
-    truth = list(_scenes(root).values())
+    truth = list(read_scenes(root).values())
     twin_a, twin_b = truth[0], truth[1]  # clip 1 is clip 0 with one object's colour changed
     diff = [(a["tint"], b["tint"]) for a, b in zip(twin_a["objects"], twin_b["objects"]) if a != b]
     assert len(diff) == 1 and diff[0][0] != diff[0][1]

@@ -22,14 +22,7 @@ from xmodal.nn.vl import (
     stvg_loss,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # these models are tiny: on a shared machine two intra-op threads only contend (40x slower measured)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models (see tests/conftest.py)
 
 
 def _fit(model: torch.nn.Module, loss_fn, steps: int, lr: float = 3e-3) -> tuple[float, float]:

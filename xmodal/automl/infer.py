@@ -136,9 +136,10 @@ def _bytes_column(name: str, inline: list[tuple[bytes, str] | None], n_missing: 
     with tempfile.TemporaryDirectory(prefix="xmodal-infer-") as d:
         files: list[Path | None] = []
         for i in _spread(len(inline), sample):
-            if inline[i] is None:
+            cell = inline[i]
+            if cell is None:
                 continue
-            content, suffix = inline[i]
+            content, suffix = cell
             f = Path(d) / f"row{i}{suffix}"
             f.write_bytes(content)
             files.append(f)

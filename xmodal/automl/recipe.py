@@ -18,10 +18,12 @@ from xmodal.modalities import get_modality
 from xmodal.transforms.inline import inline_bytes
 
 
-def _cell(value: Any, modality: str, root: Path, column: str) -> Any:
+def _cell(value: Any, modality: str | None, root: Path, column: str) -> Any:
     if inline_bytes(value) is not None:
         raise ConfigError(f"column {column!r} holds media bytes inside the table; a recipe's table needs files: "
                           "write the media to files first")
+    if modality is None:
+        raise ConfigError(f"column {column!r} is an input of unknown modality; a recipe needs each input's")
     spec = get_modality(modality)
     if value is None or spec.is_text or spec.family == "tabular" or not isinstance(value, str):
         return value

@@ -10,12 +10,12 @@
 from __future__ import annotations
 
 import csv
-import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xmodal.config.loaders import loads_json
 from xmodal.errors import ConfigError, CorruptFileError, EmptyInputError, MissingDependencyError
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".parquet")
@@ -101,10 +101,7 @@ def _read_jsonl(path: Path) -> dict[str, list[Any]]:
     for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CorruptFileError(f"line {i}: invalid JSON: {exc}", source=path) from exc
+        row = loads_json(line, path, line=i)
         if not isinstance(row, dict):
             raise CorruptFileError(f"line {i}: expected a JSON object", source=path)
         rows.append(row)

@@ -33,7 +33,7 @@ def demo(
 
     from xmodal.metrics.retrieval import random_baseline
     from xmodal.report.retrieval import Item, write_metrics_json, write_report_html
-    from xmodal.tasks.trimodal_retrieval import build, embed_all, retrieval_table
+    from xmodal.tasks.trimodal_retrieval import TrimodalDataset, build, embed_all, retrieval_table
     from xmodal.train.config import load_recipe, train_config_from
     from xmodal.train.loop import train
 
@@ -56,6 +56,7 @@ def demo(
     bundle = build(cfg)
     t_data = time.perf_counter() - t_start
     train_set, test_set = bundle.train_set, bundle.val_set
+    assert isinstance(train_set, TrimodalDataset) and isinstance(test_set, TrimodalDataset)  # the task's views
     console.print(f"data ready in {t_data:.1f} s: {len(train_set)} train / {len(test_set)} held-out items "
                   f"({train_set.store.root})")
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sized
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 
@@ -36,4 +37,4 @@ def predict(
         path = bundle.predict(bundle.model, dataset, out)
     except PermissionError as exc:
         raise ConfigError(f"--out {out}: cannot write: {exc.strerror}") from exc
-    Console().print(f"predictions of {len(dataset)} {split} samples with {directory}: {path}")
+    Console().print(f"predictions of {len(cast(Sized, dataset))} {split} samples with {directory}: {path}")

@@ -7,13 +7,16 @@ Symbolic metrics (MusDr H/GS/CPI) read the MIDI files of a folder; structureness
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 import typer
 
 from xmodal.cli._options import write_json
 from xmodal.cli.eval import eval_app
+
+T = TypeVar("T")
 
 AUDIO_EXT = {".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif"}
 MIDI_EXT = {".mid", ".midi"}
@@ -79,6 +82,21 @@ def _mean(values: list[Any]) -> float:
     return float(sum(values) / len(values))
 
 
+def _scored(items: list[T], desc: str, score: Callable[[T], dict[str, Any]]) -> list[dict[str, Any]]:
+    """``score(item)`` per item, with a progress bar on stderr (stdout stays pure JSON)."""
+    from tqdm import tqdm
+
+    return [score(item) for item in tqdm(items, desc=desc, leave=False)]
+
+
+def _summarise(result: dict[str, Any], key: str, names: list[str], rows: list[dict[str, Any]]) -> None:
+    """Record the rows under ``per_file[key]``, their count, and each metric's mean over them."""
+    for m in names:
+        result["metrics"][m] = _mean([row[m] for row in rows])
+    result["per_file"][key] = rows
+    result["counts"][key] = len(rows)
+
+
 @eval_app.command("music")
 def eval_music(
     gen: Path = typer.Option(..., "--gen", help="Folder of generated audio and/or MIDI files."),
@@ -92,8 +110,6 @@ def eval_music(
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON here."),
 ) -> None:
     """Score generated music against references; prints JSON (means and per-file values)."""
-    from tqdm import tqdm
-
     from xmodal.errors import DataError, MetricInputError
     from xmodal.metrics import music as mm
 
@@ -105,38 +121,30 @@ def eval_music(
         if len(refs) != len(gens) or not refs:
             raise MetricInputError(f"need the same non-zero number of audio files in --ref ({len(refs)}) "
                                    f"and --gen ({len(gens)}): they are paired by sorted name")
-        rows: list[dict[str, Any]] = []
-        bar = tqdm(total=len(refs), desc="beat scores", leave=False)  # stderr: stdout stays pure JSON
-        for r, g in zip(refs, gens):
+
+        def score_pair(files: tuple[Path, Path]) -> dict[str, Any]:
+            r, g = files
             x_ref, x_gen = load_audio(r, mm.beats.BEAT_SR), load_audio(g, mm.beats.BEAT_SR)
             pair: dict[str, float] = {}
-            if "beat_coverage" in pair_names or "beat_hit" in pair_names:
-                try:
+            try:
+                if "beat_coverage" in pair_names or "beat_hit" in pair_names:
                     cov, hit = mm.coverage_hit(mm.onset_bins(x_ref), mm.onset_bins(x_gen))
-                except DataError as exc:  # name the pair at fault
-                    raise type(exc)(str(exc), source=f"{r} / {g}") from exc
-                pair.update(beat_coverage=cov, beat_hit=hit)
-            if "beat_f1" in pair_names:
-                try:
+                    pair.update(beat_coverage=cov, beat_hit=hit)
+                if "beat_f1" in pair_names:
                     pair["beat_f1"] = mm.beat_f_measure(mm.beat_times(x_ref), mm.beat_times(x_gen))
-                except DataError as exc:
-                    raise type(exc)(str(exc), source=f"{r} / {g}") from exc
-            rows.append({"ref": r.name, "gen": g.name, **{k: pair[k] for k in pair_names}})
-            bar.update()
-        bar.close()
-        for m in pair_names:
-            result["metrics"][m] = _mean([row[m] for row in rows])
-        result["per_file"]["pairs"] = rows
-        result["counts"]["pairs"] = len(rows)
+            except DataError as exc:  # name the pair at fault
+                raise type(exc)(str(exc), source=f"{r} / {g}") from exc
+            return {"ref": r.name, "gen": g.name, **{k: pair[k] for k in pair_names}}
+
+        _summarise(result, "pairs", pair_names, _scored(list(zip(refs, gens)), "beat scores", score_pair))
 
     sym_names = [m for m in names if m in SYMBOLIC_METRICS]
     if sym_names:
         mids = _files(gen, MIDI_EXT, "--gen")
         if not mids:
             raise MetricInputError(f"{gen}: no MIDI files (.mid, .midi) for {', '.join(sym_names)}")
-        rows = []
-        bar = tqdm(total=len(mids), desc="symbolic metrics", leave=False)  # stderr: stdout stays pure JSON
-        for p in mids:
+
+        def score_midi(p: Path) -> dict[str, Any]:
             ev = mm.midi_to_events(p)
             row: dict[str, Any] = {"file": p.name}
             for m in sym_names:
@@ -148,31 +156,22 @@ def eval_music(
                     row[m] = mm.grooving_similarity(ev, seed=seed)
                 else:
                     row[m] = mm.chord_irregularity(ev)
-            rows.append(row)
-            bar.update()
-        bar.close()
-        for m in sym_names:
-            result["metrics"][m] = _mean([row[m] for row in rows])
-        result["per_file"]["midi"] = rows
-        result["counts"]["midi"] = len(rows)
+            return row
+
+        _summarise(result, "midi", sym_names, _scored(mids, "symbolic metrics", score_midi))
 
     si_names = [m for m in names if m in SI_METRICS]
     if si_names:
         wavs = _files(gen, AUDIO_EXT, "--gen")
         if not wavs:
             raise MetricInputError(f"{gen}: no audio files for {', '.join(si_names)}")
-        rows = []
-        bar = tqdm(total=len(wavs), desc="structureness", leave=False)  # stderr: stdout stays pure JSON
-        for p in wavs:
+
+        def score_structure(p: Path) -> dict[str, Any]:
             x, sr = load_audio(p, mm.structure.ANALYSIS_SR), mm.structure.ANALYSIS_SR
             values = mm.structureness_many(x, sr, [SI_METRICS[m] for m in si_names])
-            rows.append({"file": p.name, **dict(zip(si_names, values))})
-            bar.update()
-        bar.close()
-        for m in si_names:
-            result["metrics"][m] = _mean([row[m] for row in rows])
-        result["per_file"]["structure"] = rows
-        result["counts"]["structure"] = len(rows)
+            return {"file": p.name, **dict(zip(si_names, values))}
+
+        _summarise(result, "structure", si_names, _scored(wavs, "structureness", score_structure))
 
     if "genre_accuracy" in names:
         from xmodal.errors import ConfigError

@@ -52,7 +52,7 @@ def captions(
 
 def read_utterances(path: Path) -> Any:
     """Transcripts from a text file (one utterance per line) or JSON (a list of strings or {id: text})."""
-    from xmodal.data.io._common import parse_json, read_text
+    from xmodal.config.loaders import loads_json, read_text
     from xmodal.errors import DataError
 
     text = read_text(path, "transcript")
@@ -63,7 +63,7 @@ def read_utterances(path: Path) -> Any:
         if lines and lines[-1] == "":
             lines.pop()
         return [line[:-1] if line.endswith("\r") else line for line in lines]
-    data = parse_json(text, path)
+    data = loads_json(text, path)
     items: Iterable[tuple[object, object]]
     if isinstance(data, dict):
         data = _str_keys(data, path)

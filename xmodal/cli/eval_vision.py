@@ -90,7 +90,7 @@ def eval_clipscore(
     """CLIPScore and RefCLIPScore (Hessel et al. 2021) with CLIP ViT-B/32."""
     from PIL import Image
 
-    from xmodal.data.io._common import read_json
+    from xmodal.config.loaders import read_json
     from xmodal.errors import MetricInputError
     from xmodal.metrics.generation.clip_scores import clip_score
     from xmodal.metrics.generation.images import list_images

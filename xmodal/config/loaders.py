@@ -1,5 +1,6 @@
 """Strict readers for recipes and JSON inputs: UTF-8 only, and a key given twice in one mapping is an error
-naming the key and its line (PyYAML and ``json`` silently keep the last value)."""
+naming the key and its line (PyYAML and ``json`` silently keep the last value). Every module that reads
+JSON or UTF-8 text input uses these."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from typing import Any
 
 import yaml
 
-from xmodal.errors import ConfigError, CorruptFileError
+from xmodal.errors import ConfigError, CorruptFileError, DataError, MissingFileError
 
 
-def read_utf8(path: Path, error: type[Exception] = ConfigError) -> str:
+def read_utf8(path: Path, error: type[ConfigError] | type[DataError] = ConfigError) -> str:
     """The text of ``path``; ``error`` names the file and the first byte that is not UTF-8."""
     data = path.read_bytes()
     try:
@@ -21,7 +22,9 @@ def read_utf8(path: Path, error: type[Exception] = ConfigError) -> str:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         message = f"{path}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
-        raise (error(message) if error is ConfigError else error(message.split(": ", 1)[1], source=path)) from None
+        if issubclass(error, DataError):  # it names the file itself
+            raise error(message.split(": ", 1)[1], source=path) from None
+        raise error(message) from None
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -64,7 +67,8 @@ def loads_json(text: str, source: str | Path, line: int | None = None) -> Any:
         for key, value in items:
             if key in out:
                 at = line if line is not None else _line_of_second(text, key)
-                raise CorruptFileError(f"line {at}: duplicate key {key!r}", source=source)
+                raise CorruptFileError(f"line {at}: duplicate key {key!r} (given twice in one object)",
+                                       source=source)
             out[key] = value
         return out
 
@@ -80,3 +84,17 @@ def _line_of_second(text: str, key: str) -> int:
     hits = [m.start() for m in re.finditer(re.escape(json.dumps(key)) + r"\s*:", text)]
     pos = hits[1] if len(hits) > 1 else (hits[0] if hits else 0)
     return text.count("\n", 0, pos) + 1
+
+
+def read_text(path: str | Path, what: str = "text") -> str:
+    """An input file's UTF-8 text: MissingFileError when it is absent, CorruptFileError naming the line of the
+    first byte that is not UTF-8."""
+    p = Path(path)
+    if not p.is_file():
+        raise MissingFileError(f"{what} file not found", p)
+    return read_utf8(p, CorruptFileError)
+
+
+def read_json(path: str | Path) -> Any:
+    """A UTF-8 JSON file, parsed by :func:`loads_json` (duplicate keys refused)."""
+    return loads_json(read_text(path, "JSON"), Path(path))

@@ -27,8 +27,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from xmodal.config.loaders import loads_json, read_json, read_text
 from xmodal.data import io
-from xmodal.data.io._common import decoding, parse_json, read_json, read_text
+from xmodal.data.io._common import decoding
 from xmodal.data.sample import validate_sample
 from xmodal.errors import (
     ConfigError,
@@ -117,7 +118,7 @@ def read_manifest(root: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]
     for n, line in enumerate(read_text(rows_path, "manifest").split("\n"), start=1):
         if not line.strip():
             continue
-        row = parse_json(line, rows_path, where=f"line {n}: ")
+        row = loads_json(line, rows_path, line=n)
         if not isinstance(row, dict):
             raise CorruptFileError(f"line {n}: expected a JSON object per line, got a {type(row).__name__}",
                                    source=rows_path)

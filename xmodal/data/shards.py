@@ -196,8 +196,9 @@ def iter_tar_samples(path: str | Path) -> Iterable[dict[str, Any]]:
                     if current is not None:
                         yield current
                     current, key = {}, k
-                data = tar.extractfile(member).read()
-                assert current is not None
+                handle = tar.extractfile(member)
+                assert handle is not None and current is not None  # a regular member always has a handle
+                data = handle.read()
                 _decode_member(current, ext, data)
     except (tarfile.TarError, OSError, ValueError) as exc:
         raise CorruptFileError(f"cannot read shard: {exc}", source=path) from exc

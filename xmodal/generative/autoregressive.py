@@ -131,7 +131,7 @@ class TransformerPrior(nn.Module):
         logits = self.forward(tokens, cond)
         target = F.cross_entropy(logits.reshape(-1, self.vocab_size), tokens.reshape(-1))
         out = {"loss": target, "target_ce": target}
-        if self.cond_head is not None and self.cond_len > 1:
+        if self.cond_head is not None and self.cond_len > 1 and cond is not None:  # forward() checked cond
             cond_logits = self.cond_head(self._last_hidden[:, : self.cond_len - 1])
             cond_ce = F.cross_entropy(cond_logits.reshape(-1, self.cond_vocab_size), cond[:, 1:].reshape(-1))
             w = self.cond_loss_weight

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from itertools import pairwise
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -96,7 +96,7 @@ class GaussianDiffusion:
         model_var_type: VarType = "fixed_small",
         loss_type: LossType = "mse",
         rescale_timesteps: bool = False,
-        timestep_map: Sequence[int] | None = None,
+        timestep_map: Sequence[int] | np.ndarray | None = None,
     ) -> None:
         betas = np.array(betas, dtype=np.float64)
         if betas.ndim != 1 or betas.size == 0:
@@ -104,9 +104,9 @@ class GaussianDiffusion:
         if not ((betas > 0).all() and (betas <= 1).all()):
             raise ConfigError("every beta must lie in (0, 1]")
         for value, allowed, key in (
-            (model_mean_type, MeanType.__args__, "model_mean_type"),
-            (model_var_type, VarType.__args__, "model_var_type"),
-            (loss_type, LossType.__args__, "loss_type"),
+            (model_mean_type, get_args(MeanType), "model_mean_type"),
+            (model_var_type, get_args(VarType), "model_var_type"),
+            (loss_type, get_args(LossType), "loss_type"),
         ):
             if value not in allowed:
                 raise ConfigError(f"{key}={value!r}; expected one of {list(allowed)}")

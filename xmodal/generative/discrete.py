@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -76,8 +76,8 @@ class D3PM:
             raise ConfigError(f"num_classes={num_classes} must be at least 2")
         if transition not in ("uniform", "absorbing"):
             raise ConfigError(f"transition={transition!r}; expected 'uniform' or 'absorbing'")
-        if loss_type not in LossType.__args__:
-            raise ConfigError(f"loss_type={loss_type!r}; expected one of {list(LossType.__args__)}")
+        if loss_type not in get_args(LossType):
+            raise ConfigError(f"loss_type={loss_type!r}; expected one of {list(get_args(LossType))}")
         self.num_classes = num_classes
         self.betas = betas
         self.num_timesteps = len(betas)

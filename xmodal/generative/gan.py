@@ -22,8 +22,10 @@ both return per-discriminator logits and feature maps for :func:`feature_matchin
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
-from typing import Literal
+import functools
+import operator
+from collections.abc import Iterable, Sequence
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -45,7 +47,7 @@ def discriminator_loss(real: torch.Tensor, fake: torch.Tensor, kind: GanLoss = "
         return ((real - 1.0) ** 2).mean() + (fake**2).mean()
     if kind == "wasserstein":
         return fake.mean() - real.mean()
-    raise ConfigError(f"unknown GAN loss {kind!r}; expected one of {list(GanLoss.__args__)}")
+    raise ConfigError(f"unknown GAN loss {kind!r}; expected one of {list(get_args(GanLoss))}")
 
 
 def generator_loss(fake: torch.Tensor, kind: GanLoss = "non_saturating") -> torch.Tensor:
@@ -58,28 +60,34 @@ def generator_loss(fake: torch.Tensor, kind: GanLoss = "non_saturating") -> torc
         return -fake.mean()
     if kind == "least_squares":
         return ((fake - 1.0) ** 2).mean()
-    raise ConfigError(f"unknown GAN loss {kind!r}; expected one of {list(GanLoss.__args__)}")
+    raise ConfigError(f"unknown GAN loss {kind!r}; expected one of {list(get_args(GanLoss))}")
 
 
 def multi_discriminator_losses(real: Sequence[torch.Tensor], fake: Sequence[torch.Tensor],
                                kind: GanLoss = "least_squares") -> torch.Tensor:
     """Sum over the sub-discriminators of :func:`discriminator_loss` (HiFi-GAN sums them)."""
-    return sum(discriminator_loss(r, f, kind) for r, f in zip(real, fake, strict=True))
+    return _total(discriminator_loss(r, f, kind) for r, f in zip(real, fake, strict=True))
 
 
 def multi_generator_losses(fake: Sequence[torch.Tensor], kind: GanLoss = "least_squares") -> torch.Tensor:
-    return sum(generator_loss(f, kind) for f in fake)
+    return _total(generator_loss(f, kind) for f in fake)
 
 
 def feature_matching_loss(real_maps: Sequence[Sequence[torch.Tensor]],
                           fake_maps: Sequence[Sequence[torch.Tensor]]) -> torch.Tensor:
     """HiFi-GAN's ``feature_loss``: twice the sum over discriminators and layers of ``mean |real - fake|``; the
     real maps are detached (they are targets)."""
-    total = 0.0
-    for real_d, fake_d in zip(real_maps, fake_maps, strict=True):
-        for r, g in zip(real_d, fake_d, strict=True):
-            total = total + (r.detach() - g).abs().mean()
-    return 2.0 * total
+    return 2.0 * _total((r.detach() - g).abs().mean()
+                        for real_d, fake_d in zip(real_maps, fake_maps, strict=True)
+                        for r, g in zip(real_d, fake_d, strict=True))
+
+
+def _total(terms: Iterable[torch.Tensor]) -> torch.Tensor:
+    """The sum of the terms, left to right, as a tensor (``sum()`` would start from the int 0)."""
+    listed = list(terms)
+    if not listed:
+        raise ShapeError("there are no discriminator outputs to sum", source="discriminators")
+    return functools.reduce(operator.add, listed)
 
 
 def gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor, weight: float = 10.0,
@@ -153,18 +161,11 @@ class PeriodDiscriminator(nn.Module):
         self.conv_post = weight_norm(nn.Conv2d(chans[-1], 1, (3, 1), 1, padding=(1, 0)))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        fmap = []
         b, c, t = x.shape
         if t % self.period:
             x = F.pad(x, (0, self.period - t % self.period), "reflect")
             t = x.shape[-1]
-        x = x.reshape(b, c, t // self.period, self.period)
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            fmap.append(x)
-        x = self.conv_post(x)
-        fmap.append(x)
-        return x.flatten(1), fmap
+        return _conv_stack(self.convs, self.conv_post, x.reshape(b, c, t // self.period, self.period))
 
 
 class ScaleDiscriminator(nn.Module):
@@ -186,13 +187,19 @@ class ScaleDiscriminator(nn.Module):
         self.conv_post = wrap(nn.Conv1d(ch(1024), 1, 3, 1, padding=1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        fmap = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            fmap.append(x)
-        x = self.conv_post(x)
+        return _conv_stack(self.convs, self.conv_post, x)
+
+
+def _conv_stack(convs: nn.ModuleList, post: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """HiFi-GAN's sub-discriminator body: leaky-ReLU convolutions, then the output convolution; the flattened
+    logits and every layer's feature map."""
+    fmap = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), 0.1)
         fmap.append(x)
-        return x.flatten(1), fmap
+    x = post(x)
+    fmap.append(x)
+    return x.flatten(1), fmap
 
 
 class MultiPeriodDiscriminator(nn.Module):
@@ -247,6 +254,8 @@ class EMA(nn.Module):
     ``ema.module`` is a frozen copy to sample with. ``state_dict`` holds the averaged weights and the update
     count, so a checkpoint resumes the average exactly.
     """
+
+    num_updates: torch.Tensor
 
     def __init__(self, model: nn.Module, decay: float = 0.9999, use_num_updates: bool = False) -> None:
         super().__init__()

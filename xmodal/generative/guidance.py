@@ -51,8 +51,9 @@ class ClassifierFreeGuidance(nn.Module):
 
     def null_like(self, cond: torch.Tensor) -> torch.Tensor:
         """The null condition for every example of ``cond``."""
-        if self.null_cond is None:
+        if self.num_classes is not None:  # labels: the extra class num_classes is the null one
             return torch.full_like(cond, self.num_classes)
+        assert self.null_cond is not None  # the constructor takes exactly one of cond_shape, num_classes
         if cond.shape[1:] != self.null_cond.shape:
             raise ShapeError(f"condition {tuple(cond.shape)} does not end in {tuple(self.null_cond.shape)}",
                              source="cond")

@@ -10,6 +10,7 @@ the first batch's latents, :meth:`LatentDiffusion.fit_scale_factor`).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Protocol, cast
 
 import torch
 from torch import nn
@@ -18,7 +19,17 @@ from xmodal.errors import ConfigError
 from xmodal.generative.diffusion import GaussianDiffusion
 
 
+class _LatentCodec(Protocol):
+    """What the autoencoder must offer besides being a module (checked when it is given)."""
+
+    def encode_latent(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def decode_latent(self, z: torch.Tensor) -> torch.Tensor: ...
+
+
 class LatentDiffusion(nn.Module):
+    scale_factor: torch.Tensor
+
     def __init__(self, autoencoder: nn.Module, denoiser: nn.Module, diffusion: GaussianDiffusion,
                  scale_factor: float = 1.0) -> None:
         super().__init__()
@@ -35,18 +46,21 @@ class LatentDiffusion(nn.Module):
         self.autoencoder.eval()  # frozen: batch norm statistics and dropout stay in inference mode
         return self
 
+    def _codec(self) -> _LatentCodec:
+        return cast(_LatentCodec, self.autoencoder)
+
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.autoencoder.encode_latent(x) * self.scale_factor
+        return self._codec().encode_latent(x) * self.scale_factor
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.autoencoder.decode_latent(z.to(self.scale_factor.dtype) / self.scale_factor)
+        return self._codec().decode_latent(z.to(self.scale_factor.dtype) / self.scale_factor)
 
     @torch.no_grad()
     def fit_scale_factor(self, x: torch.Tensor) -> float:
         """Set ``scale_factor = 1 / std(latents of x)`` and return it."""
-        std = self.autoencoder.encode_latent(x).float().std()
+        std = self._codec().encode_latent(x).float().std()
         self.scale_factor.fill_(1.0 / float(std))
         return float(self.scale_factor)
 

@@ -176,9 +176,10 @@ class DiTBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
-        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
-        nn.init.zeros_(self.ada[1].weight)
-        nn.init.zeros_(self.ada[1].bias)
+        ada_linear = nn.Linear(dim, 6 * dim)
+        nn.init.zeros_(ada_linear.weight)
+        nn.init.zeros_(ada_linear.bias)
+        self.ada = nn.Sequential(nn.SiLU(), ada_linear)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).chunk(6, -1)
@@ -210,9 +211,10 @@ class DiT(nn.Module):
         self.cond_proj = nn.Linear(cond_dim, dim) if cond_dim else None
         self.blocks = nn.ModuleList(DiTBlock(dim, heads) for _ in range(depth))
         self.final_norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
+        final_ada_linear = nn.Linear(dim, 2 * dim)
+        self.final_ada = nn.Sequential(nn.SiLU(), final_ada_linear)
         self.final = nn.Linear(dim, self.out_channels * p2)
-        for layer in (self.final_ada[1], self.final):
+        for layer in (final_ada_linear, self.final):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
         self.max_len = max_len

@@ -29,6 +29,10 @@ class VectorQuantizerEMA(nn.Module):
     batch's code frequencies), ``usage`` (fraction of codes used in the batch) and ``restarted`` (codes
     restarted by this step)."""
 
+    codebook: torch.Tensor
+    ema_count: torch.Tensor
+    ema_sum: torch.Tensor
+
     def __init__(self, num_codes: int, dim: int, decay: float = 0.99, beta: float = 0.25, eps: float = 1e-5,
                  dead_threshold: float = 1.0) -> None:
         super().__init__()

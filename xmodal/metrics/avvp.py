@@ -17,7 +17,7 @@ probability >= 0.5 (the "filter out false positive events with predicted weak la
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -39,11 +39,7 @@ def _segment_counts(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.nd
 def segment_level(pred_a: np.ndarray, pred_v: np.ndarray, pred_av: np.ndarray, gt_a: np.ndarray,
                   gt_v: np.ndarray, gt_av: np.ndarray) -> tuple[float, float, float, float]:
     """One video's segment-level ``(F_audio, F_visual, F_event, F_audiovisual)`` (the reference's return order)."""
-    tp_a, fp_a, fn_a = _segment_counts(pred_a, gt_a)
-    tp_v, fp_v, fn_v = _segment_counts(pred_v, gt_v)
-    tp_av, fp_av, fn_av = _segment_counts(pred_av, gt_av)
-    return (_f_or_one(tp_a, fp_a, fn_a), _f_or_one(tp_v, fp_v, fn_v),
-            _f_or_one(tp_a + tp_v, fp_a + fp_v, fn_a + fn_v), _f_or_one(tp_av, fp_av, fn_av))
+    return _four_f(_segment_counts, pred_a, pred_v, pred_av, gt_a, gt_v, gt_av)
 
 
 def _runs(row: np.ndarray) -> list[tuple[int, int]]:
@@ -77,9 +73,20 @@ def _event_counts(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndar
 def event_level(pred_a: np.ndarray, pred_v: np.ndarray, pred_av: np.ndarray, gt_a: np.ndarray,
                 gt_v: np.ndarray, gt_av: np.ndarray) -> tuple[float, float, float, float]:
     """One video's event-level ``(F_audio, F_visual, F_event, F_audiovisual)``."""
-    tp_a, fp_a, fn_a = _event_counts(pred_a, gt_a)
-    tp_v, fp_v, fn_v = _event_counts(pred_v, gt_v)
-    tp_av, fp_av, fn_av = _event_counts(pred_av, gt_av)
+    return _four_f(_event_counts, pred_a, pred_v, pred_av, gt_a, gt_v, gt_av)
+
+
+Counts = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _four_f(counts: Callable[[np.ndarray, np.ndarray], Counts], pred_a: np.ndarray, pred_v: np.ndarray,
+            pred_av: np.ndarray, gt_a: np.ndarray, gt_v: np.ndarray,
+            gt_av: np.ndarray) -> tuple[float, float, float, float]:
+    """F of audio, visual, the event (audio and visual counts pooled) and audio-visual, from per-class
+    ``(tp, fp, fn)`` that ``counts`` gives (segment or event level)."""
+    tp_a, fp_a, fn_a = counts(pred_a, gt_a)
+    tp_v, fp_v, fn_v = counts(pred_v, gt_v)
+    tp_av, fp_av, fn_av = counts(pred_av, gt_av)
     return (_f_or_one(tp_a, fp_a, fn_a), _f_or_one(tp_v, fp_v, fn_v),
             _f_or_one(tp_a + tp_v, fp_a + fp_v, fn_a + fn_v), _f_or_one(tp_av, fp_av, fn_av))
 

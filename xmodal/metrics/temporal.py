@@ -91,12 +91,13 @@ def temporal_grounding_metrics(ground_truth: Sequence[Segment], segments: Sequen
         if not cands:
             continue
         for m in THRESHOLDS:
-            ranked = nms_temporal(cands, scores[k], m - 0.05) if nms else list(range(len(cands)))
+            ranked = nms_temporal(cands, scores[k], m - 0.05) if nms and scores is not None else list(range(len(cands)))
             for n in TOP_N:
                 if any(temporal_iou(gt, cands[i]) >= m for i in ranked[:n]):
                     hits[(n, m)] += 1
         # NMS picks first the best score, the later-listed among equals (the end of a stable ascending sort)
-        top1 = max(range(len(cands)), key=lambda i: (scores[k][i], i)) if nms else 0
+        ranks = scores[k] if nms and scores is not None else None  # nms requires scores (checked above)
+        top1 = max(range(len(cands)), key=lambda i: (ranks[i], i)) if ranks is not None else 0
         iou_sum += max(0.0, temporal_iou(gt, cands[top1]))
     total = len(ground_truth)
     out = {f"R@{n},IoU={m}": 100.0 * hits[(n, m)] / total for n in TOP_N for m in THRESHOLDS}

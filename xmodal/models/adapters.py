@@ -187,13 +187,15 @@ class TextProjection(nn.Module):
         self._tower: list[nn.Module] = []  # a list keeps the frozen tower out of the module tree
 
     def forward(self, x: torch.Tensor | Sequence[str], mask: torch.Tensor | None = None) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor):
+        if isinstance(x, torch.Tensor):
+            emb = x
+        else:
             if not self._tower:
                 from xmodal.pretrained.minilm import MiniLMEncoder
 
                 self._tower.append(MiniLMEncoder())
             device = self.net[1].weight.device
-            x = self._tower[0](list(x)).to(device)
-        if x.dim() != 2:
-            raise ShapeError(f"expected sentence embeddings (batch, dim), got {tuple(x.shape)}", source="text")
-        return self.net(x)
+            emb = self._tower[0](list(x)).to(device)
+        if emb.dim() != 2:
+            raise ShapeError(f"expected sentence embeddings (batch, dim), got {tuple(emb.shape)}", source="text")
+        return self.net(emb)

@@ -152,8 +152,8 @@ def transformer(spec: ModalitySpec, *, width: int = 128, depth: int = 2, heads: 
                 dropout: float = 0.0, out_dim: int | None = None) -> nn.Module:
     """Pre-norm Transformer: token embedding for token ids (text: the word-piece vocabulary; vq_tokens: 1024
     codes unless ``vocab_size`` says), note embedding for MIDI notes, a linear map for feature sequences."""
-    kwargs = {"dim": width, "depth": depth, "heads": heads, "mlp_ratio": mlp_ratio, "max_len": max_len,
-              "dropout": dropout, "out_dim": out_dim}
+    kwargs: dict[str, Any] = {"dim": width, "depth": depth, "heads": heads, "mlp_ratio": mlp_ratio,
+                              "max_len": max_len, "dropout": dropout, "out_dim": out_dim}
     if width % heads:
         raise ConfigError(f"{spec.name}.heads: {heads} must divide width ({width})")
     if _is_tokens(spec):
@@ -232,7 +232,7 @@ def _factory_schema(factory: Any, skip: int = 1) -> dict[str, Any]:
     """``{keyword: type}`` of a factory's settings, its first ``skip`` parameters (the spec, the input sizes)
     excluded."""
     try:
-        hints = typing.get_type_hints(factory.__init__ if isinstance(factory, type) else factory)
+        hints = typing.get_type_hints(factory.__init__ if inspect.isclass(factory) else factory)
     except (NameError, TypeError):  # a user's factory without resolvable hints: accept what its signature names
         hints = {}
     params = inspect.signature(factory).parameters

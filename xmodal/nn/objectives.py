@@ -187,7 +187,7 @@ def pairwise_info_nce(
             pairs.append((x, y, w))
     used = {m for x, y, _ in pairs for m in (x, y)}
     gathered = {m: gather_with_grad(embeddings[m]) if gather else (embeddings[m], 0) for m in names if m in used}
-    total, count = 0.0, 0.0
+    total, count = embeddings[names[0]].new_zeros(()), 0.0  # a tensor even when every weight is zero
     for x, y, w in pairs:
         (all_x, offset), (all_y, _) = gathered[x], gathered[y]
         total = total + w * _symmetric_ce(embeddings[x], embeddings[y], all_x, all_y, offset, logit_scale)

@@ -62,7 +62,7 @@ class Transform:
     def cache_key(self, value: str | Path) -> str:
         """Key of ``value``'s result: its file's bytes (or, for an inline string, its UTF-8 bytes), the
         transform's name, parameters and weights."""
-        content = ("text:" + hashlib.sha256(value.encode()).hexdigest() if self.cache_inline
+        content = ("text:" + hashlib.sha256(str(value).encode()).hexdigest() if self.cache_inline
                    else file_digest(value))
         return make_key(content, self.name, self.params, self.weights_fingerprint())
 
@@ -78,9 +78,10 @@ class Transform:
         if inline is not None:  # media bytes from a table cell: decoded (and cached) as the file they are
             with as_file(*inline) as path:
                 return self(path)
-        if not self._cacheable(value):
+        cache = self.cache
+        if cache is None or not self._cacheable(value):
             return self.apply(value)
-        found = self.cache.get_or_compute(self.cache_key(value), lambda: _as_tensors(self.apply(value)))
+        found = cache.get_or_compute(self.cache_key(value), lambda: _as_tensors(self.apply(value)))
         return found["value"] if set(found) == {"value"} else found
 
     def __repr__(self) -> str:

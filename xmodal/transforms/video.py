@@ -25,7 +25,8 @@ class VideoTransform(Transform):
         from xmodal.data.io import read_video, resample
 
         p = self.params
-        clip = read_video(value, num_frames=p["num_frames"], with_audio=p["with_audio"])
+        # None: the audio track if the file has one (True would make a silent video an error)
+        clip = read_video(value, num_frames=p["num_frames"], with_audio=None if p["with_audio"] else False)
         h, w = p["size"]
         frames = np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.Resampling.BILINEAR))
                            for f in clip.frames])  # (T, H, W, 3)
@@ -34,7 +35,8 @@ class VideoTransform(Transform):
             if clip.audio is None:
                 out["audio"], out["has_audio"] = torch.zeros(1, 0), torch.tensor(0)
             else:
-                mono = resample(clip.audio.mean(axis=0), int(clip.sample_rate), p["sample_rate"])
+                assert clip.sample_rate is not None  # the decoder returns audio with its rate
+                mono = resample(clip.audio.mean(axis=0), clip.sample_rate, p["sample_rate"])
                 out["audio"], out["has_audio"] = torch.from_numpy(np.ascontiguousarray(mono)).unsqueeze(0), \
                     torch.tensor(1)
         return out

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from xmodal.config.loaders import loads_json
 from xmodal.errors import CorruptFileError, DataError
 
 PathLike = str | Path
@@ -31,11 +31,10 @@ def read_json(path: PathLike) -> Any:
     if not p.is_file():
         raise DataError("file not found", p)
     try:
-        return json.loads(p.read_text(encoding="utf-8-sig"))
+        text = p.read_text(encoding="utf-8-sig")  # released files may start with a byte-order mark
     except UnicodeDecodeError as exc:
         raise CorruptFileError(f"not UTF-8 text ({exc})", p) from exc
-    except json.JSONDecodeError as exc:
-        raise CorruptFileError(f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})", p) from exc
+    return loads_json(text, p)
 
 
 def write_text(path: PathLike, text: str) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from xmodal.config.loaders import loads_json
 from xmodal.errors import CorruptFileError, DataError
 
 PathLike = str | Path
@@ -31,31 +32,11 @@ def read_text(path: PathLike) -> str:
         raise CorruptFileError(f"is not UTF-8 text ({exc})", source=p) from exc
 
 
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
-    out: dict = {}
-    for key, value in pairs:
-        if key in out:
-            raise _DuplicateKey(key)
-        out[key] = value
-    return out
-
-
 def load_json(path: PathLike) -> Any:
     """Parse a JSON file; a syntax error names the line and column, and a key repeated within one object is an
     error (``json`` would keep the last one silently)."""
     p = existing(path)
-    text = read_text(p)
-    try:
-        return json.loads(text, object_pairs_hook=_unique_keys)
-    except json.JSONDecodeError as exc:
-        raise CorruptFileError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
-                               source=p) from exc
-    except _DuplicateKey as exc:
-        raise DataError(f"the key {exc.args[0]!r} appears twice in one object", source=p) from exc
+    return loads_json(read_text(p), p)
 
 
 def dump_json(path: PathLike, obj: Any) -> None:
@@ -72,10 +53,7 @@ def iter_jsonl(path: PathLike) -> Iterator[tuple[int, dict]]:
     for lineno, line in enumerate(read_text(p).splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CorruptFileError(f"line {lineno}: invalid JSON: {exc.msg}", source=p) from exc
+        obj = loads_json(line, p, line=lineno)
         if not isinstance(obj, dict):
             raise DataError(f"line {lineno}: expected a JSON object, got {type(obj).__name__}", source=p)
         yield lineno, obj

@@ -66,7 +66,7 @@ def read_flickr_xml(path: PathLike) -> FlickrAnnotation:
         root = ET.parse(p).getroot()
     except ET.ParseError as exc:
         raise CorruptFileError(f"not well-formed XML ({exc})", p) from exc
-    boxes = []
+    boxes: list[FlickrBox] = []
     for child in root:
         for element in child:
             where = f"{p}: <{child.tag}><{element.tag}> #{len(boxes) + 1}"
@@ -76,8 +76,8 @@ def read_flickr_xml(path: PathLike) -> FlickrAnnotation:
             if len(parts) < 5:
                 raise DataError(f"a <bbox> needs a label child then xmin, ymin, xmax, ymax; got {len(parts)} "
                                 "children", where)
-            coords = [parse_int(c.text or "", f"<{c.tag}>", where) for c in parts[1:5]]
-            boxes.append(FlickrBox(*coords, annotator=(parts[0].text or "").strip()))
+            xmin, ymin, xmax, ymax = (parse_int(c.text or "", f"<{c.tag}>", where) for c in parts[1:5])
+            boxes.append(FlickrBox(xmin, ymin, xmax, ymax, annotator=(parts[0].text or "").strip()))
     if not boxes:
         raise EmptyInputError("holds no <bbox> element", p)
     return FlickrAnnotation(p.stem, tuple(boxes))

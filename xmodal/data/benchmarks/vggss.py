@@ -36,7 +36,7 @@ def _box(value: object, where: str) -> tuple[Number, Number, Number, Number]:
     for v in value:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise DataError(f"box coordinate {v!r} is not a finite number", where)
-    return tuple(value)  # type: ignore[return-value]
+    return tuple(value)
 
 
 def read_vggss(path: PathLike) -> list[VGGSSAnnotation]:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from xmodal.errors import CorruptFileError, DataError, EmptyInputError, MissingFileError
 
@@ -60,37 +58,3 @@ def list_files(folder: PathLike, suffixes: tuple[str, ...], what: str) -> list[P
             f"{root}: skipped {len(skipped)} file(s) that are not {what}: {names}{more}", stacklevel=2
         )
     return files
-
-
-def parse_json(text: str, source: PathLike, where: str = "") -> Any:
-    """``json.loads`` that refuses duplicate keys (the standard library keeps the last one silently);
-    CorruptFileError for invalid JSON, DataError for a repeated key. ``where`` prefixes messages (a line)."""
-
-    def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in out:
-                raise DataError(f"{where}key {key!r} appears twice in one JSON object", source)
-            out[key] = value
-        return out
-
-    try:
-        return json.loads(text, object_pairs_hook=unique_keys)
-    except json.JSONDecodeError as exc:
-        raise CorruptFileError(f"{where}invalid JSON: {exc}", source) from exc
-
-
-def read_text(path: PathLike, what: str = "text") -> str:
-    """A UTF-8 file's text; MissingFileError when absent, CorruptFileError naming it when not UTF-8."""
-    p = Path(path)
-    if not p.is_file():
-        raise MissingFileError(f"{what} file not found", p)
-    try:
-        return p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise CorruptFileError(f"not UTF-8 {what} ({exc})", p) from exc
-
-
-def read_json(path: PathLike) -> Any:
-    """A UTF-8 JSON file, with :func:`parse_json`'s checks."""
-    return parse_json(read_text(path, "JSON"), path)

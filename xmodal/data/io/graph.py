@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from xmodal.data.io._common import PathLike, decoding, existing, parse_json
+from xmodal.config.loaders import read_json
+from xmodal.data.io._common import PathLike, decoding, existing
 from xmodal.errors import CorruptFileError, EmptyInputError, NonFiniteError, ShapeError
 
 
@@ -73,7 +74,7 @@ def read_graph(path: PathLike) -> Graph:
             with np.load(p, allow_pickle=False) as z:
                 d = {k: z[k] for k in z.files}
         else:
-            d = parse_json(p.read_text(encoding="utf-8"), p)
+            d = read_json(p)
             if not isinstance(d, dict):
                 raise CorruptFileError(f"expected a JSON object, got a {type(d).__name__}", source=p)
             if "edges" in d and "edge_index" not in d:

@@ -135,7 +135,9 @@ def _source_box(scene: scenes.Scene) -> tuple[str, list[int]] | None:
     if not sounding:
         return None
     (obj,) = sounding
-    return obj.cls, scenes.box_at(obj, REFERENCE_TIME, scene.config)
+    box = scenes.box_at(obj, REFERENCE_TIME, scene.config)
+    assert box is not None  # the scene generator keeps the sounding object on screen at the reference time
+    return obj.cls, box
 
 
 def _vggss_view(scene: scenes.Scene, info: dict[str, Any]) -> dict[str, Any]:

@@ -132,7 +132,9 @@ def build_refcoco(root: str | Path, n: int = 100, seed: int = 0, workers: int = 
                              lambda sid: {"frame": (REFERENCE_TIME, f"images/{sid}.jpg")})
     results = run_jobs(jobs, workers)
     cat_id = {c: i + 1 for i, c in enumerate(ALL_CLASSES)}
-    images, anns, refs = [], [], []
+    images: list[refcoco.CocoImage] = []
+    anns: list[refcoco.CocoAnnotation] = []
+    refs: list[refcoco.RefRecord] = []
     sent_id = 0
     for image_id, r in enumerate(results, start=1):
         w, h = r["size"]
@@ -259,9 +261,11 @@ def _stvg_view(scene: scenes.Scene, info: dict[str, Any]) -> dict[str, Any]:
     q = queries[int(rng.integers(0, len(queries)))]
     obj = scene.objects[q["object"]]
     first, stop = math.ceil(q["start"] * cfg.fps), math.ceil(q["end"] * cfg.fps)
-    boxes = []
+    boxes: list[list[float]] = []
     for i in range(first, stop):
-        x0, y0, x1, y1 = scenes.box_at(obj, i / cfg.fps, cfg)
+        box = scenes.box_at(obj, i / cfg.fps, cfg)
+        assert box is not None  # on_screen() kept only queries whose object is seen throughout
+        x0, y0, x1, y1 = box
         boxes.append([float(x0), float(y0), float(x1 - x0), float(y1 - y0)])
     video = hc_stvg.HCSTVGVideo(f"{scene.id}.mp4", cfg.num_frames, cfg.width, cfg.height, first,
                                 float(q["start"]), float(q["end"]), q["query"], boxes)
@@ -333,7 +337,9 @@ def build_msrvtt(root: str | Path, n: int = 1000, seed: int = 0, workers: int = 
         "video": f"videos/all/video{offsets[sid.split('_')[1]] + int(sid.rsplit('_', 1)[1])}.mp4"}, counts,
         transform=hard_negative_twin)
     results = run_jobs(jobs, workers)
-    videos, sentences, pairs = [], [], []
+    videos: list[msrvtt.MsrvttVideo] = []
+    sentences: list[msrvtt.MsrvttSentence] = []
+    pairs: list[msrvtt.Msrvtt1kAPair] = []
     split_name = {"train": "train", "val": "validate", "test": "test"}
     for k, r in enumerate(results):
         vid = f"video{k}"

@@ -72,6 +72,7 @@ def render_job(job: ClipJob) -> Any:
         scene_render.write_clip(scene, out / job.video, audio=mix)
     if job.audio:
         (out / job.audio).parent.mkdir(parents=True, exist_ok=True)
+        assert mix is not None  # rendered above for a job with audio
         write_audio(out / job.audio, mix, scene_render.SAMPLE_RATE, subtype="PCM_16")
     if job.frame:
         t, rel = job.frame
@@ -112,7 +113,7 @@ def write_card(out: Path, benchmark: str, counts: dict[str, int], config: scenes
     scenes are not comparable with the real benchmark's."""
     classes = sorted(set(config.classes) | (set(vocabulary.PROPS) if config.max_props else set()))
     prov = [r for r in vocabulary.provenance() if r["class"] in classes]
-    card = {"benchmark": benchmark, "statement": NOT_COMPARABLE, "classes": classes, "provenance": prov,
+    card: dict[str, Any] = {"benchmark": benchmark, "statement": NOT_COMPARABLE, "classes": classes, "provenance": prov,
             "splits": counts, "split_ranges": {s: scenes.SPLIT_RANGES["train" if s == "train" else "heldout"]
                                                for s in counts},
             "textures": {s: list(scenes.TEXTURES["train" if s == "train" else "heldout"]) for s in counts},

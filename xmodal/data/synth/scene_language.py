@@ -37,6 +37,18 @@ def _article(phrase: str) -> str:
     return ("an " if phrase[0] in "aeiou" else "a ") + phrase
 
 
+def _sentence(text: str) -> str:
+    return text[0].upper() + text[1:] + "."
+
+
+def _add_sentence(out: list[str], text: str, wanted: int) -> bool:
+    """Append ``text`` as a sentence unless ``out`` already holds it; True once ``out`` has ``wanted``."""
+    sentence = _sentence(text)
+    if sentence not in out:
+        out.append(sentence)
+    return len(out) >= wanted
+
+
 def _join(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
@@ -47,9 +59,9 @@ def seen_objects(scene: Scene, t: float) -> list[dict[str, Any]]:
     out = []
     for o in scene.objects:
         if frac[o.id] >= SEEN:
-            box = box_at(o, t, scene.config)
-            tint = state_at(o, t, scene.config)[3]
-            out.append({"id": o.id, "cls": o.cls, "tint": tint, "size": o.size, "box": box,
+            box, state = box_at(o, t, scene.config), state_at(o, t, scene.config)
+            assert box is not None and state is not None  # a seen object is visible
+            out.append({"id": o.id, "cls": o.cls, "tint": state[3], "size": o.size, "box": box,
                         "cx": (box[0] + box[2]) / 2})
     return out
 
@@ -84,10 +96,7 @@ def captions(scene: Scene, rng: np.random.Generator, n: int = 5, always_tint: bo
                 f"{h_phr} can be heard as {s_phr} {is_are} shown",
                 f"on a {bg} background there {is_are} {s_phr}; {h_phr} can be heard",
                 f"{s_phr} {is_are} visible, and the soundtrack has {h_phr}"][template]
-        text = text[0].upper() + text[1:] + "."
-        if text not in out:
-            out.append(text)
-        if len(out) >= max(n, 5):
+        if _add_sentence(out, text, max(n, 5)):
             break
     return out
 
@@ -113,10 +122,7 @@ def image_captions(scene: Scene, t: float, rng: np.random.Generator, n: int = 5)
         options = [f"{objs} on a {bg} background", f"a picture of {objs}", f"there {is_are} {objs} in the image",
                    f"an image showing {objs}", f"{objs} {is_are} shown"]
         text = options[int(rng.integers(0, len(options)))] + (f"; {rel}" if rel and rng.random() < 0.7 else "")
-        text = text[0].upper() + text[1:] + "."
-        if text not in out:
-            out.append(text)
-        if len(out) >= max(n, 5):
+        if _add_sentence(out, text, max(n, 5)):
             break
     return out
 
@@ -148,10 +154,7 @@ def audio_captions(scene: Scene, rng: np.random.Generator, n: int = 5) -> list[s
                        f"{parts[1]} after {parts[0]}" + ("" if len(parts) == 2 else ", then " + _join(parts[2:])),
                        f"you can hear {ing[0]}, later " + _join(ing[1:])]
         text = options[int(rng.integers(0, len(options)))]
-        text = text[0].upper() + text[1:] + "."
-        if text not in out:
-            out.append(text)
-        if len(out) >= max(n, 5):
+        if _add_sentence(out, text, max(n, 5)):
             break
     return out
 
@@ -295,28 +298,28 @@ def temporal_queries(scene: Scene, actions: list[dict[str, Any]], rng: np.random
         return (a["object"], a["action"])
 
     for (oid, act), group in itertools.groupby(sorted(spans, key=lambda a: (key(a), a["start"])), key=key):
-        group = list(group)
+        members = list(group)
         if oid not in desc:
             continue
         verb = vocabulary.get_class(by_id[oid].cls).verb
         phrase = f"the {desc[oid]} " + (("is " + verb) if act == "sound" else _SPAN_PHRASE[act])
-        for k, span in enumerate(group):
-            if len(group) == 1:
+        for k, span in enumerate(members):
+            if len(members) == 1:
                 out.append({"query": phrase, "kind": "single", **span})
                 continue
             out.append({"query": f"{phrase} for the {ORDINALS[min(k, 4)]} time", "kind": "ordinal", **span})
             for ev in instants:  # "after": the first span starting at or after another object's event
                 if ev["object"] == oid or ev["object"] not in desc:
                     continue
-                first_after = [g for g in group if g["start"] >= ev["start"]]
-                if first_after and first_after[0] is span and k > 0 and group[k - 1]["start"] < ev["start"]:
+                first_after = [g for g in members if g["start"] >= ev["start"]]
+                if first_after and first_after[0] is span and k > 0 and members[k - 1]["start"] < ev["start"]:
                     ev_verb = vocabulary.get_class(by_id[ev["object"]].cls).verb
                     ev_phrase = _INSTANT_PHRASE[ev["action"]].format(verb=ev_verb)
                     out.append({"query": f"{phrase} after the {desc[ev['object']]} {ev_phrase}", "kind": "after",
                                 **span})
                     break
     for q in out:
-        q["query"] = q["query"][0].upper() + q["query"][1:] + "."
+        q["query"] = _sentence(q["query"])
     return out
 
 
@@ -335,15 +338,15 @@ def action_queries(scene: Scene, actions: list[dict[str, Any]], rng: np.random.G
         return (by_id[a["object"]].cls, a["action"])
 
     for (cls, act), group in itertools.groupby(sorted(spans, key=lambda a: (key(a), a["start"])), key=key):
-        group = list(group)
-        if len({g["start"] for g in group}) < len(group):
+        members = list(group)
+        if len({g["start"] for g in members}) < len(members):
             continue  # two objects of the class start the action together: order cannot tell them apart
         verb = vocabulary.get_class(cls).verb
         phrase = ("is " + verb) if act == "sound" else _SPAN_PHRASE[act]
-        for k, span in enumerate(group[: len(ORDINALS)]):
+        for k, span in enumerate(members[: len(ORDINALS)]):
             text = f"the {_syn(cls, rng)} that {phrase}"
-            if len(group) > 1:
+            if len(members) > 1:
                 text += f" for the {ORDINALS[min(k, 4)]} time"
-            out.append({"query": text[0].upper() + text[1:] + ".", "kind": "action" if len(group) == 1 else
+            out.append({"query": _sentence(text), "kind": "action" if len(members) == 1 else
                         "action ordinal", **span})
     return out

@@ -164,11 +164,11 @@ def _holds(template: str, args: Any, objs: list[dict]) -> bool:
 def label(scene: Scene, t: float, template: str, args: Any) -> str:
     """entailment / neutral / contradiction of a claim about the frame at ``t`` (see the module docstring)."""
     frac = visible_fractions_at(scene, t)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for o in scene.objects:
-        box = box_at(o, t, scene.config)
-        if box is not None:
-            rows.append({"cls": o.cls, "tint": state_at(o, t, scene.config)[3], "box": box, "frac": frac[o.id]})
+        box, state = box_at(o, t, scene.config), state_at(o, t, scene.config)
+        if box is not None and state is not None:  # both or neither: the box is the state's
+            rows.append({"cls": o.cls, "tint": state[3], "box": box, "frac": frac[o.id]})
     if _holds(template, args, [r for r in rows if r["frac"] >= SEEN]):
         return "entailment"
     if scene.occluders or _holds(template, args, [r for r in rows if r["frac"] > 0]):
@@ -181,7 +181,7 @@ def entailment_hypotheses(scene: Scene, t: float, rng: np.random.Generator, trie
     ``{"template", "hypothesis", "label"}``."""
     classes = tuple(sorted({o.cls for o in scene.objects} | set(scene.config.classes)))
     seen_classes = tuple(sorted({o.cls for o in scene.objects if box_at(o, t, scene.config) is not None}))
-    out = []
+    out: list[dict[str, str]] = []
     for template in TEMPLATES:
         found: dict[str, str] = {}
         for k in range(tries):

@@ -43,6 +43,7 @@ def background(scene: Scene) -> np.ndarray:
     cfg, bg = scene.config, scene.background
     h, w = cfg.height, cfg.width
     colour = np.asarray(bg["colour"], np.float32)
+    img: np.ndarray
     if bg["kind"] == "plain":
         img = np.broadcast_to(colour, (h, w, 3)).copy()
     elif bg["kind"] == "gradient":

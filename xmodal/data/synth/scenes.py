@@ -413,8 +413,9 @@ def _moves(o: SceneObject, cfg: SceneConfig) -> list[dict[str, Any]]:
     out, cur, start = [], None, 0.0
     for i in range(1, len(times) + 1):
         d = None
-        if i < len(times) and xs[i] is not None and xs[i - 1] is not None:
-            d = "move right" if xs[i] > xs[i - 1] else "move left" if xs[i] < xs[i - 1] else None
+        x, x_before = (xs[i], xs[i - 1]) if i < len(times) else (None, None)
+        if x is not None and x_before is not None:
+            d = "move right" if x > x_before else "move left" if x < x_before else None
         if d != cur:
             if cur is not None and times[i - 1] - start >= 0.5:
                 out.append({"object": o.id, "action": cur, "start": round(float(start), 6),

@@ -6,7 +6,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from xmodal.data.io._common import read_json
+from xmodal.config.loaders import read_json
 from xmodal.errors import DataError
 
 

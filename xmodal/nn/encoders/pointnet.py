@@ -45,9 +45,10 @@ class TNet(nn.Module):
         super().__init__()
         self.k = k
         self.mlp = _shared_mlp([k, *widths])
-        self.head = nn.Sequential(nn.Linear(widths[-1], 128), nn.GELU(), nn.Linear(128, k * k))
-        nn.init.zeros_(self.head[-1].weight)
-        nn.init.zeros_(self.head[-1].bias)
+        last = nn.Linear(128, k * k)
+        self.head = nn.Sequential(nn.Linear(widths[-1], 128), nn.GELU(), last)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         g = masked_max(self.mlp(x), mask)

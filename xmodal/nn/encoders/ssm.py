@@ -85,6 +85,7 @@ def selective_scan_chunked(
     for c in range(nc - 1):  # pass 2
         entering.append(decay[:, c] * entering[-1] + end[:, c])
     _, _, y = _scan_steps(xs, dts, A, Bs, torch.stack(entering, dim=1), Cs)  # pass 3
+    assert y is not None  # C was given
     return y.reshape(b, nc * L, d)[:, :t] + x * D
 
 

@@ -52,6 +52,8 @@ class TransformerEncoder(nn.Module):
     mean over valid steps.
     """
 
+    pos: torch.Tensor | None  # a learned parameter, a fixed buffer or none
+
     def __init__(
         self,
         dim: int = 256,

@@ -39,6 +39,8 @@ class _DecoderLayer(nn.Module):
 
 
 class SpaceTimeDecoder(nn.Module):
+    time_pos: torch.Tensor
+
     def __init__(self, visual_channels: int = 2048, text_dim: int = 768, dim: int = 256, encoder_depth: int = 2,
                  decoder_depth: int = 3, heads: int = 8, max_tokens: int = 512, max_frames: int = 200,
                  dropout: float = 0.1) -> None:
