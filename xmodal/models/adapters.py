@@ -33,11 +33,6 @@ class ConvAdapter(nn.Module):
         self.encoder, self.layout, self.time_dim, self.source = encoder, layout, time_dim, source
         self.out_dim = encoder.out_dim
 
-    def _masked(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        shape = [x.shape[0]] + [1] * (x.dim() - 1)
-        shape[self.time_dim] = -1  # type: ignore[index]
-        return x * mask.to(x.dtype).view(shape)
-
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         x = self.layout(x)
         if mask is None:
@@ -47,17 +42,12 @@ class ConvAdapter(nn.Module):
         if mask.shape != (x.shape[0], x.shape[self.time_dim]):
             raise ShapeError(f"mask {tuple(mask.shape)} does not match the time axis of {tuple(x.shape)}",
                              source=f"{self.source}_mask")
-        mask = mask.bool()
-        if self.encoder.dims == 1 and self.time_dim == 2:
-            return self.encoder(x, mask)  # the 1-D encoder masks exactly this way itself
-        x = self._masked(x, mask)
-        for stage in self.encoder.stages:
-            x = stage(x)
-            mask = mask[:, :: stage.stride][:, : x.shape[self.time_dim]]
-            x = self._masked(x, mask)
-        weights = self._masked(torch.ones_like(x[:, :1]), mask)  # (batch, 1, *spatial)
-        pooled = (x * weights).flatten(2).sum(-1) / weights.flatten(2).sum(-1).clamp_min(1.0)
-        return self.encoder.proj(pooled)
+        # The encoder masks every spatial position itself (after each conv, and in the pooling): broadcast the
+        # (batch, time) mask over the other spatial axes.
+        shape = [x.shape[0]] + [1] * (x.dim() - 2)
+        shape[self.time_dim - 1] = -1
+        full = mask.bool().view(shape).expand(x.shape[0], *x.shape[2:])
+        return self.encoder(x, full)
 
 
 class SequenceAdapter(nn.Module):
