@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def _audio_segments(mono: np.ndarray, segments: int) -> np.ndarray:
     log_mel = np.log(mel + 1e-6).T  # (frames, mels)
     edges = np.linspace(0, log_mel.shape[0], segments + 1).round().astype(int)
     return np.stack([np.concatenate([log_mel[a:b].mean(0), log_mel[a:b].std(0)])
-                     for a, b in zip(edges[:-1], edges[1:])]).astype(np.float32)
+                     for a, b in pairwise(edges)]).astype(np.float32)
 
 
 def _visual_segments(frames: np.ndarray, segments: int) -> np.ndarray:
@@ -53,7 +54,7 @@ def _visual_segments(frames: np.ndarray, segments: int) -> np.ndarray:
     x = torch.nn.functional.adaptive_avg_pool2d(x, GRID * CELL)  # (F, 3, 28, 28)
     cells = x.reshape(-1, 3, GRID, CELL, GRID, CELL).permute(0, 2, 4, 1, 3, 5).reshape(-1, GRID, GRID, VISUAL_DIM)
     edges = np.linspace(0, cells.shape[0], segments + 1).round().astype(int)
-    return torch.stack([cells[a:max(b, a + 1)].mean(0) for a, b in zip(edges[:-1], edges[1:])]).numpy()
+    return torch.stack([cells[a:max(b, a + 1)].mean(0) for a, b in pairwise(edges)]).numpy()
 
 
 def extract_clip(path: Path, segments: int = 10) -> dict[str, torch.Tensor]:
@@ -144,6 +145,6 @@ def fit_segment_classifier(x_train: np.ndarray, y_train: np.ndarray) -> Callable
     baselines. Returns ``features -> predicted class index``."""
     from sklearn.linear_model import LogisticRegression
 
-    clf = LogisticRegression(max_iter=300, C=1.0)
+    clf = LogisticRegression(max_iter=1000, C=1.0)
     clf.fit(x_train, y_train)
     return clf.predict
