@@ -140,11 +140,18 @@ def predict_all(model: torch.nn.Module, dataset: Dataset, batch_size: int = 64) 
     return outputs_all(model, dataset, collate, batch_size)
 
 
-def fit_segment_classifier(x_train: np.ndarray, y_train: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """A per-segment multinomial logistic regression (scikit-learn) on one stream's features: the single-modality
-    baselines. Returns ``features -> predicted class index``."""
+def fit_segment_classifier(x_train: np.ndarray, y_train: np.ndarray,
+                           multilabel: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+    """A per-segment logistic regression (scikit-learn; multinomial, or one-vs-rest on 0/1 columns when
+    ``multilabel``) on one stream's features: the single-modality baselines. Returns ``features -> predicted
+    class index`` (multilabel: ``features -> (rows, classes) probabilities``). BLAS runs on torch's thread count
+    (the recipe's ``train.threads``): more threads than cores slow it down many times on a shared machine."""
     from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+    from threadpoolctl import threadpool_limits
 
-    clf = LogisticRegression(max_iter=1000, C=1.0)
-    clf.fit(x_train, y_train)
-    return clf.predict
+    with threadpool_limits(torch.get_num_threads()):
+        if multilabel:
+            clf = OneVsRestClassifier(LogisticRegression(max_iter=1000)).fit(x_train, y_train)
+            return clf.predict_proba
+        return LogisticRegression(max_iter=1000).fit(x_train, y_train).predict

@@ -13,7 +13,7 @@ thresholded at 0.5 and filtered by the video-level probability as the official p
 (:func:`xmodal.metrics.avvp.avvp_postprocess`); metrics are the official segment- and event-level F-scores.
 Baselines on the held-out split: chance (every cell on with probability one half), majority (the most frequent
 training class everywhere) and audio-only / visual-only (one stream's segment classifier, trained on the video
-labels, predicting both tracks).
+labels, predicting both tracks; the visual one sees the grid's per-channel mean and max).
 
 Recipe sections: ``data: {root, eval_split, features, cache}`` and ``model: {dim, ff_dim, heads, layers,
 dropout, acoustic}``.
@@ -142,9 +142,6 @@ def evaluate(model: nn.Module, dataset: Dataset) -> dict[str, float]:
 
 def baselines(dataset: Dataset, *, train_set: Dataset) -> dict[str, dict[str, float]]:
     """Chance, majority and single-stream baselines (see the module docstring)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.multiclass import OneVsRestClassifier
-
     from xmodal.metrics.avvp import avvp_scores
 
     gt_a, gt_v = _truth(dataset)
@@ -158,7 +155,7 @@ def baselines(dataset: Dataset, *, train_set: Dataset) -> dict[str, dict[str, fl
     table = {"chance": avvp_scores(gt_a, gt_v, chance, chance_v),
              "majority": avvp_scores(gt_a, gt_v, [majority] * len(gt_a), [majority] * len(gt_a))}
     segments = shape[1]
-    for name, keys in (("audio_only", ["audio", "acoustic"]), ("visual_only", ["visual", "motion"])):
+    for name, keys in (("audio_only", ["audio", "acoustic"]), ("visual_only", ["motion"])):
         keys = [k for k in keys if k in train_set.clips[0]]
 
         def rows(ds: Dataset, keys: list[str] = keys) -> np.ndarray:
@@ -166,10 +163,10 @@ def baselines(dataset: Dataset, *, train_set: Dataset) -> dict[str, dict[str, fl
                 len(ds) * segments, -1).numpy()
 
         present = y_train.sum(0) > 0  # a class never seen in training is never predicted
-        clf = OneVsRestClassifier(LogisticRegression(max_iter=1000))
-        clf.fit(rows(train_set), np.repeat(y_train[:, present], segments, axis=0))
+        predict = av_segments.fit_segment_classifier(rows(train_set), np.repeat(y_train[:, present], segments, 0),
+                                                     multilabel=True)
         prob = np.zeros((len(dataset) * segments, shape[0]))
-        prob[:, present] = clf.predict_proba(rows(dataset))
+        prob[:, present] = predict(rows(dataset))
         grids = [(p.T >= 0.5).astype(np.int64) for p in prob.reshape(len(dataset), segments, -1)]
         table[name] = avvp_scores(gt_a, gt_v, grids, grids)
     return table
