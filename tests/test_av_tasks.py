@@ -51,7 +51,7 @@ def test_ave_build_train_predict_eval(tmp_path: Path, monkeypatch, capsys) -> No
     from xmodal.data.synth.scene_benchmarks_av import build_ave
 
     root = build_ave(tmp_path / "ave", n=20, seed=3, workers=2)
-    run = _train(tmp_path, "ave.yaml", root, "train.epochs=2")
+    run = _train(tmp_path, "ave.yaml", root, "train.epochs=2", "train.batch_size=4")
     doc = json.loads((run / "metrics.json").read_text())
     test = read_ave(root / "testSet.txt")
     assert doc["primary"] == "accuracy" and doc["split"] == "test" and doc["n"] == len(test)
@@ -74,7 +74,7 @@ def test_avvp_build_train_predict_eval(tmp_path: Path, monkeypatch, capsys) -> N
     from xmodal.data.synth.scene_benchmarks_av import build_llp
 
     root = build_llp(tmp_path / "llp", n=20, seed=3, workers=2)
-    run = _train(tmp_path, "avvp.yaml", root, "train.epochs=2")
+    run = _train(tmp_path, "avvp.yaml", root, "train.epochs=2", "train.batch_size=4")
     doc = json.loads((run / "metrics.json").read_text())
     assert doc["primary"] == "segment_type" and doc["split"] == "test"
     assert set(doc["baselines"]) == {"chance", "majority", "audio_only", "visual_only"}
