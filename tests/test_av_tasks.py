@@ -98,3 +98,48 @@ def test_recipes_parse_and_refuse_bad_settings(tmp_path: Path) -> None:
         build_task(load_recipe(REPO / "recipes" / "avvp.yaml", ["data.eval_split=train"]))
     with pytest.raises(ConfigError, match=r"model\.heads: must divide"):
         build_task(load_recipe(REPO / "recipes" / "avvp.yaml", ["model.heads=3"]))
+
+
+def test_missing_files_are_typed_errors(tmp_path: Path) -> None:
+    from xmodal.errors import DataError
+    from xmodal.tasks.base import build_task
+
+    with pytest.raises(DataError, match="Annotations.txt"):
+        build_task(load_recipe(REPO / "recipes" / "ave.yaml", [f"data.root={tmp_path}"]))
+    with pytest.raises(DataError, match="AVVP_train.csv"):
+        build_task(load_recipe(REPO / "recipes" / "avvp.yaml", [f"data.root={tmp_path}"]))
+
+
+def test_ave_official_hdf5_features(tmp_path: Path) -> None:
+    """The official layout: feature rows follow the lines of Annotations.txt, which repeats a VideoID for two
+    events; the split file names one of them and gets that line's row."""
+    import h5py
+    import numpy as np
+    import torch
+
+    from xmodal.data.benchmarks.ave import AVEAnnotation, write_ave
+    from xmodal.tasks.base import build_task
+
+    lines = [AVEAnnotation("Bark", "a", "good", 2, 5), AVEAnnotation("Bus", "b", "good", 0, 10),
+             AVEAnnotation("Cat", "a", "good", 6, 9), AVEAnnotation("Bark", "c", "good", 1, 2)]
+    write_ave(tmp_path / "Annotations.txt", lines, header=False)
+    write_ave(tmp_path / "trainSet.txt", [lines[0], lines[1]])
+    write_ave(tmp_path / "testSet.txt", [lines[2], lines[3]])
+    rows = np.arange(4, dtype=np.float32)[:, None, None]
+    with h5py.File(tmp_path / "audio_feature.h5", "w") as f:
+        f["avadataset"] = np.broadcast_to(rows, (4, 10, 128)).copy()
+    with h5py.File(tmp_path / "visual_feature.h5", "w") as f:
+        f["avadataset"] = np.broadcast_to(rows[..., None, None], (4, 10, 7, 7, 512)).copy()
+    bundle = build_task(load_recipe(REPO / "recipes" / "ave.yaml", [
+        f"data.root={tmp_path}", f"data.features={tmp_path}", "model.acoustic=false"]))
+    assert bundle.artifacts["classes"][:3] == ["Church bell", "Male speech, man speaking", "Bark"]  # official order
+    # rows 0 and 1 train: 20 segment values, ten 0s and ten 1s: mean 0.5, sample std sqrt(10 * 0.25 * 2 / 19)
+    std = np.sqrt(5 / 19)
+    train_audio = [float(c["audio"][0, 0]) for c in bundle.train_set.clips]
+    assert train_audio == pytest.approx([-0.5 / std, 0.5 / std], abs=1e-5)
+    test_audio = [float(c["audio"][0, 0]) for c in bundle.val_set.clips]  # rows 2 and 3 on the training scale
+    assert test_audio == pytest.approx([1.5 / std, 2.5 / std], abs=1e-5)
+    cat = bundle.artifacts["classes"].index("Cat")
+    assert bundle.val_set.targets[0].tolist() == [28] * 6 + [cat] * 3 + [28]
+    out = bundle.model(bundle.collate([bundle.val_set[0], bundle.val_set[1]]))
+    assert out["logits"].shape == (2, 10, 29) and torch.isfinite(out["logits"]).all()
