@@ -1,0 +1,221 @@
+"""AVE: audio-visual event localisation, one label per 1-s segment (an event class or ``background``).
+
+Data: the official files as distributed (``trainSet.txt``, ``valSet.txt``/``testSet.txt`` and ``Annotations.txt``
+under ``data.root``, read with :mod:`xmodal.data.benchmarks.ave`), with either the raw clips ``AVE/<VideoID>.mp4``
+(features by :mod:`xmodal.tasks.av_segments`, cached) or the official HDF5 features in ``data.features``
+(``audio_feature.h5``, ``visual_feature.h5``; rows follow the lines of ``Annotations.txt``). The classes are the
+28 official ones when every category is one of them, else the categories of ``Annotations.txt`` sorted, and
+``background`` last. Model: the audio-guided visual attention with BiLSTMs
+(:class:`xmodal.tasks.models.ave_attention.AVEAttentionNet`), with the acoustic branch when
+``model.acoustic``. Metric: the official segment accuracy (percent). Baselines on the held-out split: chance,
+the training-majority label, the clip's true event label broadcast to all 10 segments, and audio-only and
+visual-only segment classifiers. Predictions: ``{"<VideoID>": [10 labels]}``, the file ``xmodal eval ave``
+reads.
+
+Recipe sections: ``data: {root, eval_split, features, cache}`` and ``model: {hidden, attention_dim,
+head_hidden, acoustic, loss}``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from xmodal.config.schema import parse_section
+from xmodal.data.benchmarks import ave
+from xmodal.errors import ConfigError, DataError
+from xmodal.tasks import av_segments
+from xmodal.tasks.base import TaskBundle
+
+SPLIT_FILES = {"train": "trainSet.txt", "val": "valSet.txt", "test": "testSet.txt"}
+
+
+@dataclass
+class DataConfig:
+    root: str = "data/ave-scenes"
+    eval_split: Literal["val", "test"] = "test"
+    features: str | None = None  # a folder with the official audio_feature.h5 and visual_feature.h5
+    cache: str | None = None  # feature cache folder; default $XMODAL_CACHE/features
+
+
+@dataclass
+class ModelConfig:
+    hidden: int = 64
+    attention_dim: int = 64
+    head_hidden: int = 64
+    acoustic: bool = True
+    loss: Literal["reference", "cross_entropy"] = "cross_entropy"
+
+
+def _configs(cfg: dict[str, Any]) -> tuple[DataConfig, ModelConfig]:
+    d = parse_section(DataConfig, cfg.get("data"), "data")
+    m = parse_section(ModelConfig, cfg.get("model"), "model")
+    for key in ("hidden", "attention_dim", "head_hidden"):
+        if getattr(m, key) < 1:
+            raise ConfigError(f"model.{key}: must be >= 1, got {getattr(m, key)}")
+    return d, m
+
+
+def check(cfg: dict[str, Any]) -> None:
+    _configs(cfg)
+
+
+def class_names(annotations: list[ave.AVEAnnotation]) -> list[str]:
+    """The official 29 classes when every category is official, else the sorted categories + background."""
+    categories = {r.category for r in annotations if r.category != "0"}
+    if categories <= set(ave.AVE_CATEGORIES):
+        return list(ave.AVE_CLASSES)
+    return [*sorted(categories), ave.BACKGROUND]
+
+
+def _official_rows(root: Path, features: Path, records: list[ave.AVEAnnotation]) -> list[int]:
+    """Rows of the official HDF5 arrays (the lines of Annotations.txt) holding ``records``."""
+    row_of = {r: i for i, r in reversed(list(enumerate(ave.read_ave(root / "Annotations.txt"))))}
+    missing = [r.video_id for r in records if r not in row_of]
+    if missing:
+        raise DataError(f"{len(missing)} clips of the split are not lines of Annotations.txt, e.g. {missing[0]!r}",
+                        root / "Annotations.txt")
+    return [row_of[r] for r in records]
+
+
+def load_split(d: DataConfig, split: str) -> tuple[list[ave.AVEAnnotation], list[dict[str, torch.Tensor]]]:
+    """The annotations of ``split`` and each clip's raw (unscaled) features."""
+    root = Path(d.root)
+    records = ave.read_ave(root / SPLIT_FILES[split], unique=True)
+    if not records:
+        raise DataError("the split lists no clips", root / SPLIT_FILES[split])
+    if d.features is None:
+        return records, av_segments.clip_features([root / "AVE" / f"{r.video_id}.mp4" for r in records], d.cache)
+    features = Path(d.features)
+    rows = _official_rows(root, features, records)
+    audio = ave.read_ave_features(features / "audio_feature.h5")
+    visual = ave.read_ave_features(features / "visual_feature.h5")
+    return records, [{"audio": torch.from_numpy(np.asarray(audio[i], np.float32)),
+                      "visual": torch.from_numpy(np.asarray(visual[i], np.float32))} for i in rows]
+
+
+class AVEModel(nn.Module):
+    """The batch interface of :class:`AVEAttentionNet`: ``batch -> {"logits": (N, 10, classes)}``."""
+
+    def __init__(self, classes: int, audio_dim: int, visual_dim: int, grid_cells: int, m: ModelConfig) -> None:
+        super().__init__()
+        from xmodal.tasks.models.ave_attention import AVEAttentionNet
+
+        self.acoustic = m.acoustic
+        self.net = AVEAttentionNet(audio_dim=audio_dim, visual_dim=visual_dim, grid_cells=grid_cells,
+                                   attention_dim=m.attention_dim, hidden=m.hidden, num_classes=classes,
+                                   head_hidden=m.head_hidden,
+                                   acoustic_dim=av_segments.ACOUSTIC_DIM if m.acoustic else 0)
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return self.net(batch["audio"], batch["visual"], batch.get("acoustic") if self.acoustic else None)
+
+
+def ave_objective(outputs: dict[str, torch.Tensor], batch: dict[str, Any], kind: str = "cross_entropy") -> torch.Tensor:
+    """Cross-entropy per segment, or the reference's soft-margin loss on the softmax (``kind="reference"``)."""
+    from xmodal.tasks.models.ave_attention import ave_loss
+
+    logits, labels = outputs["logits"], batch["label"]
+    if kind == "reference":
+        return ave_loss(logits, labels)
+    return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+
+
+def _labels_of(dataset: Dataset, classes: list[str]) -> dict[str, list[str]]:
+    return {dataset.ids[i]: [classes[int(c)] for c in dataset.targets[i]] for i in range(len(dataset))}
+
+
+def predicted_labels(model: nn.Module, dataset: Dataset, classes: list[str]) -> dict[str, list[str]]:
+    out = av_segments.predict_all(model, dataset)
+    return {sid: [classes[int(c)] for c in row] for sid, row in zip(out["id"], out["logits"].argmax(-1))}
+
+
+def evaluate(model: nn.Module, dataset: Dataset, *, classes: list[str]) -> dict[str, float]:
+    from xmodal.metrics.ave import ave_segment_accuracy
+
+    return {"accuracy": ave_segment_accuracy(_labels_of(dataset, classes), predicted_labels(model, dataset, classes))}
+
+
+def _stream(dataset: Dataset, name: str) -> np.ndarray:
+    """Per-segment rows of one feature stream (the visual grid averaged over its cells)."""
+    x = torch.stack([c[name] for c in dataset.clips])
+    if name == "visual":
+        x = torch.cat([x.mean((2, 3)), x.amax((2, 3))], -1)
+    return x.reshape(-1, x.shape[-1]).numpy()
+
+
+def baselines(dataset: Dataset, *, train_set: Dataset, classes: list[str]) -> dict[str, dict[str, float]]:
+    """Chance (uniform guessing, its expected accuracy), majority (the most frequent training segment label),
+    broadcast clip label (the clip's true event on all 10 segments) and audio-only / visual-only segment
+    classifiers fitted on the training split (audio: log-mel statistics and acoustic descriptors; visual: the
+    grid's mean and max per channel)."""
+    from xmodal.metrics.ave import ave_segment_accuracy
+
+    truth = _labels_of(dataset, classes)
+    y_train = torch.stack(train_set.targets).reshape(-1).numpy()
+    majority = classes[int(np.bincount(y_train, minlength=len(classes)).argmax())]
+    clip_label = {sid: next((c for c in labels if c != ave.BACKGROUND), ave.BACKGROUND)
+                  for sid, labels in truth.items()}
+    table = {"chance": {"accuracy": 100 / len(classes)},
+             "majority": {"accuracy": ave_segment_accuracy(truth, {s: [majority] * len(v) for s, v in truth.items()})},
+             "broadcast_clip_label": {"accuracy": ave_segment_accuracy(
+                 truth, {s: [clip_label[s]] * len(v) for s, v in truth.items()})}}
+    streams = {"audio_only": ["audio", "acoustic"], "visual_only": ["visual"]}
+    for name, keys in streams.items():
+        keys = [k for k in keys if k in dataset.clips[0]]
+        predict = av_segments.fit_segment_classifier(np.concatenate([_stream(train_set, k) for k in keys], 1),
+                                                     y_train)
+        flat = predict(np.concatenate([_stream(dataset, k) for k in keys], 1)).reshape(len(dataset), -1)
+        table[name] = {"accuracy": ave_segment_accuracy(
+            truth, {sid: [classes[int(c)] for c in row] for sid, row in zip(dataset.ids, flat)})}
+    return table
+
+
+def write_predictions(model: nn.Module, dataset: Dataset, path: Path, *, classes: list[str]) -> Path:
+    """``{"<VideoID>": [10 labels]}`` as ``xmodal eval ave --predictions`` reads it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(predicted_labels(model, dataset, classes), indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def build_data(cfg: dict[str, Any]) -> tuple[av_segments.SegmentDataset, av_segments.SegmentDataset, list[str]]:
+    d, _ = _configs(cfg)
+    root = Path(d.root)
+    all_records = ave.read_ave(root / "Annotations.txt")
+    classes = class_names(all_records)
+    index = {c: i for i, c in enumerate(classes)}
+    splits = {split: load_split(d, split) for split in ("train", d.eval_split)}
+    scaler = av_segments.Scaler.fit(splits["train"][1])
+
+    def dataset(split: str) -> av_segments.SegmentDataset:
+        records, clips = splits[split]
+        unknown = [r.category for r in records if r.category not in index and r.start < r.end]
+        if unknown:
+            raise DataError(f"category {unknown[0]!r} is not in Annotations.txt", root / SPLIT_FILES[split])
+        targets = [torch.tensor([index[label] for label in r.segment_labels()]) for r in records]
+        return av_segments.SegmentDataset([r.video_id for r in records], [scaler(c) for c in clips], targets)
+
+    return dataset("train"), dataset(d.eval_split), classes
+
+
+def build(cfg: dict[str, Any]) -> TaskBundle:
+    d, m = _configs(cfg)
+    train_set, eval_set, classes = build_data(cfg)
+    first = train_set.clips[0]
+    if m.acoustic and "acoustic" not in first:
+        raise ConfigError("model.acoustic: the precomputed features hold no acoustic descriptors; set it false")
+    visual = first["visual"]
+    model = AVEModel(len(classes), first["audio"].shape[-1], visual.shape[-1], visual.shape[1] * visual.shape[2], m)
+    return TaskBundle(model=model, loss=partial(ave_objective, kind=m.loss), train_set=train_set,
+                      collate=av_segments.collate, val_set=eval_set, evaluate=partial(evaluate, classes=classes),
+                      primary="accuracy", baselines=partial(baselines, train_set=train_set, classes=classes),
+                      predict=partial(write_predictions, classes=classes), artifacts={"classes": classes},
+                      split=d.eval_split)
