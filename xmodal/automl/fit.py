@@ -1,12 +1,12 @@
 """``xmodal fit``: from a folder or table to a trained, evaluated model within a wall-time budget.
 
 The plan (:func:`xmodal.automl.make_plan`) is written as ``recipe.yaml``; ``xmodal train recipe.yaml``
-reproduces the fused run bit for bit (same seed, same steps: the step count is fixed in the recipe before
-training starts, from a measured step time). The budget covers everything from the first file read to the
-report. It is spent as follows: planning and decoding are measured as they happen; the rest is shared by the
-fused run (weight 2) and one run per input modality alone (weight 1 each), each run's steps chosen from its
-own measured step and evaluation times, with ``train.max_seconds`` as a guard (a guarded stop is reported:
-only then does ``xmodal train`` differ). A reserve is kept for the final evaluations and the report.
+reproduces the fused run bit for bit. The budget covers everything from the start of the process to the
+report: planning and decoding are measured as they happen; what is left once the fused model is built and
+its step and evaluation times measured is shared by the fused run (weight 2) and one run per input modality
+alone (weight 1 each), less a reserve for the report and the exit. The clock stops each run
+(``train.max_seconds``); the learning rate is constant, so a run stopped at step S is the run of
+``max_steps: S``, which is what the recipe then says.
 
 Held-out split: ``data.val_fraction`` of each class (stratified), drawn with ``data.seed``; every run of one
 fit shares it. Early stopping: ``train.patience`` evaluations without a better primary metric; the best
@@ -106,7 +106,7 @@ def _measure(bundle: Any, batch_size: int) -> tuple[float, float]:
     n = len(bundle.train_set)
     times = []
     with torch.random.fork_rng():
-        for k in range(3):  # the first step pays one-time costs (thread pools, lazy loading): not counted
+        for k in range(2):  # the first step pays one-time costs (thread pools, lazy loading): not counted
             t = _now()
             idx = [(k * batch_size + i) % n for i in range(batch_size)]
             batch = to_device(bundle.collate([bundle.train_set[i] for i in idx]), torch.device("cpu"))
@@ -120,7 +120,7 @@ def _measure(bundle: Any, batch_size: int) -> tuple[float, float]:
         with torch.no_grad():
             bundle.evaluate(model, bundle.val_set)
         eval_seconds = _now() - t
-    return max(sum(times[1:]) / 2, 1e-4), eval_seconds
+    return max(times[1], 1e-4), eval_seconds
 
 
 def _restrict(recipe: dict[str, Any], column: str) -> dict[str, Any]:
@@ -159,10 +159,12 @@ def _run(name: str, recipe: dict[str, Any], out: Path, seconds: float | Any, env
     batch_size = max(1, min(int(recipe["train"]["batch_size"]), per_rank))
     step_s, eval_s = _measure(bundle, batch_size)
     phases["measure"] = _now() - start - phases["build"]
+    phases["eval_estimate"] = eval_s
     if callable(seconds):  # the share is decided once one-time costs (imports, tokenizers) are paid
-        seconds = seconds() + (_now() - start)
-    # after the clock stops training: the final evaluation, its checkpoint, reading the best one
-    tail = 2.5 * eval_s + 0.5
+        seconds = seconds(eval_s) + (_now() - start)
+    # after the clock stops training: the final evaluation, its checkpoint, the baselines (which read the
+    # targets of every training sample: a pass over the training set) and reading the best checkpoint
+    tail = eval_s * (2.5 + len(bundle.train_set) / max(1, len(bundle.val_set))) + 0.5
     train_s = seconds - (_now() - start) - tail
     expected = max(1, int(train_s / (step_s + 1.5 * eval_s / EVALS_PER_RUN)))
     limit = max(1, min(expected * 4, MAX_EPOCHS * max(1, per_rank // batch_size)))
@@ -232,7 +234,9 @@ def fit(data: str | Path, target: str | None, time_budget: float = 120.0, out: s
         if train_left <= 0:
             raise ConfigError(f"--time-budget: {time_budget:g} s is used up by reading and planning the data "
                               f"({planned:.1f} s); give more time")
-        def fused_share() -> float:  # of what is left once the fused model is built and measured
+        def fused_share(eval_s: float) -> float:  # of what is left once the fused model is built and measured
+            nonlocal reserve
+            reserve += 1.5 * eval_s  # the report's pass over the held-out set
             return (time_budget - reserve - (_now() - start)) * 2 / weight
 
         fused, bundle = _run("fused", recipe, out, fused_share, env)

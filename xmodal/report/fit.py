@@ -44,8 +44,10 @@ def write_report(out: Path, plan: Any, bundle: Any, runs: list[Any], *, budget: 
                  planning_seconds: float, peak_memory_mib: float) -> dict[str, Any]:
     """Write ``metrics.json``, ``report.json`` and ``report.html`` into ``out``; returns the metrics document."""
     fused = runs[0]
-    baselines = {name: {k: float(v) for k, v in row.items()}
-                 for name, row in (bundle.baselines(bundle.val_set) if bundle.baselines else {}).items()}
+    trained = out / "run" / "metrics.json"  # the trainer computed the task's baselines on the same split
+    baselines = json.loads(trained.read_text(encoding="utf-8")).get("baselines", {}) if trained.exists() else {}
+    if not baselines and bundle.baselines:
+        baselines = {name: {k: float(v) for k, v in row.items()} for name, row in bundle.baselines(bundle.val_set).items()}
     for run in runs[1:]:
         baselines[run.name] = run.metrics
     doc = {"primary": bundle.primary, "model": fused.metrics, "baselines": baselines, "split": bundle.split,
