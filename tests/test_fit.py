@@ -213,3 +213,15 @@ def test_fit_under_torchrun_two_processes(tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "fit" / "metrics.json").read_text())
     assert set(doc["baselines"]) == {"majority", "picture alone", "name alone"}
     assert (tmp_path / "fit" / "report.html").is_file()
+
+
+def test_train_section_checks_early_stopping_and_the_clock() -> None:
+    from xmodal.errors import ConfigError
+    from xmodal.train.config import parse_train_config
+
+    with pytest.raises(ConfigError, match="train.patience"):
+        parse_train_config({"max_steps": 10, "patience": 2})  # nothing to compare without evaluations
+    with pytest.raises(ConfigError, match="train.max_seconds"):
+        parse_train_config({"max_steps": 10, "max_seconds": 0})
+    tc = parse_train_config({"max_steps": 10, "patience": 2, "eval_every": 5, "max_seconds": 3.5})
+    assert (tc.patience, tc.max_seconds) == (2, 3.5)
