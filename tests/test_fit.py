@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 import subprocess
 import sys
@@ -22,7 +23,10 @@ EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
 GROUPS = {"animal": {"🐶": "dog", "🐱": "cat", "🐭": "mouse", "🐰": "rabbit", "🦊": "fox", "🐻": "bear"},
           "food": {"🍎": "apple", "🍌": "banana", "🍇": "grapes", "🍓": "strawberry", "🍕": "pizza",
                    "🍔": "hamburger"}}
-BUDGET = 40.0
+# Budgets for an idle 2-core machine; XMODAL_FIT_BUDGET_SCALE stretches them on a machine other jobs share
+# (every fixed cost, from imports to the first step, grows with the load)
+SCALE = float(os.environ.get("XMODAL_FIT_BUDGET_SCALE", "1"))
+BUDGET = 50.0 * SCALE  # three runs (the fused model and each column alone)
 
 
 def emoji_table(root: Path, rows: int = 240, seed: int = 0) -> Path:
@@ -187,9 +191,10 @@ def _sound_folders(root: Path, per_class: int = 16) -> Path:
 def test_fit_sounds_in_class_folders_beats_the_majority(tmp_path: Path) -> None:
     data = _sound_folders(tmp_path / "sounds")
     out = tmp_path / "fit"
-    proc, wall = _xmodal("fit", str(data), "--time-budget", "30", "--out", str(out))
+    budget = 35 * SCALE
+    proc, wall = _xmodal("fit", str(data), "--time-budget", str(budget), "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert wall <= 30 * 1.05, f"xmodal fit took {wall:.1f} s for a 30 s budget"
+    assert wall <= budget * 1.05, f"xmodal fit took {wall:.1f} s for a {budget:g} s budget"
     doc = json.loads((out / "metrics.json").read_text())
     assert set(doc["baselines"]) == {"majority"}  # one input: no single-modality runs
     assert doc["model"]["accuracy"] >= doc["baselines"]["majority"]["accuracy"] + 0.25, doc
@@ -202,7 +207,7 @@ def test_fit_under_torchrun_two_processes(tmp_path: Path) -> None:
 
     table = emoji_table(tmp_path / "data", rows=120)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "xmodal",
-           "fit", str(table), "--target", "label", "--time-budget", "60", "--out", str(tmp_path / "fit")]
+           "fit", str(table), "--target", "label", "--time-budget", str(60 * SCALE), "--out", str(tmp_path / "fit")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, env=env, check=False, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
@@ -225,3 +230,38 @@ def test_train_section_checks_early_stopping_and_the_clock() -> None:
         parse_train_config({"max_steps": 10, "max_seconds": 0})
     tc = parse_train_config({"max_steps": 10, "patience": 2, "eval_every": 5, "max_seconds": 3.5})
     assert (tc.patience, tc.max_seconds) == (2, 3.5)
+
+
+def _shape_folders(root: Path, per_class: int = 20) -> Path:
+    """Class folders of point clouds (.ply) sampled from trimesh primitives with random size, rotation and
+    noise: boxes, spheres, cylinders, cones."""
+    import numpy as np
+    import trimesh
+
+    rng = np.random.default_rng(0)
+    makers = {"box": lambda: trimesh.creation.box(extents=rng.uniform(0.5, 1.5, 3)),
+              "sphere": lambda: trimesh.creation.icosphere(subdivisions=2, radius=rng.uniform(0.5, 1.0)),
+              "cylinder": lambda: trimesh.creation.cylinder(radius=rng.uniform(0.3, 0.6), height=rng.uniform(1, 2)),
+              "cone": lambda: trimesh.creation.cone(radius=rng.uniform(0.4, 0.8), height=rng.uniform(1, 2))}
+    for label, make in makers.items():
+        (root / label).mkdir(parents=True)
+        for i in range(per_class):
+            mesh = make()
+            mesh.apply_transform(trimesh.transformations.random_rotation_matrix(rng.random(3)))
+            points = mesh.sample(512, seed=int(rng.integers(1 << 30))) + rng.normal(0, 0.01, (512, 3))
+            trimesh.PointCloud(points).export(root / label / f"{i}.ply")
+    return root
+
+
+@pytest.mark.slow
+def test_fit_point_clouds_of_shapes_beats_the_majority(tmp_path: Path) -> None:
+    data = _shape_folders(tmp_path / "shapes")
+    out = tmp_path / "fit"
+    budget = 30 * SCALE
+    proc, wall = _xmodal("fit", str(data), "--time-budget", str(budget), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert wall <= budget * 1.05, f"xmodal fit took {wall:.1f} s for a {budget:g} s budget"
+    report = json.loads((out / "report.json").read_text())
+    assert [c["modality"] for c in report["data"]["columns"]] == ["point_cloud"]
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["model"]["accuracy"] >= doc["baselines"]["majority"]["accuracy"] + 0.25, doc

@@ -2,9 +2,10 @@
 
 The plan (:func:`xmodal.automl.make_plan`) is written as ``recipe.yaml``; ``xmodal train recipe.yaml``
 reproduces the fused run bit for bit. The budget covers everything from the start of the process to the
-report: planning and decoding are measured as they happen; what is left once the fused model is built and
-its step and evaluation times measured is shared by the fused run (weight 2) and one run per input modality
-alone (weight 1 each), less a reserve for the report and the exit. The clock stops each run
+report: planning and decoding are measured as they happen; the rest, less a reserve for the report and the
+exit, goes first to one run per input modality alone (a share of weight 1 each against the fused run's 2,
+decided once that run is built and its step and evaluation times are measured), then to the fused run,
+which also gets what an early-stopped run left. The clock stops each run
 (``train.max_seconds``); the learning rate is constant, so a run stopped at step S is the run of
 ``max_steps: S``, which is what the recipe then says.
 
@@ -16,8 +17,10 @@ checkpoint (``best/``) is the model that is reported.
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import resource
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,6 +218,9 @@ def fit(data: str | Path, target: str | None, time_budget: float = 120.0, out: s
     if time_budget <= 0:
         raise ConfigError(f"--time-budget: must be > 0 seconds, got {time_budget}")
     out = Path(out or "runs/fit")
+    # The optimizer's first use imports torch._dynamo (seconds on a busy machine): import it while the data is
+    # read and planned, instead of inside the first run's share
+    threading.Thread(target=importlib.import_module, args=("torch._dynamo",), daemon=True).start()
     env = xdist.init_distributed()
     try:
         plan = make_plan(data, target, sample)
@@ -234,20 +240,26 @@ def fit(data: str | Path, target: str | None, time_budget: float = 120.0, out: s
         if train_left <= 0:
             raise ConfigError(f"--time-budget: {time_budget:g} s is used up by reading and planning the data "
                               f"({planned:.1f} s); give more time")
-        def fused_share(eval_s: float) -> float:  # of what is left once the fused model is built and measured
+        # each input alone first (weight 1 each), then the fused model (weight 2), which also gets whatever an
+        # early-stopped run left unused; every share is decided once its run is built and measured
+        runs = []
+        for i, column in enumerate(singles):
+            if not xdist.broadcast_object(time_budget - reserve - (_now() - start) > 0):  # rank 0's clock
+                break
+
+            def single_share(eval_s: float, left_weight: float = weight - i) -> float:
+                return (time_budget - reserve - (_now() - start)) / left_weight
+
+            single, _ = _run(f"{column} alone", _restrict(recipe, column), out / "alone" / column, single_share, env)
+            runs.append(single)
+
+        def fused_share(eval_s: float) -> float:
             nonlocal reserve
             reserve += 1.5 * eval_s  # the report's pass over the held-out set
-            return (time_budget - reserve - (_now() - start)) * 2 / weight
+            return time_budget - reserve - (_now() - start)
 
         fused, bundle = _run("fused", recipe, out, fused_share, env)
-        runs = [fused]
-        for i, column in enumerate(singles):
-            left = time_budget - reserve - (_now() - start)
-            share = float(xdist.broadcast_object(left / (len(singles) - i)))  # rank 0's clock decides
-            if share <= 0:
-                break
-            single, _ = _run(f"{column} alone", _restrict(recipe, column), out / "alone" / column, share, env)
-            runs.append(single)
+        runs.insert(0, fused)
         doc: dict[str, Any] = {}
         if env.is_main:
             peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
