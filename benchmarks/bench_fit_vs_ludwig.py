@@ -3,7 +3,8 @@ from scratch, side by side in one run: held-out accuracy and wall time.
 
 The data: emoji glyphs (Noto Color Emoji) beside the names of other emoji; the label is both groups, so each
 column alone gets at most half of it (the table of ``tests/test_fit.py``). Ludwig is used when it imports from
-``--ludwig-python`` (a separate virtual environment); where it cannot, the comparison is a hand-written late
+``--ludwig-python`` (a separate virtual environment: ``ludwig.experiment``, which ``ludwig experiment``
+imports, must import); where it cannot, the comparison is a hand-written late
 fusion on the same held-out split: one scikit-learn logistic regression per column (the picture's pixels, the
 name one-hot) whose class log-probabilities are summed, trained under the same wall-time budget measurement.
 
@@ -69,7 +70,7 @@ def late_fusion(table: Path, seed: int = 0) -> dict:
 def ludwig_available(python: str | None) -> tuple[bool, str]:
     if not python:
         return False, "no --ludwig-python given"
-    proc = subprocess.run([python, "-c", "import ludwig, torch; print(ludwig.__version__, torch.__version__)"],
+    proc = subprocess.run([python, "-c", "import ludwig, torch; from ludwig import experiment; print(ludwig.__version__, torch.__version__)"],
                           capture_output=True, text=True, check=False)
     return proc.returncode == 0, (proc.stdout + proc.stderr).strip()[-2000:]
 
