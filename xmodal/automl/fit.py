@@ -32,7 +32,7 @@ from xmodal.errors import ConfigError
 
 EVALS_PER_RUN = 10  # evaluations per run (learning curves, early stopping)
 MIN_EVAL_EVERY = 4  # each evaluation also writes a checkpoint: not more often than this many steps
-PATIENCE = 4  # evaluations without improvement before a run stops
+PATIENCE = 6  # evaluations without improvement before a run stops
 REPORT_RESERVE = 0.08  # of the budget, kept for the last evaluations, the report and the exit
 MAX_EPOCHS = 300  # a cap for tiny tables, where the budget would allow thousands of epochs
 
