@@ -19,3 +19,6 @@ def _register_plan(app: typer.Typer) -> None:
     from xmodal.cli import cmd_plan  # ``plan``: inferred column types and the model they imply
 
     app.command("plan")(cmd_plan.plan)
+    from xmodal.cli import cmd_fit  # ``fit``: the plan trained and evaluated within a time budget
+
+    app.command("fit")(cmd_fit.fit)

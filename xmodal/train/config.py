@@ -47,6 +47,8 @@ class TrainConfig:
     strategy: str = "ddp"  # ddp | fsdp (FSDP2 ``fully_shard``), used when launched by torchrun
     evaluate: bool = True  # run ``bundle.evaluate`` on the validation set at the end (rank 0)
     eval_every: int = 0  # steps between evaluations during training (best checkpoint kept); 0: only at the end
+    patience: int = 0  # early stopping: evaluations without a better primary metric before training stops; 0: never
+    max_seconds: float | None = None  # wall-time guard: stop after this many seconds of training; null: none
     tensorboard: bool = True
     progress: bool = True  # progress bar on rank 0
     elastic_resume: bool = False  # allow --resume with another number of processes (schedule and data order change)
@@ -66,9 +68,13 @@ def parse_train_config(section: dict[str, Any] | None) -> TrainConfig:
         value = getattr(cfg, key)
         if value is not None and value < 1:
             raise ConfigError(f"train.{key}: must be >= 1, got {value}")
-    for key in ("warmup", "checkpoint_every", "num_workers", "eval_every"):
+    for key in ("warmup", "checkpoint_every", "num_workers", "eval_every", "patience"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"train.{key}: must be >= 0, got {getattr(cfg, key)}")
+    if cfg.patience and not cfg.eval_every:
+        raise ConfigError("train.patience: early stopping needs train.eval_every > 0 (evaluations to compare)")
+    if cfg.max_seconds is not None and cfg.max_seconds <= 0:
+        raise ConfigError(f"train.max_seconds: must be > 0 or null, got {cfg.max_seconds}")
     if cfg.threads is not None and cfg.threads < 1:
         raise ConfigError(f"train.threads: must be >= 1 or null, got {cfg.threads}")
     for key in ("log_every", "keep_last"):

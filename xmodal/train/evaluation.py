@@ -30,6 +30,7 @@ from xmodal.tasks.base import TaskBundle
 from xmodal.train import distributed as xdist
 
 METRICS = "metrics.json"
+EVAL_LOG = "eval_log.jsonl"  # one line per evaluation: {"step", metric: value}: the learning curves
 RECIPE = "recipe.yaml"
 BEST = "best"
 
@@ -68,6 +69,7 @@ class RunEvaluator:
         self.primary = primary or bundle.primary
         self.all_ranks = strategy == "fsdp" and env.distributed
         self.best: float | None = None
+        self.stale = 0  # evaluations since the primary metric last improved (early stopping)
         self.last: dict[str, float] = {}
         if not resumed and env.is_main:  # a fresh run into an old folder must not inherit its best
             if (out / BEST).is_symlink():
@@ -79,6 +81,8 @@ class RunEvaluator:
             previous = json.loads(kept.read_text(encoding="utf-8"))
             if previous.get("primary") == self.primary:
                 self.best = float(previous["value"])
+        if not resumed and env.is_main and (out / EVAL_LOG).exists():
+            (out / EVAL_LOG).unlink()
 
     def due(self, step: int, total: int) -> bool:
         return self.enabled and self.every > 0 and step % self.every == 0 and step < total
@@ -99,24 +103,27 @@ class RunEvaluator:
             ckpt.set_rng_state(rng)
         if self.env.is_main:
             self.last = metrics
-            self._keep_best(step, metrics, checkpoint)
-        xdist.barrier()
+            self.stale = 0 if self._keep_best(step, metrics, checkpoint) else self.stale + 1
+            with open(self.out / EVAL_LOG, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"step": step, **metrics}) + "\n")
+        self.stale = int(xdist.broadcast_object(self.stale))  # every rank stops early together
         return metrics if self.env.is_main else {}
 
-    def _keep_best(self, step: int, metrics: dict[str, float], checkpoint: Path | None) -> None:
+    def _keep_best(self, step: int, metrics: dict[str, float], checkpoint: Path | None) -> bool:
+        """Keep this step's checkpoint as ``best/`` when its primary metric is the best so far; True if so."""
         if self.primary is None or checkpoint is None:
-            return
+            return False
         if self.primary not in metrics:
             raise ConfigError(f"eval.primary: {self.primary!r} is not a metric of this task; it reports "
                               f"{', '.join(sorted(metrics))}")
         if not checkpoint.is_dir():
             # pruned at once: an older step than the kept checkpoints of an earlier run in this folder
             warnings.warn(f"{checkpoint} is gone; the best checkpoint of step {step} is not kept", stacklevel=2)
-            return
+            return False
         value = metrics[self.primary]
         sign = 1.0 if self.bundle.higher_is_better else -1.0
         if not math.isfinite(value) or (self.best is not None and sign * value <= sign * self.best):
-            return
+            return False
         self.best = value
         target = self.out / f"{BEST}-{step:09d}"
         tmp = self.out / f".{target.name}.tmp"
@@ -137,6 +144,7 @@ class RunEvaluator:
         os.replace(link, self.out / BEST)  # atomic: best/ is always a complete checkpoint
         if previous and Path(previous) != target.resolve():
             shutil.rmtree(previous, ignore_errors=True)
+        return True
 
     def write_metrics(self) -> dict[str, Any]:
         """``metrics.json`` of the last evaluation (rank 0)."""

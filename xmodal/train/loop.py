@@ -57,6 +57,7 @@ class TrainResult:
     train_seconds: float = 0.0
     samples_per_second: float = 0.0
     resumed_from: int | None = None
+    stopped: str | None = None  # why training ended before its planned steps, if it did
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -318,6 +319,12 @@ def _check_world_size(state: dict[str, Any], env: xdist.DistEnv, tc: TrainConfig
     warnings.warn(message, stacklevel=3)
 
 
+def _out_of_time(t0: float, limit: float, env: xdist.DistEnv) -> bool:
+    """Whether ``limit`` seconds have passed since ``t0`` (rank 0's clock decides, so that ranks stop together)."""
+    late = time.perf_counter() - t0 >= limit
+    return bool(xdist.broadcast_object(late)) if env.distributed else late
+
+
 def _read_history(path: Path) -> list[dict[str, float]]:
     import csv
 
@@ -428,6 +435,7 @@ def _train(
     window: list[float] = []
     t0 = time.perf_counter()
     start_step = step
+    stopped: str | None = None  # why training ended before `total` steps (early stopping, time limit)
 
     def position() -> tuple[str, str]:  # where the loop is, read when an error is raised
         return f"step {step + 1}", f"(epoch {epoch}, batch {in_epoch + 1} of the epoch)"
@@ -518,10 +526,17 @@ def _train(
                     if saved_step != step:  # the best checkpoint links this step's files
                         last_saved, saved_step = save(), step
                     logger.log_metrics(step, evaluator.evaluate(model, step, last_saved))
-                if step >= total:
+                    if tc.patience and evaluator.stale >= tc.patience:
+                        stopped = f"early stopping: {evaluator.primary} did not improve in {tc.patience} evaluations"
+                if tc.max_seconds is not None and not stopped and _out_of_time(t0, tc.max_seconds, env):
+                    stopped = f"time limit: train.max_seconds = {tc.max_seconds:g} reached"
+                if step >= total or stopped:
                     break
             if in_epoch >= steps_per_epoch:
                 epoch, in_epoch = epoch + 1, 0
+            if stopped:
+                console.print(f"stopped at step {step} of {total} ({stopped})")
+                break
         if saved_step != step:
             last_saved = save()
     finally:
@@ -547,6 +562,7 @@ def _train(
         train_seconds=seconds,
         samples_per_second=(step - start_step) * tc.batch_size * env.world_size / max(seconds, 1e-9),
         resumed_from=resumed_from,
+        stopped=stopped,
         history=_read_history(logger.path) if env.is_main else [],
     )
     if env.is_main:

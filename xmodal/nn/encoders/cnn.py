@@ -162,7 +162,8 @@ class ConvEncoder(nn.Module):
         self.proj = nn.Identity() if out_dim is None else nn.Linear(prev, out_dim)
         self.out_dim = prev if out_dim is None else out_dim
         if self.memory_format is not None:
-            self.stages.to(memory_format=self.memory_format)  # the conv kernels (4-D / 5-D) only
+            # the conv kernels (4-D / 5-D) only; Module.to accepts memory_format at run time, its stubs omit it
+            self.stages.to(memory_format=self.memory_format)  # type: ignore[call-overload]
 
     def _check(self, x: torch.Tensor) -> None:
         if x.dim() != self.dims + 2 or x.shape[1] != self.in_channels:
