@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -158,7 +158,9 @@ def _run(name: str, recipe: dict[str, Any], out: Path, seconds: float | Any, env
     seed_everything(seed)  # as ``xmodal train`` does before building: the same initial weights
     bundle = build_task(recipe)
     phases = {"build": _now() - start}
-    per_rank = len(bundle.train_set) // env.world_size
+    n_train = len(bundle.train_set)  # type: ignore[arg-type]  # the pipeline's datasets are map-style, sized
+    n_val = len(bundle.val_set) if bundle.val_set is not None else 0  # type: ignore[arg-type]
+    per_rank = n_train // env.world_size
     batch_size = max(1, min(int(recipe["train"]["batch_size"]), per_rank))
     step_s, eval_s = _measure(bundle, batch_size)
     phases["measure"] = _now() - start - phases["build"]
@@ -167,12 +169,13 @@ def _run(name: str, recipe: dict[str, Any], out: Path, seconds: float | Any, env
         seconds = seconds(eval_s) + (_now() - start)
     # after the clock stops training: the final evaluation, its checkpoint, the baselines (which read the
     # targets of every training sample: a pass over the training set) and reading the best checkpoint
-    tail = eval_s * (2.5 + len(bundle.train_set) / max(1, len(bundle.val_set))) + 0.5
+    tail = eval_s * (2.5 + n_train / max(1, n_val)) + 0.5
     train_s = seconds - (_now() - start) - tail
     expected = max(1, int(train_s / (step_s + 1.5 * eval_s / EVALS_PER_RUN)))
     limit = max(1, min(expected * 4, MAX_EPOCHS * max(1, per_rank // batch_size)))
     every = max(MIN_EVAL_EVERY, expected // EVALS_PER_RUN)
-    limit, every, train_s = xdist.broadcast_object((limit, every, train_s))  # rank 0 decides for all
+    decided = cast(tuple[int, int, float], xdist.broadcast_object((limit, every, train_s)))  # rank 0 decides
+    limit, every, train_s = decided
     recipe["train"] = _train_section(batch_size, seed, limit, every)
     guarded = copy.deepcopy(recipe)
     guarded["train"]["max_seconds"] = max(0.1, train_s)
