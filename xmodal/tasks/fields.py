@@ -98,3 +98,24 @@ def field_transform(field: str, spec: ModalitySpec, family: str | None,
     if spec.name == "numeric":
         return lambda x: torch.as_tensor(x, dtype=torch.float32).reshape(-1)
     return None
+
+
+def token_features(texts: list[str], max_length: int = 32, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """MiniLM's last hidden states per word piece, ``(N, max_length, 384)`` float32 zero-padded, and the mask
+    ``(N, max_length)`` (True = a token): the frozen, pretrained text tower for models that fuse text tokens
+    (TransVG's text branch, EVE's hypothesis branch)."""
+    from xmodal.pretrained.minilm import MiniLMEncoder
+
+    encoder = MiniLMEncoder()
+    feats = torch.zeros(len(texts), max_length, 384)
+    mask = torch.zeros(len(texts), max_length, dtype=torch.bool)
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            chunk = [str(t) for t in texts[start:start + batch_size]]
+            tok = encoder.tokenizer(chunk, padding="max_length", truncation=True, max_length=max_length,
+                                    return_tensors="pt")
+            hidden = encoder.model(**tok).last_hidden_state  # (chunk, max_length, 384)
+            valid = tok["attention_mask"].bool()
+            feats[start:start + len(chunk)] = hidden * valid[..., None]
+            mask[start:start + len(chunk)] = valid
+    return feats, mask
