@@ -119,3 +119,42 @@ def token_features(texts: list[str], max_length: int = 32, batch_size: int = 256
             feats[start:start + len(chunk)] = hidden * valid[..., None]
             mask[start:start + len(chunk)] = valid
     return feats, mask
+
+
+def cached_images(paths: list[Path], cache: Any) -> torch.Tensor:
+    """``(N, 3, H, W)`` uint8 of image files of one size, decoded once: the stack is kept in the
+    :class:`xmodal.transforms.cache.TransformCache` ``cache`` under the files' names and bytes."""
+    from xmodal.errors import DataError
+    from xmodal.transforms.cache import file_digest, make_key
+
+    for p in paths:
+        if not p.is_file():
+            raise DataError(f"image {p.name} is missing", source=p)
+    content = "".join(f"{p.name}:{file_digest(p)};" for p in paths)
+    key = make_key(content, "image_uint8_stack", {})
+
+    def decode() -> dict[str, torch.Tensor]:
+        images = [image_uint8(p) for p in paths]
+        sizes = {tuple(im.shape) for im in images}
+        if len(sizes) > 1:
+            raise DataError(f"images of several sizes {sorted(sizes)}: a stack needs one size", source=paths[0])
+        return {"images": torch.stack(images)}
+
+    return cache.get_or_compute(key, decode)["images"]
+
+
+def cached_token_features(texts: list[str], max_length: int, cache: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`token_features` of ``texts`` (float16 states, mask), kept in the transform cache under the texts."""
+    import hashlib
+
+    from xmodal.transforms.cache import make_key
+
+    content = hashlib.sha256("\0".join(texts).encode()).hexdigest()
+    key = make_key(content, "minilm_token_features", {"max_length": max_length})
+
+    def encode() -> dict[str, torch.Tensor]:
+        feats, mask = token_features(texts, max_length)
+        return {"tokens": feats.half(), "mask": mask}
+
+    found = cache.get_or_compute(key, encode)
+    return found["tokens"], found["mask"]

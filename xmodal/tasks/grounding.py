@@ -103,7 +103,7 @@ def ensure_built(d: DataConfig) -> Path:
 def load_store(d: DataConfig) -> GroundingStore:
     """Read the official files, decode every image and encode every sentence (cached)."""
     from xmodal.data.benchmarks.refcoco import read_instances, read_refs
-    from xmodal.transforms.cache import TransformCache, file_digest, make_key
+    from xmodal.transforms.cache import TransformCache
 
     root = ensure_built(d)
     refs, instances = read_refs(root / d.refs), read_instances(root / d.instances)
@@ -125,22 +125,10 @@ def load_store(d: DataConfig) -> GroundingStore:
                                       [tuple(b) for b in per_image[r.image_id]]))
             split_of.append(r.split)
     cache = TransformCache(d.cache)
-    content = file_digest(root / d.refs) + file_digest(root / d.instances)
-    paths = [root / d.images / images[i].file_name for i in used]
-    for p in paths:
-        if not p.is_file():
-            raise DataError(f"image {p.name} named by the instances is missing", source=p)
-    image_key = make_key(content, "grounding.images", {"images": d.images})
-    pixels = cache.get_or_compute(image_key, lambda: {"images": torch.stack([xfields.image_uint8(p) for p in paths])})
-    text_key = make_key(content, "grounding.minilm_tokens", {"max_tokens": d.max_tokens})
-
-    def encode() -> dict[str, torch.Tensor]:
-        feats, mask = xfields.token_features([s.text for s in sentences], d.max_tokens)
-        return {"tokens": feats.half(), "mask": mask}
-
-    text = cache.get_or_compute(text_key, encode)
+    pixels = xfields.cached_images([root / d.images / images[i].file_name for i in used], cache)
+    tokens, mask = xfields.cached_token_features([s.text for s in sentences], d.max_tokens, cache)
     sizes = [(images[i].width, images[i].height) for i in used]
-    return GroundingStore(pixels["images"], sizes, text["tokens"], text["mask"], sentences, split_of)
+    return GroundingStore(pixels, sizes, tokens, mask, sentences, split_of)
 
 
 class GroundingDataset(Dataset):

@@ -1,0 +1,81 @@
+"""The entailment task end to end on SNLI-VE-format scenes: build -> xmodal train -> xmodal predict -> xmodal eval
+entailment, the majority baseline recomputed from the raw jsonl, and bad input named."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from xmodal.cli import app
+from xmodal.errors import DataError
+
+TINY_MODEL = {"channels": [8, 16, 16], "stem_stride": 4, "dim": 16, "heads": 2}
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from xmodal.data.registry import get_builder
+
+    root = tmp_path_factory.mktemp("snli")
+    return Path(get_builder("snli-ve-scenes").build(root, n=24, seed=3))
+
+
+def _recipe(tmp_path: Path, root: Path, steps: int = 4) -> Path:
+    recipe = {"task": "entailment", "data": {"root": str(root), "cache": str(tmp_path / "cache")},
+              "model": TINY_MODEL,
+              "train": {"max_steps": steps, "batch_size": 16, "lr": 1e-3, "eval_every": steps, "progress": False,
+                        "tensorboard": False, "threads": 1, "log_every": steps}}
+    path = tmp_path / "entailment.yaml"
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    return path
+
+
+def _raw(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _printed(stdout: str) -> dict:
+    return json.loads(stdout[stdout.index("{"):])
+
+
+def test_build_train_predict_eval(tmp_path: Path, scenes: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", str(_recipe(tmp_path, scenes)), "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    doc = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    dev = _raw(scenes / "snli_ve_dev.jsonl")
+    train = _raw(scenes / "snli_ve_train.jsonl")
+    assert doc["primary"] == "accuracy" and doc["split"] == "snli_ve_dev" and doc["n"] == len(dev)
+    counts = Counter(r["gold_label"] for r in train)  # balanced labels tie: the first in the official order wins
+    majority = max(("entailment", "neutral", "contradiction"), key=counts.__getitem__)  # max keeps the first
+    assert counts[majority] == max(counts.values())
+    expected = 100 * sum(r["gold_label"] == majority for r in dev) / len(dev)
+    assert doc["baselines"]["majority"]["accuracy"] == pytest.approx(expected)
+    assert doc["baselines"]["chance"]["accuracy"] == pytest.approx(100 / 3)
+    assert set(doc["baselines"]) == {"chance", "majority", "hypothesis_only"}
+
+    res = runner.invoke(app, ["predict", str(tmp_path / "run"), "--out", str(tmp_path / "pred.json")])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    pred = json.loads((tmp_path / "pred.json").read_text())
+    assert set(pred) == {r["pairID"] for r in dev}
+    args = ["eval", "entailment", "--annotations", str(scenes / "snli_ve_dev.jsonl")]
+    res = runner.invoke(app, [*args, "--predictions", str(tmp_path / "pred.json")])
+    assert res.exit_code == 0, res.output
+    best = json.loads((tmp_path / "run" / "best" / "best.json").read_text())["metrics"]
+    assert _printed(res.stdout)["accuracy"] == pytest.approx(best["accuracy"])
+
+    (tmp_path / "gt.json").write_text(json.dumps({r["pairID"]: r["gold_label"] for r in dev}))
+    res = runner.invoke(app, [*args, "--predictions", str(tmp_path / "gt.json")])
+    assert _printed(res.stdout) == {"accuracy": 100.0}
+
+
+def test_missing_files_are_named(tmp_path: Path) -> None:
+    from xmodal.tasks.base import build_task
+
+    with pytest.raises(DataError, match="snli_ve_train.jsonl"):
+        build_task({"task": "entailment", "data": {"root": str(tmp_path / "nothing")}})
