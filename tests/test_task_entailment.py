@@ -43,6 +43,7 @@ def _printed(stdout: str) -> dict:
     return json.loads(stdout[stdout.index("{"):])
 
 
+@pytest.mark.slow  # builds scenes and trains through the CLI
 def test_build_train_predict_eval(tmp_path: Path, scenes: Path) -> None:
     runner = CliRunner()
     res = runner.invoke(app, ["train", str(_recipe(tmp_path, scenes)), "--out", str(tmp_path / "run")])
