@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from xmodal.cli import app
 from xmodal.errors import DataError
 
+REPO = Path(__file__).resolve().parents[1]
 TINY_MODEL = {"channels": [8, 16, 16], "stem_stride": 4, "dim": 16, "heads": 2}
 
 
@@ -26,10 +27,13 @@ def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _recipe(tmp_path: Path, root: Path, steps: int = 4) -> Path:
-    recipe = {"task": "entailment", "data": {"root": str(root), "cache": str(tmp_path / "cache")},
-              "model": TINY_MODEL,
-              "train": {"max_steps": steps, "batch_size": 16, "lr": 1e-3, "eval_every": steps, "progress": False,
-                        "tensorboard": False, "threads": 1, "log_every": steps}}
+    """The committed recipe in its reduced CI form: tiny scenes, a tiny model, a few steps."""
+    recipe = yaml.safe_load((REPO / "recipes" / "entailment.yaml").read_text(encoding="utf-8"))
+    recipe["data"].update({"root": str(root), "cache": str(tmp_path / "cache"), "build": None})
+    recipe["model"].update(TINY_MODEL)
+    recipe["train"].update({"max_steps": steps, "batch_size": 16, "lr": 1e-3, "eval_every": steps, "checkpoint_every": steps,
+                            "progress": False,
+                            "tensorboard": False, "threads": 1, "log_every": steps, "warmup": 0})
     path = tmp_path / "entailment.yaml"
     path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
     return path
@@ -49,13 +53,13 @@ def test_build_train_predict_eval(tmp_path: Path, scenes: Path) -> None:
     res = runner.invoke(app, ["train", str(_recipe(tmp_path, scenes)), "--out", str(tmp_path / "run")])
     assert res.exit_code == 0, res.output + repr(res.exception)
     doc = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    dev = _raw(scenes / "snli_ve_dev.jsonl")
+    heldout = _raw(scenes / "snli_ve_test.jsonl")
     train = _raw(scenes / "snli_ve_train.jsonl")
-    assert doc["primary"] == "accuracy" and doc["split"] == "snli_ve_dev" and doc["n"] == len(dev)
+    assert doc["primary"] == "accuracy" and doc["split"] == "snli_ve_test" and doc["n"] == len(heldout)
     counts = Counter(r["gold_label"] for r in train)  # balanced labels tie: the first in the official order wins
     majority = max(("entailment", "neutral", "contradiction"), key=counts.__getitem__)  # max keeps the first
     assert counts[majority] == max(counts.values())
-    expected = 100 * sum(r["gold_label"] == majority for r in dev) / len(dev)
+    expected = 100 * sum(r["gold_label"] == majority for r in heldout) / len(heldout)
     assert doc["baselines"]["majority"]["accuracy"] == pytest.approx(expected)
     assert doc["baselines"]["chance"]["accuracy"] == pytest.approx(100 / 3)
     assert set(doc["baselines"]) == {"chance", "majority", "hypothesis_only"}
@@ -63,14 +67,14 @@ def test_build_train_predict_eval(tmp_path: Path, scenes: Path) -> None:
     res = runner.invoke(app, ["predict", str(tmp_path / "run"), "--out", str(tmp_path / "pred.json")])
     assert res.exit_code == 0, res.output + repr(res.exception)
     pred = json.loads((tmp_path / "pred.json").read_text())
-    assert set(pred) == {r["pairID"] for r in dev}
-    args = ["eval", "entailment", "--annotations", str(scenes / "snli_ve_dev.jsonl")]
+    assert set(pred) == {r["pairID"] for r in heldout}
+    args = ["eval", "entailment", "--annotations", str(scenes / "snli_ve_test.jsonl")]
     res = runner.invoke(app, [*args, "--predictions", str(tmp_path / "pred.json")])
     assert res.exit_code == 0, res.output
     best = json.loads((tmp_path / "run" / "best" / "best.json").read_text())["metrics"]
     assert _printed(res.stdout)["accuracy"] == pytest.approx(best["accuracy"])
 
-    (tmp_path / "gt.json").write_text(json.dumps({r["pairID"]: r["gold_label"] for r in dev}))
+    (tmp_path / "gt.json").write_text(json.dumps({r["pairID"]: r["gold_label"] for r in heldout}))
     res = runner.invoke(app, [*args, "--predictions", str(tmp_path / "gt.json")])
     assert _printed(res.stdout) == {"accuracy": 100.0}
 

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from xmodal.cli import app
 from xmodal.errors import DataError
 
+REPO = Path(__file__).resolve().parents[1]
 TINY_MODEL = {"channels": [8, 16, 16], "stem_stride": 4, "dim": 32, "depth": 1, "heads": 2}
 
 
@@ -25,10 +26,13 @@ def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _recipe(tmp_path: Path, root: Path, steps: int = 4, model: dict | None = None) -> Path:
-    recipe = {"task": "grounding", "data": {"root": str(root), "eval_split": "val", "cache": str(tmp_path / "cache")},
-              "model": model or TINY_MODEL,
-              "train": {"max_steps": steps, "batch_size": 16, "lr": 1e-3, "eval_every": steps, "progress": False,
-                        "tensorboard": False, "threads": 1, "log_every": steps}}
+    """The committed recipe in its reduced CI form: tiny scenes, a tiny model, a few steps."""
+    recipe = yaml.safe_load((REPO / "recipes" / "grounding.yaml").read_text(encoding="utf-8"))
+    recipe["data"].update({"root": str(root), "eval_split": "val", "cache": str(tmp_path / "cache"), "build": None})
+    recipe["model"].update(model or TINY_MODEL)
+    recipe["train"].update({"max_steps": steps, "batch_size": 16, "lr": 1e-3, "eval_every": steps, "checkpoint_every": steps,
+                            "progress": False,
+                            "tensorboard": False, "threads": 1, "log_every": steps, "warmup": 0})
     path = tmp_path / "grounding.yaml"
     path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
     return path
@@ -76,6 +80,7 @@ def test_build_train_predict_eval(tmp_path: Path, scenes: Path) -> None:
     assert _printed(res.stdout) == {"accuracy": 100.0, "n": len(truth)}
 
 
+@pytest.mark.slow  # MiniLM token states of every sentence
 def test_baselines_by_hand(tmp_path: Path, scenes: Path) -> None:
     from xmodal.config import load_recipe
     from xmodal.tasks.base import build_task

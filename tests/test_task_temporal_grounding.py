@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 from xmodal.cli import app
 from xmodal.errors import DataError
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -23,11 +25,13 @@ def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _recipe(tmp_path: Path, root: Path, steps: int = 4) -> Path:
-    recipe = {"task": "temporal_grounding",
-              "data": {"root": str(root), "cache": str(tmp_path / "cache"), "steps": 16, "frame_size": [8, 8]},
-              "model": {"dim": 16, "heads": 2},
-              "train": {"max_steps": steps, "batch_size": 8, "lr": 1e-3, "eval_every": steps, "progress": False,
-                        "tensorboard": False, "threads": 1, "log_every": steps}}
+    """The committed recipe in its reduced CI form: tiny scenes, a tiny model, a few steps."""
+    recipe = yaml.safe_load((REPO / "recipes" / "temporal_grounding.yaml").read_text(encoding="utf-8"))
+    recipe["data"].update({"root": str(root), "cache": str(tmp_path / "cache"), "steps": 16, "frame_size": [8, 8], "build": None})
+    recipe["model"].update({"dim": 16, "heads": 2})
+    recipe["train"].update({"max_steps": steps, "batch_size": 8, "lr": 1e-3, "eval_every": steps, "checkpoint_every": steps,
+                            "progress": False,
+                            "tensorboard": False, "threads": 1, "log_every": steps, "warmup": 0})
     path = tmp_path / "temporal.yaml"
     path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
     return path
