@@ -84,3 +84,20 @@ def test_missing_files_are_named(tmp_path: Path) -> None:
 
     with pytest.raises(DataError, match="snli_ve_train.jsonl"):
         build_task({"task": "entailment", "data": {"root": str(tmp_path / "nothing")}})
+
+
+@pytest.mark.slow  # 80 scenes and 60 steps
+def test_reduced_run_beats_every_baseline(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    from xmodal.data.registry import get_builder
+
+    root = Path(get_builder("snli-ve-scenes").build(tmp_path_factory.mktemp("snli80"), n=80, seed=0))
+    recipe = _recipe(tmp_path, root, steps=60)
+    doc = yaml.safe_load(recipe.read_text())
+    doc["model"].update({"channels": [8, 16, 32], "dim": 32})
+    doc["train"].update({"warmup": 6, "eval_every": 0})
+    recipe.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    res = CliRunner().invoke(app, ["train", str(recipe), "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    best_baseline = max(row["accuracy"] for row in metrics["baselines"].values())
+    assert metrics["model"]["accuracy"] > best_baseline + 10, metrics
