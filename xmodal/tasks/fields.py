@@ -98,3 +98,63 @@ def field_transform(field: str, spec: ModalitySpec, family: str | None,
     if spec.name == "numeric":
         return lambda x: torch.as_tensor(x, dtype=torch.float32).reshape(-1)
     return None
+
+
+def token_features(texts: list[str], max_length: int = 32, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """MiniLM's last hidden states per word piece, ``(N, max_length, 384)`` float32 zero-padded, and the mask
+    ``(N, max_length)`` (True = a token): the frozen, pretrained text tower for models that fuse text tokens
+    (TransVG's text branch, EVE's hypothesis branch)."""
+    from xmodal.pretrained.minilm import MiniLMEncoder
+
+    encoder = MiniLMEncoder()
+    feats = torch.zeros(len(texts), max_length, 384)
+    mask = torch.zeros(len(texts), max_length, dtype=torch.bool)
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            chunk = [str(t) for t in texts[start:start + batch_size]]
+            tok = encoder.tokenizer(chunk, padding="max_length", truncation=True, max_length=max_length,
+                                    return_tensors="pt")
+            hidden = encoder.model(**tok).last_hidden_state  # (chunk, max_length, 384)
+            valid = tok["attention_mask"].bool()
+            feats[start:start + len(chunk)] = hidden * valid[..., None]
+            mask[start:start + len(chunk)] = valid
+    return feats, mask
+
+
+def cached_images(paths: list[Path], cache: Any) -> torch.Tensor:
+    """``(N, 3, H, W)`` uint8 of image files of one size, decoded once: the stack is kept in the
+    :class:`xmodal.transforms.cache.TransformCache` ``cache`` under the files' names and bytes."""
+    from xmodal.errors import DataError
+    from xmodal.transforms.cache import file_digest, make_key
+
+    for p in paths:
+        if not p.is_file():
+            raise DataError(f"image {p.name} is missing", source=p)
+    content = "".join(f"{p.name}:{file_digest(p)};" for p in paths)
+    key = make_key(content, "image_uint8_stack", {})
+
+    def decode() -> dict[str, torch.Tensor]:
+        images = [image_uint8(p) for p in paths]
+        sizes = {tuple(im.shape) for im in images}
+        if len(sizes) > 1:
+            raise DataError(f"images of several sizes {sorted(sizes)}: a stack needs one size", source=paths[0])
+        return {"images": torch.stack(images)}
+
+    return cache.get_or_compute(key, decode)["images"]
+
+
+def cached_token_features(texts: list[str], max_length: int, cache: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`token_features` of ``texts`` (float16 states, mask), kept in the transform cache under the texts."""
+    import hashlib
+
+    from xmodal.transforms.cache import make_key
+
+    content = hashlib.sha256("\0".join(texts).encode()).hexdigest()
+    key = make_key(content, "minilm_token_features", {"max_length": max_length})
+
+    def encode() -> dict[str, torch.Tensor]:
+        feats, mask = token_features(texts, max_length)
+        return {"tokens": feats.half(), "mask": mask}
+
+    found = cache.get_or_compute(key, encode)
+    return found["tokens"], found["mask"]

@@ -268,6 +268,39 @@ def write_supervised(model: nn.Module, dataset: Dataset, path: Path, *, collate:
     return path
 
 
+# ------------------------------------------------------------------------------------------------ datasets
+def dataset_root(root: str | None, builder: str, options: Mapping[str, Any] | None, required: Sequence[str]) -> Path:
+    """The folder holding a task's official files ``required`` (names relative to it): ``root`` as given, or,
+    for ``root: null``, ``<default data root>/<builder>-<hash of options>``. When files are missing and
+    ``options`` is not None, the scene builder ``builder`` writes them there first (under a lock, so torchrun
+    ranks build once)."""
+    import hashlib
+
+    from xmodal.data.registry import get_builder
+    from xmodal.data.synth.emoji_speech import file_lock
+    from xmodal.errors import DataError
+    from xmodal.tasks.trimodal_retrieval import default_data_root
+
+    if root is None:
+        if options is None:
+            raise ConfigError("data.root: give the folder of the official files, or builder options in data.build")
+        tag = hashlib.sha1(json.dumps(dict(options), sort_keys=True).encode()).hexdigest()[:8]
+        root = str(default_data_root() / f"{builder}-{tag}")
+    path = Path(root)
+
+    def missing() -> list[str]:
+        return [name for name in required if not (path / name).exists()]
+
+    if missing():
+        if options is None:
+            raise DataError(f"missing {', '.join(missing())} (set data.build to build {builder} there)", source=path)
+        path.mkdir(parents=True, exist_ok=True)
+        with file_lock(path / ".build.lock"):
+            if missing():
+                get_builder(builder).build(path, **dict(options))
+    return path
+
+
 # ------------------------------------------------------------------------------------------------ assembly
 def eval_batch_size(cfg: Mapping[str, Any]) -> int:
     """``eval.batch_size`` of a recipe (samples per forward pass in evaluation and prediction)."""
