@@ -44,7 +44,8 @@ def write_recipe(plan: Plan, path: str | Path) -> Path:
     if table.layout == "manifest":  # the pipeline reads dataset directories (and their splits) directly
         _atomic_write(path, yaml.safe_dump(plan.to_recipe(manifest=str(source.resolve())), sort_keys=False))
         return path
-    if table.layout == "table" and source.suffix.lower() in (".csv", ".jsonl"):
+    written = not (table.layout == "table" and source.suffix.lower() in (".csv", ".jsonl"))
+    if not written:
         table_path = source.resolve()
     else:
         table_path = path.with_name(path.stem + ".table.jsonl").resolve()
@@ -55,7 +56,10 @@ def write_recipe(plan: Plan, path: str | Path) -> Path:
                        else table.columns[c][i]) for c in columns}
             lines.append(json.dumps(row, ensure_ascii=False))
         _atomic_write(table_path, "\n".join(lines) + "\n")
-    _atomic_write(path, yaml.safe_dump(plan.to_recipe(str(table_path)), sort_keys=False))
+    recipe = plan.to_recipe(str(table_path))
+    if written:  # the table is ours, beside the recipe, and names the data folder's files by absolute path
+        recipe["data"]["allow_outside"] = True
+    _atomic_write(path, yaml.safe_dump(recipe, sort_keys=False))
     return path
 
 

@@ -40,6 +40,9 @@ class DataConfig:
     seed: int = 0
     image_size: list[int] = field(default_factory=lambda: [64, 64])  # images are resized to (H, W)
     sample_rate: int = 16000  # audio is resampled to this rate
+    # file cells naming paths outside the table's (or dataset's) folder are refused unless this is set; the
+    # tables that ``xmodal plan`` / ``fit`` write beside their recipe point at the data folder, and set it
+    allow_outside: bool = False
 
 
 def _data(cfg: dict[str, Any]) -> DataConfig:
@@ -100,7 +103,7 @@ def build(cfg: dict[str, Any]) -> TaskBundle:
                           target=d.target, kind=d.kind, val_split=d.val_split, val_fraction=d.val_fraction,
                           seed=d.seed, families=families,
                           meta={"image_size": d.image_size, "sample_rate": d.sample_rate},
-                          delimiter=d.label_delimiter)
+                          delimiter=d.label_delimiter, allow_outside=d.allow_outside)
     sizes = sizes_from_data(source.train, source.modalities, source.vocabularies)
     classes = len(source.labels) if source.labels else None
     model = build_model(_plan(cfg, source.modalities, d.kind, sizes, classes))

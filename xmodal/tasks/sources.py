@@ -40,8 +40,10 @@ class Samples(Dataset):
 
     def __init__(self, rows: list[dict[str, Any]], root: Path, meta: Mapping[str, Any], modalities: Mapping[str, str],
                  transforms: Mapping[str, Callable[[Any], Any] | None], target: str | None,
-                 label_index: Mapping[str, int] | None, regression: bool, delimiter: str | None = None) -> None:
+                 label_index: Mapping[str, int] | None, regression: bool, delimiter: str | None = None,
+                 allow_outside: bool = False) -> None:
         self.rows, self.root, self.meta = rows, root, dict(meta)
+        self.allow_outside = allow_outside  # file cells may name paths outside ``root`` (a trusted table)
         self.specs = {f: get_modality(m) for f, m in modalities.items()}
         self.transforms, self.target = dict(transforms), target
         self.label_index, self.regression, self.delimiter = label_index, regression, delimiter
@@ -85,7 +87,7 @@ class Samples(Dataset):
                 raise MissingModalityError(f"sample {sid!r} lacks field {field!r} ({spec.name})",
                                            source=f"{sid}/{field}")
             if spec.family != "tabular":
-                value = decode_field(self.root, self.meta, spec, value)
+                value = decode_field(self.root, self.meta, spec, value, allow_outside=self.allow_outside)
             transform = self.transforms.get(field)
             sample[field] = transform(value) if transform is not None else value
         if self.target is not None:
@@ -140,7 +142,8 @@ def _split_rows(rows: list[dict[str, Any]], target: str | None, fraction: float,
 
 def build_source(*, manifest: str | None, table: str | None, fields: Mapping[str, str], target: str | None,
                  kind: str, val_split: str, val_fraction: float, seed: int, families: Mapping[str, str | None],
-                 meta: Mapping[str, Any] | None = None, delimiter: str | None = None) -> Source:
+                 meta: Mapping[str, Any] | None = None, delimiter: str | None = None,
+                 allow_outside: bool = False) -> Source:
     """The source a recipe's ``data:`` names (exactly one of ``manifest`` and ``table``)."""
     from xmodal.tasks.fields import field_transform
 
@@ -211,7 +214,7 @@ def build_source(*, manifest: str | None, table: str | None, fields: Mapping[str
 
     def make(rs: list[dict[str, Any]]) -> Samples:
         return Samples(rs, root, meta, modalities, transforms, tgt, label_index,
-                       kind == "regression", delimiter if kind == "multilabel" else None)
+                       kind == "regression", delimiter if kind == "multilabel" else None, allow_outside)
 
     return Source(make(train_rows), make(val_rows), modalities, labels, vocab, split)
 
