@@ -30,8 +30,8 @@ def test_groups_of_the_demo_model() -> None:
     assert "logit_scale.log_scale" in kept
     assert all(".bias" not in n for n in decayed) and any(".bias" in n for n in kept)
     # norm gains (LayerNorm weight of the text tower, channel LayerNorm of the audio tower) are 1-D: no decay
-    assert "encoders.text.net.0.weight" in kept and "encoders.audio.stages.0.layers.1.norm.weight" in kept
-    assert "encoders.image.stages.0.layers.0.weight" in decayed  # a conv kernel
+    assert "encoders.text.net.0.weight" in kept and "encoders.audio.encoder.stages.0.layers.1.norm.weight" in kept
+    assert "encoders.image.encoder.stages.0.layers.0.weight" in decayed  # a conv kernel
     assert "projections.image.weight" in decayed
     assert decayed | kept == set(names.values()) and not decayed & kept
 

@@ -257,6 +257,8 @@ def model_plan(cfg: dict[str, Any]) -> dict[str, Any]:
     d = parse_section(DataConfig, cfg.get("data"), "data")
     for key, value in asdict(m).items():
         values = value if isinstance(value, list) else [value]
+        if key == "image_norm" and value not in ("group", "layer", "batch", "none"):
+            raise ConfigError(f"model.image_norm: expected group, layer, batch or none, got {value!r}")
         if key in ("image_norm", "image_channels_last"):
             continue
         if key not in ("dropout", "init_temperature") and (not values or min(values) < 1):
