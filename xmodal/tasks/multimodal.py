@@ -31,6 +31,9 @@ from xmodal.tasks.base import TaskBundle
 class DataConfig:
     manifest: str | None = None  # a dataset directory (dataset.json + manifest.jsonl)
     table: str | None = None  # a .csv or .jsonl table; file cells are paths relative to it
+    shards: str | None = None  # a shard folder (``xmodal data shard``), streamed: xmodal/tasks/shard_source.py
+    val_shards: str | None = None  # with ``shards``: the shard folder evaluated on (read into memory)
+    shuffle: bool = True  # with ``shards``: a new shard order (and order within shards) every epoch
     fields: dict[str, Any] = field(default_factory=dict)  # {field: modality}; manifest default: all its fields
     target: str = "label"
     kind: Literal["classification", "multilabel", "regression", "contrastive"] = "classification"
@@ -82,8 +85,10 @@ def check(cfg: dict[str, Any]) -> None:
     from xmodal.models import check_plan
 
     d = _data(cfg)
-    if (d.manifest is None) == (d.table is None):
-        raise ConfigError("data.manifest / data.table: give exactly one of them")
+    if sum(x is not None for x in (d.manifest, d.table, d.shards)) != 1:
+        raise ConfigError("data.manifest / data.table / data.shards: give exactly one of them")
+    if d.val_shards is not None and d.shards is None:
+        raise ConfigError("data.val_shards: only with data.shards")
     fields = {k: str(v) for k, v in d.fields.items()}
     if not fields and not (cfg.get("model") or {}).get("encoders"):
         return  # a manifest's fields are read from its dataset.json when the task is built
@@ -96,6 +101,10 @@ def build(cfg: dict[str, Any]) -> TaskBundle:
     from xmodal.tasks.sources import build_source, sizes_from_data
 
     d = _data(cfg)
+    if d.shards is not None:
+        from xmodal.tasks import shard_source
+
+        return shard_source.build(cfg, d)
     plan_encoders = (cfg.get("model") or {}).get("encoders") or {}
     families = {f: (e if isinstance(e, str) and e != "default" else (e or {}).get("family") if isinstance(e, dict)
                     else None) for f, e in plan_encoders.items()}
