@@ -95,8 +95,10 @@ def check(cfg: dict[str, Any]) -> None:
     check_plan(_plan(cfg, fields, d.kind, {}, 2))
 
 
-def build(cfg: dict[str, Any]) -> TaskBundle:
-    """The TaskBundle of the recipe: source, transforms, model from the plan, objective, metrics, writer."""
+def build(cfg: dict[str, Any], artifacts: dict[str, Any] | None = None) -> TaskBundle:
+    """The TaskBundle of the recipe: source, transforms, model from the plan, objective, metrics, writer.
+
+    ``artifacts``: those a trained run saved; its label names and categories are used as saved."""
     from xmodal.models import build_model
     from xmodal.tasks.sources import build_source, sizes_from_data
 
@@ -104,7 +106,7 @@ def build(cfg: dict[str, Any]) -> TaskBundle:
     if d.shards is not None:
         from xmodal.tasks import shard_source
 
-        return shard_source.build(cfg, d)
+        return shard_source.build(cfg, d, artifacts)
     plan_encoders = (cfg.get("model") or {}).get("encoders") or {}
     families = {f: (e if isinstance(e, str) and e != "default" else (e or {}).get("family") if isinstance(e, dict)
                     else None) for f, e in plan_encoders.items()}
@@ -112,7 +114,9 @@ def build(cfg: dict[str, Any]) -> TaskBundle:
                           target=d.target, kind=d.kind, val_split=d.val_split, val_fraction=d.val_fraction,
                           seed=d.seed, families=families,
                           meta={"image_size": d.image_size, "sample_rate": d.sample_rate},
-                          delimiter=d.label_delimiter, allow_outside=d.allow_outside)
+                          delimiter=d.label_delimiter, allow_outside=d.allow_outside,
+                          saved_labels=(artifacts or {}).get("labels"),
+                          saved_vocabularies=(artifacts or {}).get("categories"))
     sizes = sizes_from_data(source.train, source.modalities, source.vocabularies)
     classes = len(source.labels) if source.labels else None
     model = build_model(_plan(cfg, source.modalities, d.kind, sizes, classes))

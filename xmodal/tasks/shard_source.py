@@ -73,8 +73,9 @@ def _sizes(first: Mapping[str, Any], modalities: Mapping[str, str], states: Mapp
     return out
 
 
-def build(cfg: dict[str, Any], d: Any) -> TaskBundle:
-    """The TaskBundle of a multimodal recipe whose ``data.shards`` names a shard folder."""
+def build(cfg: dict[str, Any], d: Any, artifacts: dict[str, Any] | None = None) -> TaskBundle:
+    """The TaskBundle of a multimodal recipe whose ``data.shards`` names a shard folder (``artifacts``: those
+    a trained run saved; its label names are used as saved)."""
     from xmodal.data.shard_dataset import ShardDataset
     from xmodal.models import build_model
     from xmodal.tasks.fields import field_transform
@@ -99,7 +100,9 @@ def build(cfg: dict[str, Any], d: Any) -> TaskBundle:
     target = None if d.kind == "contrastive" else d.target
     labels: list[str] | None = None
     stored = train.labels() if target is not None else []
-    if d.kind == "classification":
+    if d.kind == "classification" and (artifacts or {}).get("labels") is not None:
+        labels = [str(n) for n in (artifacts or {})["labels"]]
+    elif d.kind == "classification":
         labels = sorted({str(v) for v in stored})
         if len(labels) < 2:
             raise ConfigError(f"data.shards: {len(labels)} label in the training shards; at least 2 are needed")

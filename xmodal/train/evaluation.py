@@ -32,6 +32,7 @@ from xmodal.train import distributed as xdist
 METRICS = "metrics.json"
 EVAL_LOG = "eval_log.jsonl"  # one line per evaluation: {"step", metric: value}: the learning curves
 RECIPE = "recipe.yaml"
+ARTIFACTS = "artifacts.json"  # the names of the task artifacts saved beside it, reloaded as saved
 BEST = "best"
 
 
@@ -45,11 +46,13 @@ def _atomic_text(path: Path, text: str) -> None:
 
 
 def write_run_files(out: Path, recipe: dict[str, Any], bundle: TaskBundle) -> None:
-    """``recipe.yaml`` and the task's artifacts (``<name>.json``) in the run directory."""
+    """``recipe.yaml``, the task's artifacts (``<name>.json``) and their names (``artifacts.json``) in the run
+    directory."""
     out.mkdir(parents=True, exist_ok=True)
     _atomic_text(out / RECIPE, yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True))
     for name, value in bundle.artifacts.items():
         _atomic_text(out / f"{name}.json", json.dumps(value, indent=1, ensure_ascii=False) + "\n")
+    _atomic_text(out / ARTIFACTS, json.dumps(sorted(bundle.artifacts)) + "\n")
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
