@@ -18,8 +18,9 @@ import math
 import os
 import shutil
 import warnings
+from collections.abc import Sized
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import yaml
@@ -97,6 +98,7 @@ class RunEvaluator:
         metrics: dict[str, float] = {}
         if self.env.is_main or self.all_ranks:
             inner = xdist.unwrap(model)
+            assert self.bundle.evaluate is not None and self.bundle.val_set is not None  # self.enabled
             was_training = inner.training
             rng = ckpt.rng_state()  # evaluation must not move training's random streams (bit-exact resume)
             inner.eval()
@@ -157,6 +159,6 @@ class RunEvaluator:
             baselines = {name: {k: float(v) for k, v in row.items()}
                          for name, row in self.bundle.baselines(val).items()}
         doc = {"primary": self.primary, "model": self.last, "baselines": baselines, "split": self.bundle.split,
-               "n": len(val) if val is not None else 0}  # type: ignore[arg-type]
+               "n": len(cast(Sized, val)) if val is not None else 0}  # a map-style dataset: it has a length
         _atomic_text(self.out / METRICS, json.dumps(doc, indent=1) + "\n")
         return doc

@@ -21,10 +21,10 @@ import math
 import random
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sized
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -381,10 +381,10 @@ def _train(
         torch.set_num_threads(tc.threads)
     root = out / "checkpoints"
     stream = streaming.is_stream(bundle.train_set)  # a shard folder: batches follow the shards' order
-    if stream:
-        per_rank = bundle.train_set.min_samples_per_rank(env.world_size)  # type: ignore[attr-defined]
-    else:
-        per_rank = len(bundle.train_set) // env.world_size  # type: ignore[arg-type]
+    if streaming.is_stream(bundle.train_set):
+        per_rank = bundle.train_set.min_samples_per_rank(env.world_size)
+    else:  # a map-style dataset: torch's Dataset type declares no __len__
+        per_rank = len(cast(Sized, bundle.train_set)) // env.world_size
     steps_per_epoch = per_rank // tc.batch_size
     if steps_per_epoch == 0:
         raise ConfigError(
@@ -487,7 +487,8 @@ def _train(
             for batch in _naming_step(batches, position):
                 batch = to_device(batch, env.device)
                 micro = split_batch(batch, tc.batch_size, tc.grad_accum)
-                common = {"step": step + 1, "autocast": autocast, "scale": scale, "sync": env.distributed}
+                common: dict[str, Any] = {"step": step + 1, "autocast": autocast, "scale": scale,
+                                          "sync": env.distributed}
                 try:
                     if coupled:
                         loss_value = accumulate_gradcache(

@@ -22,15 +22,18 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from xmodal.errors import ConfigError, CorruptFileError
 
+if TYPE_CHECKING:
+    from xmodal.data.shard_dataset import ShardDataset
 
-def is_stream(dataset: Dataset) -> bool:
+
+def is_stream(dataset: Dataset) -> TypeGuard[ShardDataset]:
     """Whether the trainer streams ``dataset`` by shards (a :class:`ShardDataset`)."""
     from xmodal.data.shard_dataset import ShardDataset
 
