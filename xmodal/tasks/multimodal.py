@@ -12,7 +12,10 @@ a categorical field, the number of classes) are filled in from the training data
 ``kind: classification`` (head ``classifier``, cross-entropy, accuracy), ``multilabel`` (delimited label sets,
 head ``classifier`` trained with BCE, mean average precision), ``regression`` (head ``regression``, MSE, RMSE)
 or ``contrastive`` (no head; every ordered pair of fields scored by retrieval). The label names are a
-task artifact (``labels.json`` in the run directory).
+task artifact (``labels.json`` in the run directory), reused as saved when a run is loaded again.
+
+``data: {shards: DIR, val_shards: DIR}`` reads folders written by ``xmodal data shard`` instead: the training
+folder is streamed (``xmodal/tasks/shard_source.py``; the trainer's side is ``xmodal/train/streaming.py``).
 """
 
 from __future__ import annotations
