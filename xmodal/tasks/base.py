@@ -63,6 +63,7 @@ def build_task(cfg: dict[str, Any], artifacts: dict[str, Any] | None = None) -> 
     for any other task, artifacts that the data now gives differently are a :class:`DataError` naming them (the
     weights' outputs would be read with another label map)."""
     import inspect
+    import json
 
     from xmodal.config.recipe import resolve_task
     from xmodal.errors import DataError
@@ -76,8 +77,6 @@ def build_task(cfg: dict[str, Any], artifacts: dict[str, Any] | None = None) -> 
     if not isinstance(bundle, TaskBundle):
         raise ConfigError(f"task: {cfg.get('task')!r}: build(cfg) returned {type(bundle).__name__}, not a TaskBundle")
     for name, saved in (artifacts or {}).items():
-        import json
-
         if name in bundle.artifacts and json.loads(json.dumps(bundle.artifacts[name])) != saved:
             raise DataError(f"the data now gives another {name!r} than the trained run saved ({name}.json): the "
                             "data folder changed since training", source=f"{name}.json")
