@@ -1,6 +1,6 @@
 """A trained run directory reloads as it was saved: ``xmodal predict`` uses the run's own label map
 (``labels.json``), so a data folder that lost a class gives the same predictions for the samples that remain
-(a label map rebuilt from the data would shift every class index), a label the run never saw is a typed error,
+(a label map or category list rebuilt from the data would shift every index), a label the run never saw is a typed error,
 and a data folder that is gone is a typed error naming it. Data: Fisher's iris measurements (scikit-learn)."""
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ def _write_table(path: Path, keep: callable = lambda row: True) -> None:
     iris = load_iris()
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["id", *COLUMNS, "species", "split"])
+        w.writerow(["id", *COLUMNS, "petal", "species", "split"])
         for i, (x, y) in enumerate(zip(iris.data, iris.target)):
-            row = [f"iris{i:03d}", *x, iris.target_names[y], "test" if i % 5 == 0 else "train"]
+            petal = "compact" if x[2] < 2.5 else "medium" if x[2] < 5 else "tall"  # a categorical column
+            row = [f"iris{i:03d}", *x, petal, iris.target_names[y], "test" if i % 5 == 0 else "train"]
             if keep(row):
                 w.writerow(row)
 
@@ -44,7 +45,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("reload")
     _write_table(root / "iris.csv")
     recipe = {"task": "multimodal",
-              "data": {"table": str(root / "iris.csv"), "fields": {c: "numeric" for c in COLUMNS},
+              "data": {"table": str(root / "iris.csv"), "fields": {**{c: "numeric" for c in COLUMNS}, "petal": "categorical"},
                        "target": "species", "kind": "classification"},
               "model": {"fusion": {"kind": "concat"}, "head": {"kind": "classifier"}},
               "train": {"max_steps": 40, "batch_size": 24, "lr": 0.02, "progress": False, "threads": 1,
@@ -65,8 +66,10 @@ def test_run_directory_keeps_its_label_map(trained: tuple[Path, Path], tmp_path:
     right = sum(r["label"] == names[int(k[4:]) // 50] for k, r in before.items())
     assert right >= 24  # the model learned (the majority class is 10 of 30)
 
-    # the data folder loses every setosa row: rebuilt, the labels would be [versicolor, virginica]
-    _write_table(root / "iris.csv", keep=lambda row: row[5] != "setosa")
+    assert json.loads((run / "categories.json").read_text()) == {"petal": ["compact", "medium", "tall"]}
+    # the data folder loses every setosa row: rebuilt, the labels would be [versicolor, virginica] and the
+    # petal categories [medium, tall]
+    _write_table(root / "iris.csv", keep=lambda row: row[6] != "setosa")
     after = _predictions(run, tmp_path / "after.json")
     assert set(after) == {k for k, r in before.items() if int(k[4:]) >= 50}
     for key, record in after.items():
