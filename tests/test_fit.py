@@ -316,6 +316,96 @@ def test_fit_graph_and_skeleton_columns(tmp_path: Path) -> None:
                                                                               "skeleton": "skeleton_2d"}
     doc = json.loads((out / "metrics.json").read_text())
     assert set(doc["baselines"]) == {"majority", "graph alone", "skeleton alone"}
-    # Measured: the fused model learns the swing (0.56 against 0.31) but not yet the graph kind within such a
-    # budget, so it does not beat the skeleton alone here (docs/fit.md); asserted is what holds
-    assert doc["model"]["accuracy"] >= doc["baselines"]["majority"]["accuracy"] + 0.15, doc
+    # each column alone knows half of the label (at best 0.5); the fused model needs both
+    fused = doc["model"]["accuracy"]
+    assert fused >= doc["baselines"]["majority"]["accuracy"] + 0.3, doc
+    for alone in ("graph alone", "skeleton alone"):
+        assert fused >= doc["baselines"][alone]["accuracy"] + 0.15, doc
+
+
+COMPOSERS = ("bach", "monteverdi", "mozart")  # chorales, madrigals, string quartets in music21's corpus
+_STEPS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+
+
+def musicxml_notes(path: Path, quarters: float) -> list[list[tuple[float, float, int]]]:
+    """``[(start, end, midi pitch)]`` in quarter notes per part, for the first ``quarters`` of a MusicXML
+    score (.xml or compressed .mxl). Written here for speed: music21's own parser took 0.5 to 25 s per score
+    on the shared test machine, this reads only pitches, durations, chords, backups and forwards."""
+    import xml.etree.ElementTree as ET
+    import zipfile
+
+    if path.suffix == ".mxl":
+        with zipfile.ZipFile(path) as z:
+            container = ET.fromstring(z.read("META-INF/container.xml"))
+            name = next(e.get("full-path") for e in container.iter() if e.tag.endswith("rootfile"))
+            root = ET.fromstring(z.read(str(name)))
+    else:
+        root = ET.parse(path).getroot()
+    parts = []
+    for part in root.iter("part"):
+        notes, t, last_start, divisions = [], 0.0, 0.0, 1.0
+        for el in (e for measure in part.iter("measure") for e in measure):
+            if el.tag == "attributes" and el.findtext("divisions"):
+                divisions = float(el.findtext("divisions"))
+            elif el.tag in ("backup", "forward"):
+                t += (-1 if el.tag == "backup" else 1) * float(el.findtext("duration")) / divisions
+            elif el.tag == "note" and el.find("grace") is None and el.findtext("duration"):
+                length = float(el.findtext("duration")) / divisions
+                chord = el.find("chord") is not None
+                start = last_start if chord else t
+                pitch = el.find("pitch")
+                if pitch is not None and start < quarters:
+                    midi = 12 * (int(pitch.findtext("octave")) + 1) + _STEPS[pitch.findtext("step")]
+                    notes.append((start, min(start + length, quarters), midi + int(float(pitch.findtext("alter") or 0))))
+                if not chord:
+                    last_start, t = t, t + length
+        parts.append(notes)
+    return parts
+
+
+def composer_folders(root: Path, per_class: int = 16, quarters: float = 24.0) -> Path:
+    """Class folders of MIDI files, one per score: the first ``quarters`` quarter notes of the first
+    ``per_class`` MusicXML scores of each composer in music21's corpus (Bach chorales, Monteverdi madrigals,
+    Mozart string quartets), every part a piano track at 100 beats per minute."""
+    import pretty_midi
+    from music21 import corpus
+
+    for composer in COMPOSERS:
+        (root / composer).mkdir(parents=True)
+        scores = sorted(p for p in corpus.getComposer(composer) if p.suffix in (".mxl", ".xml"))[:per_class]
+        for i, score in enumerate(scores):
+            pm = pretty_midi.PrettyMIDI(initial_tempo=100.0)
+            for notes in musicxml_notes(Path(score), quarters):
+                track = pretty_midi.Instrument(program=0)
+                track.notes = [pretty_midi.Note(velocity=80, pitch=p, start=s * 0.6, end=e * 0.6)
+                               for s, e, p in notes if e > s]
+                pm.instruments.append(track)
+            pm.write(str(root / composer / f"{i:02d}_{Path(score).stem}.mid"))
+    return root
+
+
+def test_musicxml_notes_against_music21(tmp_path: Path) -> None:
+    """Our MusicXML reading gives music21's own notes (pitch, onset, duration) on a Bach chorale."""
+    from music21 import corpus
+
+    path = Path(corpus.getWork("bwv66.6"))
+    ours = sorted((round(s, 6), round(e - s, 6), p) for part in musicxml_notes(path, 1e9) for s, e, p in part)
+    score = corpus.parse(path)
+    theirs = sorted((round(float(n.getOffsetInHierarchy(score)), 6), round(float(n.quarterLength), 6), p.midi)
+                    for n in score.recurse().notes for p in n.pitches)
+    assert ours == theirs and len(ours) > 100
+
+
+@pytest.mark.slow
+def test_fit_midi_pieces_by_composer_beats_the_majority(tmp_path: Path) -> None:
+    data = composer_folders(tmp_path / "composers")
+    out = tmp_path / "fit"
+    budget = 60 * SCALE
+    proc, wall = _xmodal("fit", str(data), "--time-budget", str(budget), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert wall <= budget * 1.05, f"xmodal fit took {wall:.1f} s for a {budget:g} s budget"
+    report = json.loads((out / "report.json").read_text())
+    assert [c["modality"] for c in report["data"]["columns"]] == ["midi_notes"]
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["n"] == 9 and doc["baselines"]["majority"]["accuracy"] == pytest.approx(1 / 3)
+    assert doc["model"]["accuracy"] >= doc["baselines"]["majority"]["accuracy"] + 0.3, doc

@@ -96,3 +96,25 @@ def test_pointnet_permutation_invariance_and_mask(input_transform: bool) -> None
         mask = torch.cat([torch.ones(1, 300), torch.zeros(1, 20)], 1).bool()
         torch.testing.assert_close(enc(padded, mask), out, atol=1e-5, rtol=1e-5)
         assert not torch.allclose(enc(padded), out, atol=1e-4)
+
+
+def test_gnn_structure_inputs_are_degrees_and_sizes() -> None:
+    """``structure=True``: every node's input gains log(1 + in-degree) and the readout log(1 + nodes); hand-worked
+    on a star of 4 nodes (centre degree 3, leaves 1) batched with a triangle (every degree 2)."""
+    import math
+
+    star = torch.tensor([[0, 0, 0, 1, 2, 3], [1, 2, 3, 0, 0, 0]])
+    triangle = torch.tensor([[0, 1, 2, 1, 2, 0], [1, 2, 0, 0, 1, 2]])
+    x, e, b = batch_graphs([(torch.ones(4, 2), star), (torch.ones(3, 2), triangle)])
+    enc = GNNEncoder(2, hidden=8, depth=1, structure=True)
+    seen: dict[str, torch.Tensor] = {}
+    enc.input.register_forward_hook(lambda m, args, out: seen.__setitem__("nodes", args[0]))
+    enc.size.register_forward_hook(lambda m, args, out: seen.__setitem__("sizes", args[0]))
+    out = enc(x, e, b)
+    assert out.shape == (2, 8)
+    degrees = [3, 1, 1, 1, 2, 2, 2]
+    assert torch.allclose(seen["nodes"], torch.tensor([[1.0, 1.0, math.log1p(d)] for d in degrees]))
+    assert torch.allclose(seen["sizes"], torch.tensor([[math.log1p(4)], [math.log1p(3)]]))
+    # without it, the encoder and its parameters are what they were
+    plain = GNNEncoder(2, hidden=8, depth=1)
+    assert plain.size is None and plain.input.in_features == 2

@@ -4,6 +4,7 @@ reference for the format) and by ShardDataset across ranks, workers, epochs and 
 from __future__ import annotations
 
 import io
+import json
 import shutil
 from pathlib import Path
 
@@ -155,3 +156,21 @@ def test_table_source_and_refusals(tmp_path: Path, dataset: Path) -> None:
         write_shards(source_from(tmp_path / "t.csv", target="y"), tmp_path / "out")
     with pytest.raises(ConfigError, match="'nope' is not a column"):
         source_from(tmp_path / "t.csv", target="nope")
+
+
+def test_shard_one_split_of_a_manifest(dataset: Path, tmp_path: Path) -> None:
+    from xmodal.cli import app
+
+    for split, ids in (("train", [f"item.{i}" for i in range(8)]), ("val", ["item.8", "item.9"])):
+        res = CliRunner().invoke(app, ["data", "shard", str(dataset), "--out", str(tmp_path / split), "--split",
+                                       split, "--no-cache"])
+        assert res.exit_code == 0, res.output
+        assert [s["id"] for s in ShardDataset(tmp_path / split)] == ids
+    train, val = (json.loads((tmp_path / s / "index.json").read_text()) for s in ("train", "val"))
+    assert train["transforms"] == val["transforms"]  # fitted on the training split both times
+    with pytest.raises(ConfigError, match="no sample"):
+        source_from(dataset, split="nope")
+    table = tmp_path / "t.csv"
+    table.write_text("x,y\n1,a\n2,b\n")
+    with pytest.raises(ConfigError, match="only a manifest"):
+        source_from(table, target="y", split="train")

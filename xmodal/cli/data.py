@@ -113,12 +113,14 @@ def shard_cmd(
                                                    "$XMODAL_CACHE/features)")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="do not read or fill the transform "
                                            "cache")] = False,
+    split: Annotated[str | None, typer.Option("--split", help="a manifest's split to shard (transforms are "
+                                              "fitted on its training split either way)")] = None,
 ) -> None:
     """Write WebDataset tar shards of the transformed samples (text kept as text)."""
     from xmodal.data.shards import source_from, write_shards
     from xmodal.transforms import TransformCache
 
-    index = write_shards(source_from(source, target), out, shard_size,
+    index = write_shards(source_from(source, target, split), out, shard_size,
                          cache=None if no_cache else TransformCache(cache_dir))
     typer.echo(f"{index['samples']} samples in {len(index['shards'])} shards under {out} "
                f"(fields: {', '.join(f'{k}={v}' for k, v in index['fields'].items())})")

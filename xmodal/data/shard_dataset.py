@@ -11,19 +11,23 @@ every rank are dropped for that epoch (and named in ``dropped``), so DDP ranks s
 Every sample carries ``"__shard__"``: the position of its shard in the epoch's order. A trainer resumes at a
 shard boundary by saving ``{"epoch", "shards_consumed"}`` where ``shards_consumed`` is the length of the
 prefix of positions whose every sample has been trained on (:class:`ShardProgress` tracks it); samples of
-later, partly read shards are read again after a resume.
+later, partly read shards are read again after a resume. The trainer resumes more finely (any step, bit for
+bit): it streams each rank's shards in their dealt order whatever the worker count and records how many of
+this rank's shards it finished (:mod:`xmodal.train.streaming`); ``skip_own`` is that count.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from torch.utils.data import IterableDataset, get_worker_info
 
-from xmodal.data.shards import iter_tar_samples, read_index
+from xmodal.data.shards import iter_tar_meta, iter_tar_samples, read_index
 from xmodal.errors import ConfigError
 
 
@@ -39,9 +43,11 @@ class ShardDataset(IterableDataset):
     """Samples of a shard directory; see the module docstring for the split and resume rules."""
 
     def __init__(self, directory: str | Path, *, shuffle: bool = False, seed: int = 0, rank: int | None = None,
-                 world_size: int | None = None, even: bool = True) -> None:
+                 world_size: int | None = None, even: bool = True,
+                 transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
         """``shuffle``: a new shard order every epoch and the samples of each shard in a new order (one shard
-        is held in memory at a time); both drawn from ``seed``, the epoch and the shard's position."""
+        is held in memory at a time); both drawn from ``seed``, the epoch and the shard's position.
+        ``transform`` maps every sample as it is read (in the worker: label indices, text tokens)."""
         super().__init__()
         self.directory = Path(directory)
         self.index = read_index(self.directory)
@@ -52,6 +58,8 @@ class ShardDataset(IterableDataset):
         self.epoch = 0
         self.shards_consumed = 0
         self.dropped: list[str] = []
+        self.skip_own = 0  # shards of this rank's share already trained on (the trainer's resume)
+        self.transform = transform
 
     @property
     def fields(self) -> dict[str, str]:
@@ -83,16 +91,36 @@ class ShardDataset(IterableDataset):
             random.Random(self.seed * 1_000_003 + self.epoch).shuffle(order)
         return order
 
-    def assigned(self, rank: int, world_size: int, worker: int = 0, num_workers: int = 1) -> list[tuple[int, str]]:
-        """``(position in the epoch order, shard)`` pairs that this rank's worker reads, in order."""
+    def assigned(self, rank: int, world_size: int, worker: int = 0, num_workers: int = 1,
+                 skip: int = 0) -> list[tuple[int, str]]:
+        """``(position in the epoch order, shard)`` pairs that this rank's worker reads, in order; ``skip``
+        leaves out the first shards of the rank's share before dealing the rest to workers."""
         order = self.epoch_order()
         positions = list(range(self.shards_consumed, len(order)))
         if self.even:
             usable = len(positions) // world_size * world_size
             self.dropped = [order[p] for p in positions[usable:]]
             positions = positions[:usable]
-        mine = positions[rank::world_size][worker::num_workers]
+        mine = positions[rank::world_size][skip:][worker::num_workers]
         return [(p, order[p]) for p in mine]
+
+    def min_samples_per_rank(self, world_size: int) -> int:
+        """Samples that every rank gets in every epoch, whatever the shuffle: every rank reads at least
+        ``len(shards) // world_size`` shards, so at least the sum of that many smallest shards."""
+        per_rank = len(self.shards) // world_size
+        return sum(sorted(self.sizes.values())[:per_rank])
+
+    def layout_digest(self) -> str:
+        """sha256 of the shard names and sizes in index order: what a recorded stream position refers to."""
+        layout = [(s, self.sizes[s]) for s in self.shards]
+        return hashlib.sha256(json.dumps(layout).encode()).hexdigest()
+
+    def labels(self) -> list[Any]:
+        """The stored label of every sample, in index order (reads only the ``.json`` members)."""
+        out = []
+        for shard in self.shards:
+            out += [m.get("label") for m in iter_tar_meta(self.directory / shard)]
+        return out
 
     def samples_per_rank(self, world_size: int | None = None) -> int:
         """Samples each rank yields this epoch (the even split; the largest share otherwise)."""
@@ -106,12 +134,14 @@ class ShardDataset(IterableDataset):
         world = self._world if self._world is not None else world
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        for position, shard in self.assigned(rank, world, worker, workers):
+        for position, shard in self.assigned(rank, world, worker, workers, self.skip_own):
             samples = iter_tar_samples(self.directory / shard)
             if self.shuffle:
                 samples = list(samples)
                 random.Random((self.seed * 1_000_003 + self.epoch) * 100_003 + position).shuffle(samples)
             for sample in samples:
+                if self.transform is not None:
+                    sample = self.transform(sample)
                 sample["__shard__"] = position
                 yield sample
 

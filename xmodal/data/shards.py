@@ -46,8 +46,11 @@ class ShardSource:
     fit_rows: list[dict[str, Any]]
 
 
-def source_from(path: str | Path, target: str | None = None) -> ShardSource:
-    """A manifest dataset directory (dataset.json + manifest.jsonl) or anything ``xmodal plan`` reads."""
+def source_from(path: str | Path, target: str | None = None, split: str | None = None) -> ShardSource:
+    """A manifest dataset directory (dataset.json + manifest.jsonl) or anything ``xmodal plan`` reads.
+
+    ``split`` keeps the manifest rows of that split only (a training and a validation folder); fitted
+    transforms learn from the training split either way, so both folders are transformed alike."""
     from xmodal.data.manifest import META_FILE, read_manifest
 
     p = Path(path)
@@ -55,7 +58,13 @@ def source_from(path: str | Path, target: str | None = None) -> ShardSource:
         meta, rows = read_manifest(p)
         fields = dict(meta["modalities"])
         fit = [r for r in rows if r.get("split") == "train"] or rows
+        if split is not None:
+            rows = [r for r in rows if r.get("split") == split]
+            if not rows:
+                raise ConfigError(f"--split {split!r}: no sample of {p} is in that split")
         return ShardSource(rows, fields, p, fit)
+    if split is not None:
+        raise ConfigError(f"--split {split!r}: only a manifest dataset directory has splits; {p} is not one")
     from xmodal.automl import infer_columns, load_data
 
     table = load_data(p)
@@ -204,6 +213,23 @@ def iter_tar_samples(path: str | Path) -> Iterable[dict[str, Any]]:
         raise CorruptFileError(f"cannot read shard: {exc}", source=path) from exc
     if current is not None:
         yield current
+
+
+def iter_tar_meta(path: str | Path) -> Iterable[dict[str, Any]]:
+    """The ``.json`` member (id, label) of every sample of one shard, in order, without decoding tensors."""
+    import tarfile
+
+    from xmodal.errors import CorruptFileError
+
+    try:
+        with tarfile.open(path, "r") as tar:
+            for member in tar:
+                if member.isfile() and member.name.partition(".")[2] == "json":
+                    handle = tar.extractfile(member)
+                    assert handle is not None  # a regular member always has a handle
+                    yield json.loads(handle.read())
+    except (tarfile.TarError, OSError, ValueError) as exc:
+        raise CorruptFileError(f"cannot read shard: {exc}", source=path) from exc
 
 
 def _decode_member(sample: dict[str, Any], ext: str, data: bytes) -> None:

@@ -128,15 +128,16 @@ class GraphAdapter(nn.Module):
 
 
 class TabularMLP(nn.Module):
-    """Numeric columns ``(batch,)`` or ``(batch, features)`` -> ``(batch, width)`` (LayerNorm first unless
-    ``norm`` is false); categorical indices ``(batch,)`` are embedded first when ``num_categories`` is given."""
+    """Numeric columns ``(batch,)`` or ``(batch, features)`` -> ``(batch, width)`` (LayerNorm over the features
+    first unless ``norm`` is false or there is one feature, which LayerNorm would map to a constant);
+    categorical indices ``(batch,)`` are embedded first when ``num_categories`` is given."""
 
     def __init__(self, in_dim: int, width: int, depth: int, dropout: float, num_categories: int | None,
                  norm: bool = True) -> None:
         super().__init__()
         self.embed = None if num_categories is None else nn.Embedding(num_categories, width)
         self.in_dim = width if num_categories is not None else in_dim
-        self.norm = nn.LayerNorm(in_dim) if norm and num_categories is None else nn.Identity()
+        self.norm = nn.LayerNorm(in_dim) if norm and num_categories is None and in_dim > 1 else nn.Identity()
         layers: list[nn.Module] = []
         prev = self.in_dim
         for _ in range(depth):

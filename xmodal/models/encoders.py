@@ -197,11 +197,14 @@ def pointnet(spec: ModalitySpec, *, width: int = 256, in_dim: int = 3, input_tra
 @register_encoder("gnn")
 def gnn(spec: ModalitySpec, *, width: int = 64, depth: int = 3, in_dim: int | None = None,
         edge_dim: int | None = None, aggr: Literal["sum", "mean", "max"] = "sum",
-        pool: Literal["sum", "mean", "max"] = "mean", out_dim: int | None = None) -> nn.Module:
-    """Message passing (residual GIN layers) over a graph's nodes, or a mesh's vertices joined by face edges."""
+        pool: Literal["sum", "mean", "max"] = "mean", out_dim: int | None = None,
+        structure: bool = True) -> nn.Module:
+    """Message passing (residual GIN layers) over a graph's nodes, or a mesh's vertices joined by face edges;
+    ``structure``: node degrees and the graph's size are inputs too (``GNNEncoder``), so graphs whose node
+    features say nothing (constant, or coordinates alone) are told apart by their shape."""
     dim = in_dim or (3 if spec.name == "mesh" else 16)
-    return GraphAdapter(GNNEncoder(dim, width, depth, out_dim=out_dim, edge_dim=edge_dim, aggr=aggr, pool=pool),
-                        spec.name)
+    return GraphAdapter(GNNEncoder(dim, width, depth, out_dim=out_dim, edge_dim=edge_dim, aggr=aggr, pool=pool,
+                                   structure=structure), spec.name)
 
 
 @register_encoder("mlp")

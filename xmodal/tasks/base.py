@@ -54,16 +54,30 @@ class TaskBundle:
     split: str = "val"
 
 
-def build_task(cfg: dict[str, Any]) -> TaskBundle:
+def build_task(cfg: dict[str, Any], artifacts: dict[str, Any] | None = None) -> TaskBundle:
     """Build the task named by ``cfg['task']`` (a module of ``xmodal.tasks``, or a dotted path to a user's module
-    exposing ``build(cfg) -> TaskBundle``) from the whole recipe ``cfg``."""
+    exposing ``build(cfg) -> TaskBundle``) from the whole recipe ``cfg``.
+
+    ``artifacts`` are those a trained run saved (label maps, vocabularies: :func:`xmodal.tasks.runs.load_trained`).
+    A task whose ``build`` takes ``artifacts=`` uses them as saved instead of deriving them from the data again;
+    for any other task, artifacts that the data now gives differently are a :class:`DataError` naming them (the
+    weights' outputs would be read with another label map)."""
+    import inspect
+    import json
+
     from xmodal.config.recipe import resolve_task
+    from xmodal.errors import DataError
 
     module = resolve_task(cfg.get("task"))
     check = getattr(module, "check", None)
     if callable(check):
         check(cfg)
-    bundle = module.build(cfg)
+    takes_artifacts = artifacts is not None and "artifacts" in inspect.signature(module.build).parameters
+    bundle = module.build(cfg, artifacts=artifacts) if takes_artifacts else module.build(cfg)
     if not isinstance(bundle, TaskBundle):
         raise ConfigError(f"task: {cfg.get('task')!r}: build(cfg) returned {type(bundle).__name__}, not a TaskBundle")
+    for name, saved in (artifacts or {}).items():
+        if name in bundle.artifacts and json.loads(json.dumps(bundle.artifacts[name])) != saved:
+            raise DataError(f"the data now gives another {name!r} than the trained run saved ({name}.json): the "
+                            "data folder changed since training", source=f"{name}.json")
     return bundle

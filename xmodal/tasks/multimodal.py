@@ -12,7 +12,10 @@ a categorical field, the number of classes) are filled in from the training data
 ``kind: classification`` (head ``classifier``, cross-entropy, accuracy), ``multilabel`` (delimited label sets,
 head ``classifier`` trained with BCE, mean average precision), ``regression`` (head ``regression``, MSE, RMSE)
 or ``contrastive`` (no head; every ordered pair of fields scored by retrieval). The label names are a
-task artifact (``labels.json`` in the run directory).
+task artifact (``labels.json`` in the run directory), reused as saved when a run is loaded again.
+
+``data: {shards: DIR, val_shards: DIR}`` reads folders written by ``xmodal data shard`` instead: the training
+folder is streamed (``xmodal/tasks/shard_source.py``; the trainer's side is ``xmodal/train/streaming.py``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ from xmodal.tasks.base import TaskBundle
 class DataConfig:
     manifest: str | None = None  # a dataset directory (dataset.json + manifest.jsonl)
     table: str | None = None  # a .csv or .jsonl table; file cells are paths relative to it
+    shards: str | None = None  # a shard folder (``xmodal data shard``), streamed: xmodal/tasks/shard_source.py
+    val_shards: str | None = None  # with ``shards``: the shard folder evaluated on (read into memory)
+    shuffle: bool = True  # with ``shards``: a new shard order (and order within shards) every epoch
     fields: dict[str, Any] = field(default_factory=dict)  # {field: modality}; manifest default: all its fields
     target: str = "label"
     kind: Literal["classification", "multilabel", "regression", "contrastive"] = "classification"
@@ -82,20 +88,28 @@ def check(cfg: dict[str, Any]) -> None:
     from xmodal.models import check_plan
 
     d = _data(cfg)
-    if (d.manifest is None) == (d.table is None):
-        raise ConfigError("data.manifest / data.table: give exactly one of them")
+    if sum(x is not None for x in (d.manifest, d.table, d.shards)) != 1:
+        raise ConfigError("data.manifest / data.table / data.shards: give exactly one of them")
+    if d.val_shards is not None and d.shards is None:
+        raise ConfigError("data.val_shards: only with data.shards")
     fields = {k: str(v) for k, v in d.fields.items()}
     if not fields and not (cfg.get("model") or {}).get("encoders"):
         return  # a manifest's fields are read from its dataset.json when the task is built
     check_plan(_plan(cfg, fields, d.kind, {}, 2))
 
 
-def build(cfg: dict[str, Any]) -> TaskBundle:
-    """The TaskBundle of the recipe: source, transforms, model from the plan, objective, metrics, writer."""
+def build(cfg: dict[str, Any], artifacts: dict[str, Any] | None = None) -> TaskBundle:
+    """The TaskBundle of the recipe: source, transforms, model from the plan, objective, metrics, writer.
+
+    ``artifacts``: those a trained run saved; its label names and categories are used as saved."""
     from xmodal.models import build_model
     from xmodal.tasks.sources import build_source, sizes_from_data
 
     d = _data(cfg)
+    if d.shards is not None:
+        from xmodal.tasks import shard_source
+
+        return shard_source.build(cfg, d, artifacts)
     plan_encoders = (cfg.get("model") or {}).get("encoders") or {}
     families = {f: (e if isinstance(e, str) and e != "default" else (e or {}).get("family") if isinstance(e, dict)
                     else None) for f, e in plan_encoders.items()}
@@ -103,7 +117,9 @@ def build(cfg: dict[str, Any]) -> TaskBundle:
                           target=d.target, kind=d.kind, val_split=d.val_split, val_fraction=d.val_fraction,
                           seed=d.seed, families=families,
                           meta={"image_size": d.image_size, "sample_rate": d.sample_rate},
-                          delimiter=d.label_delimiter, allow_outside=d.allow_outside)
+                          delimiter=d.label_delimiter, allow_outside=d.allow_outside,
+                          saved_labels=(artifacts or {}).get("labels"),
+                          saved_vocabularies=(artifacts or {}).get("categories"))
     sizes = sizes_from_data(source.train, source.modalities, source.vocabularies)
     classes = len(source.labels) if source.labels else None
     model = build_model(_plan(cfg, source.modalities, d.kind, sizes, classes))

@@ -143,8 +143,12 @@ def _split_rows(rows: list[dict[str, Any]], target: str | None, fraction: float,
 def build_source(*, manifest: str | None, table: str | None, fields: Mapping[str, str], target: str | None,
                  kind: str, val_split: str, val_fraction: float, seed: int, families: Mapping[str, str | None],
                  meta: Mapping[str, Any] | None = None, delimiter: str | None = None,
-                 allow_outside: bool = False) -> Source:
-    """The source a recipe's ``data:`` names (exactly one of ``manifest`` and ``table``)."""
+                 allow_outside: bool = False, saved_labels: list[str] | None = None,
+                 saved_vocabularies: Mapping[str, list[str]] | None = None) -> Source:
+    """The source a recipe's ``data:`` names (exactly one of ``manifest`` and ``table``).
+
+    ``saved_labels`` / ``saved_vocabularies``: the label names and categories a trained run saved, used as they
+    are instead of being derived from the rows (a label or category the run never saw is a DataError)."""
     from xmodal.tasks.fields import field_transform
 
     if (manifest is None) == (table is None):
@@ -194,7 +198,17 @@ def build_source(*, manifest: str | None, table: str | None, fields: Mapping[str
                           "splits need samples")
     labels = None
     label_index = None
-    if kind == "multilabel" and target is not None:
+    if saved_labels is not None and kind in ("classification", "multilabel") and target is not None:
+        labels = [str(n) for n in saved_labels]
+        label_index = {name: i for i, name in enumerate(labels)}
+        if kind == "multilabel":
+            delimiter = delimiter or label_delimiter([r.get(target) for r in train_rows])
+        else:
+            unknown = sorted({str(r[target]) for r in train_rows + val_rows} - set(labels))
+            if unknown:
+                raise DataError(f"data.target: labels {unknown} are not among the {len(labels)} the trained run "
+                                "saved (labels.json): the data changed since training", source=target)
+    elif kind == "multilabel" and target is not None:
         delimiter = delimiter or label_delimiter([r.get(target) for r in train_rows])
         labels = sorted({p for r in train_rows for p in split_labels(r.get(target), delimiter)})
         if len(labels) < 2:
@@ -208,7 +222,8 @@ def build_source(*, manifest: str | None, table: str | None, fields: Mapping[str
         if unseen:
             raise ConfigError(f"data.target: validation labels {unseen} never occur in training")
         label_index = {name: i for i, name in enumerate(labels)}
-    vocab = _vocabularies(train_rows + val_rows, modalities)
+    vocab = ({f: list(v) for f, v in saved_vocabularies.items()} if saved_vocabularies is not None
+             else _vocabularies(train_rows + val_rows, modalities))
     transforms = {f: field_transform(f, get_modality(m), families.get(f), vocab) for f, m in modalities.items()}
     tgt = target if kind != "contrastive" else None
 

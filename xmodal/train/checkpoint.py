@@ -31,7 +31,7 @@ import signal
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -67,6 +67,7 @@ def _unb64(s: str) -> torch.Tensor:
 def rng_state() -> dict[str, Any]:
     """This process's RNG states (torch CPU and CUDA, numpy, random) as JSON-safe values."""
     np_state = np.random.get_state()
+    assert isinstance(np_state, tuple)  # legacy=True, the default: (name, keys, pos, has_gauss, gauss)
     py_state = random.getstate()
     return {
         "torch": _b64(torch.get_rng_state()),
@@ -88,10 +89,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------------ state dicts
-def _options(**kw: bool):
+def _options(*, cpu_offload: bool = False, strict: bool = True) -> Any:
+    """Full (unsharded) state-dict options; the other fields keep torch's defaults."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions
 
-    return StateDictOptions(full_state_dict=True, **kw)
+    return StateDictOptions(full_state_dict=True, cpu_offload=cpu_offload, strict=strict)
 
 
 def gather_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -102,8 +104,10 @@ def gather_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[di
     """
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
 
-    msd = get_model_state_dict(model, options=_options(cpu_offload=True))
-    osd = get_optimizer_state_dict(model, optimizer, options=_options(cpu_offload=True))
+    # torch types both as nested unions; a model's state dict holds tensors, an optimizer's is torch.optim's
+    # {"state": {param: {slot: value}}, "param_groups": [...]}
+    msd = cast(dict[str, torch.Tensor], get_model_state_dict(model, options=_options(cpu_offload=True)))
+    osd = cast(dict[str, Any], get_optimizer_state_dict(model, optimizer, options=_options(cpu_offload=True)))
     tensors: dict[str, torch.Tensor] = {}
     for name, value in msd.items():
         tensors[f"model/{name}"] = value.detach().cpu().contiguous().clone()  # clone: no shared storage
@@ -124,7 +128,7 @@ def restore_state(
     """Load model (and optimizer) state saved by :func:`gather_state` into a possibly wrapped/sharded model."""
     from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
 
-    msd = {k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")}
+    msd: dict[str, Any] = {k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")}
     set_model_state_dict(model, msd, options=_options(strict=True))
     if optimizer is None or optim_json is None:
         return
@@ -144,7 +148,8 @@ def restore_state(
         if "betas" in g:  # JSON turned the tuple into a list
             g["betas"] = tuple(g["betas"])
         groups.append(g)
-    set_optimizer_state_dict(model, optimizer, {"state": state, "param_groups": groups}, options=_options())
+    optim_state: dict[str, Any] = {"state": state, "param_groups": groups}
+    set_optimizer_state_dict(model, optimizer, optim_state, options=_options())
 
 
 # ------------------------------------------------------------------------------------------ atomic files

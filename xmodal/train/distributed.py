@@ -11,6 +11,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 import torch
 import torch.distributed as dist
@@ -89,13 +90,16 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
     return out / world_size()
 
 
-def broadcast_object(obj: object, src: int = 0) -> object:
+T = TypeVar("T")
+
+
+def broadcast_object(obj: T, src: int = 0) -> T:
     """Send a picklable Python object from ``src`` to every rank (used for small decisions, never for files)."""
     if world_size() == 1:
         return obj
-    box = [obj]
+    box: list[Any] = [obj]
     dist.broadcast_object_list(box, src=src)
-    return box[0]
+    return cast(T, box[0])  # every rank passes an object of the same kind; src's arrives
 
 
 def wrap_model(model: nn.Module, env: DistEnv, strategy: str) -> nn.Module:
@@ -129,6 +133,7 @@ def wrap_model(model: nn.Module, env: DistEnv, strategy: str) -> nn.Module:
             p.data = p.data.contiguous()
         shard_blocks(model)
         fully_shard(model, ignored_params=set(scalars) or None)
+        # a plain list attribute: nn.Module.__setattr__ is typed for tensors and modules only
         model._xmodal_replicated = scalars  # type: ignore[assignment]
         return model
     raise ValueError(f"unknown strategy {strategy!r}")
@@ -167,7 +172,8 @@ def reduce_replicated_grads(model: nn.Module) -> None:
 
 def unwrap(model: nn.Module) -> nn.Module:
     """The user's module inside a DDP wrapper (FSDP2 modules are the user's module already)."""
-    return model.module if hasattr(model, "module") and hasattr(model, "no_sync") else model
+    inner = getattr(model, "module", None)
+    return inner if isinstance(inner, nn.Module) and hasattr(model, "no_sync") else model
 
 
 @contextlib.contextmanager
@@ -176,15 +182,17 @@ def no_grad_sync(model: nn.Module, enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
+    # nn.Module.__getattr__ is typed ``Tensor | Module``; these are the wrappers' methods, found at run time
+    wrapped = cast(Any, model)
     if hasattr(model, "no_sync"):  # DDP
-        with model.no_sync():
+        with wrapped.no_sync():
             yield
         return
     if hasattr(model, "set_requires_gradient_sync"):  # FSDP2
-        model.set_requires_gradient_sync(False)
+        wrapped.set_requires_gradient_sync(False)
         try:
             yield
         finally:
-            model.set_requires_gradient_sync(True)
+            wrapped.set_requires_gradient_sync(True)
         return
     yield

@@ -18,8 +18,9 @@ import math
 import os
 import shutil
 import warnings
+from collections.abc import Sized
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import yaml
@@ -32,6 +33,7 @@ from xmodal.train import distributed as xdist
 METRICS = "metrics.json"
 EVAL_LOG = "eval_log.jsonl"  # one line per evaluation: {"step", metric: value}: the learning curves
 RECIPE = "recipe.yaml"
+ARTIFACTS = "artifacts.json"  # the names of the task artifacts saved beside it, reloaded as saved
 BEST = "best"
 
 
@@ -45,11 +47,13 @@ def _atomic_text(path: Path, text: str) -> None:
 
 
 def write_run_files(out: Path, recipe: dict[str, Any], bundle: TaskBundle) -> None:
-    """``recipe.yaml`` and the task's artifacts (``<name>.json``) in the run directory."""
+    """``recipe.yaml``, the task's artifacts (``<name>.json``) and their names (``artifacts.json``) in the run
+    directory."""
     out.mkdir(parents=True, exist_ok=True)
     _atomic_text(out / RECIPE, yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True))
     for name, value in bundle.artifacts.items():
         _atomic_text(out / f"{name}.json", json.dumps(value, indent=1, ensure_ascii=False) + "\n")
+    _atomic_text(out / ARTIFACTS, json.dumps(sorted(bundle.artifacts)) + "\n")
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -94,6 +98,7 @@ class RunEvaluator:
         metrics: dict[str, float] = {}
         if self.env.is_main or self.all_ranks:
             inner = xdist.unwrap(model)
+            assert self.bundle.evaluate is not None and self.bundle.val_set is not None  # self.enabled
             was_training = inner.training
             rng = ckpt.rng_state()  # evaluation must not move training's random streams (bit-exact resume)
             inner.eval()
@@ -154,6 +159,6 @@ class RunEvaluator:
             baselines = {name: {k: float(v) for k, v in row.items()}
                          for name, row in self.bundle.baselines(val).items()}
         doc = {"primary": self.primary, "model": self.last, "baselines": baselines, "split": self.bundle.split,
-               "n": len(val) if val is not None else 0}  # type: ignore[arg-type]
+               "n": len(cast(Sized, val)) if val is not None else 0}  # a map-style dataset: it has a length
         _atomic_text(self.out / METRICS, json.dumps(doc, indent=1) + "\n")
         return doc

@@ -21,10 +21,10 @@ import math
 import random
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sized
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ from xmodal.errors import ConfigError, CorruptFileError, NonFiniteError
 from xmodal.tasks.base import Batch, Outputs, TaskBundle
 from xmodal.train import checkpoint as ckpt
 from xmodal.train import distributed as xdist
+from xmodal.train import streaming
 from xmodal.train.config import TrainConfig, train_config_from
 from xmodal.train.evaluation import RunEvaluator, write_run_files
 from xmodal.train.logging import RunLogger, progress_bar
@@ -262,7 +263,13 @@ def _autocast_factory(precision: str, device: torch.device) -> Callable[[], cont
 def _epoch_batches(
     dataset: Dataset, bundle: TaskBundle, tc: TrainConfig, env: xdist.DistEnv, epoch: int, skip: int, steps: int
 ) -> Iterator[Batch]:
-    """Batches ``skip .. steps-1`` of epoch ``epoch`` for this rank: order and augmentation fixed by (seed, epoch)."""
+    """Batches ``skip .. steps-1`` of epoch ``epoch`` for this rank: order and augmentation fixed by (seed, epoch)
+    (a shard stream: by the shards' order, ``train/streaming.py``)."""
+    if streaming.is_stream(dataset):
+        yield from streaming.stream_batches(dataset, bundle.collate, seed=tc.seed, epoch=epoch, rank=env.rank,
+                                            world_size=env.world_size, batch_size=tc.batch_size, skip=skip,
+                                            steps=steps, num_workers=tc.num_workers)
+        return
     yield from epoch_loader(dataset, bundle.collate, seed=tc.seed, epoch=epoch, rank=env.rank,
                             world_size=env.world_size, batch_size=tc.batch_size, skip=skip, steps=steps,
                             num_workers=tc.num_workers)
@@ -373,7 +380,11 @@ def _train(
     if tc.threads is not None:
         torch.set_num_threads(tc.threads)
     root = out / "checkpoints"
-    per_rank = len(bundle.train_set) // env.world_size  # type: ignore[arg-type]
+    stream = streaming.is_stream(bundle.train_set)  # a shard folder: batches follow the shards' order
+    if streaming.is_stream(bundle.train_set):
+        per_rank = bundle.train_set.min_samples_per_rank(env.world_size)
+    else:  # a map-style dataset: torch's Dataset type declares no __len__
+        per_rank = len(cast(Sized, bundle.train_set)) // env.world_size
     steps_per_epoch = per_rank // tc.batch_size
     if steps_per_epoch == 0:
         raise ConfigError(
@@ -402,6 +413,9 @@ def _train(
             scaler.load_state_dict(state["scaler"])
         if state["world_size"] == env.world_size:
             ckpt.set_rng_state(state["rng"][env.rank])
+            if stream:  # the recorded shard position is the one the step implies, on the same shards
+                streaming.check_stream_state(bundle.train_set, state.get("stream"), state["epoch"],
+                                             env.world_size, state["batch_in_epoch"] * tc.batch_size)
 
     loaded = ckpt.load_latest(root, restore) if resume else None
     latest = loaded[0] if loaded else None
@@ -458,6 +472,9 @@ def _train(
                 "recipe": recipe,
                 "loss": loss_value,
             }
+            if stream:  # every rank's shards done and samples into the next (all ranks read alike)
+                state["stream"] = streaming.stream_state(bundle.train_set, epoch, env.world_size,
+                                                         in_epoch * tc.batch_size)
             if sharded:
                 return ckpt.write_sharded_checkpoint(root, step, model, optimizer, state, tc.keep_last)
             path = ckpt.write_checkpoint(root, step, tensors, state, tc.keep_last)
@@ -470,7 +487,8 @@ def _train(
             for batch in _naming_step(batches, position):
                 batch = to_device(batch, env.device)
                 micro = split_batch(batch, tc.batch_size, tc.grad_accum)
-                common = {"step": step + 1, "autocast": autocast, "scale": scale, "sync": env.distributed}
+                common: dict[str, Any] = {"step": step + 1, "autocast": autocast, "scale": scale,
+                                          "sync": env.distributed}
                 try:
                     if coupled:
                         loss_value = accumulate_gradcache(

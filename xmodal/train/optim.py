@@ -28,7 +28,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, object
     Groups carry a ``name`` so that a checkpoint's JSON state says which is which; an empty group is dropped.
     """
     named: Iterable[tuple[str, nn.Parameter]] = ((n, p) for n, p in model.named_parameters() if p.requires_grad)
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, param in named:
         (decay if decays(name, param) else no_decay).append(param)
     groups = [

@@ -14,8 +14,8 @@ Two things make a resumed run see exactly the batches and augmentations of an un
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Sized
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ class SeededSamples(Dataset):
         self.dataset = dataset
 
     def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
+        return len(cast(Sized, self.dataset))  # a map-style dataset: torch's Dataset type declares no __len__
 
     def __getitem__(self, key: tuple[int, int]) -> Any:
         index, seed = key
@@ -55,8 +55,10 @@ class SeededSamples(Dataset):
 
 def epoch_indices(size: int, seed: int, epoch: int, rank: int, world_size: int) -> list[int]:
     """This rank's sample order for ``epoch``: ``DistributedSampler`` (shuffled by ``(seed, epoch)``, drop_last)."""
-    sampler = DistributedSampler(range(size), num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
-                                 drop_last=True)
+    # the sampler only takes len() of its dataset: a range stands for one of ``size`` samples
+    indices = cast(Dataset[int], range(size))
+    sampler: DistributedSampler[int] = DistributedSampler(indices, num_replicas=world_size, rank=rank, shuffle=True,
+                                                          seed=seed, drop_last=True)
     sampler.set_epoch(epoch)
     return list(sampler)
 
@@ -76,7 +78,7 @@ def epoch_loader(
 ) -> Iterator[Any]:
     """Batches ``skip .. steps-1`` of ``epoch`` for this rank, each sample with its own ``(seed, epoch, index)``
     random stream: the same batches, bit for bit, for any ``num_workers`` and any resume point."""
-    order = epoch_indices(len(dataset), seed, epoch, rank, world_size)  # type: ignore[arg-type]
+    order = epoch_indices(len(cast(Sized, dataset)), seed, epoch, rank, world_size)  # map-style: it has a length
     keys = [(i, sample_seed(seed, epoch, i)) for i in order[skip * batch_size : steps * batch_size]]
     # A generator of its own: the DataLoader draws worker seeds from it, not from the global RNG, so creating
     # a loader mid-epoch on resume leaves the global RNG exactly where the uninterrupted run had it.

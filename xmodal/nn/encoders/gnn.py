@@ -72,6 +72,13 @@ class GINLayer(nn.Module):
 class GNNEncoder(nn.Module):
     """Stack of residual :class:`GINLayer` s, then graph pooling -> ``(num_graphs, out_dim)``.
 
+    ``structure=True`` makes the encoder see the graph's shape when the node features do not tell it (all
+    ones, say): every node's input gets ``log(1 + in-degree)``, and the pooled vector gets a learned embedding
+    of ``log(1 + number of nodes)``. Without it, constant features reach every node as a multiple of one
+    vector (``(1 + eps + degree) h``), which the LayerNorm inside each GIN layer scales away, and the mean
+    readout forgets the size: a ring and a clique then look alike (Xu et al. 2019 give degrees as features to
+    graphs without node attributes for the same reason).
+
     ``forward(x, edge_index, batch=None, edge_attr=None, num_graphs=None)``; ``x`` may also be a mapping with
     keys ``x``, ``edge_index`` and optionally ``batch``, ``edge_attr`` (a collated graph).
     """
@@ -85,9 +92,12 @@ class GNNEncoder(nn.Module):
         edge_dim: int | None = None,
         aggr: Reduce = "sum",
         pool: Reduce = "mean",
+        structure: bool = False,
     ) -> None:
         super().__init__()
-        self.input = nn.Linear(in_dim, hidden)
+        self.structure = structure
+        self.input = nn.Linear(in_dim + int(structure), hidden)
+        self.size = nn.Linear(1, hidden) if structure else None
         self.layers = nn.ModuleList(GINLayer(hidden, hidden, edge_dim, aggr) for _ in range(depth))
         self.pool_mode = pool
         self.proj = nn.Identity() if out_dim is None else nn.Linear(hidden, out_dim)
@@ -107,6 +117,11 @@ class GNNEncoder(nn.Module):
             )
         if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= x.shape[0]):
             raise ShapeError(f"edge_index refers to nodes outside [0, {x.shape[0]})", source="edge_index")
+        if self.structure:
+            degree = x.new_zeros(x.shape[0]).index_add_(0, edge_index[1].long(),
+                                                        torch.ones(edge_index.shape[1], dtype=x.dtype,
+                                                                   device=x.device))
+            x = torch.cat([x, torch.log1p(degree)[:, None]], dim=1)
         h = self.input(x)
         for layer in self.layers:
             h = h + layer(h, edge_index.long(), edge_attr)
@@ -130,4 +145,8 @@ class GNNEncoder(nn.Module):
         if batch is None:
             batch = torch.zeros(h.shape[0], dtype=torch.long, device=h.device)
         n = num_graphs if num_graphs is not None else int(batch.max()) + 1 if batch.numel() else 0
-        return self.proj(scatter(h, batch.long(), n, self.pool_mode))
+        pooled = scatter(h, batch.long(), n, self.pool_mode)
+        if self.size is not None:
+            nodes = h.new_zeros(n).index_add_(0, batch.long(), torch.ones_like(batch, dtype=h.dtype))
+            pooled = pooled + self.size(torch.log1p(nodes)[:, None])
+        return self.proj(pooled)
