@@ -11,8 +11,11 @@ Evaluation: the pointing game as TorchRay (:func:`xmodal.metrics.grounding.point
 the heatmap being the attention upsampled bilinearly to the image's size, the mask that of the referred
 annotation (its COCO polygons or RLE rasterised by pycocotools). Baselines on the same sentences:
 ``centre_point`` (the image centre), ``random_point`` (a uniformly random pixel, seed 0) and ``largest_object``
-(the centre of the image's largest annotated box; it reads boxes). Predictions: an npz of ``sent_id`` ``(N,)``
-and ``heatmaps`` ``(N, H, W)`` float16 at image size, in the order of the split's sentences.
+(the centre of the image's largest annotated box; it reads boxes). Predictions (``xmodal predict``): an npz
+of ``sent_id`` ``(N,)``, ``heatmaps`` ``(N, h, w)`` float32 at the feature map's size (upsample bilinearly,
+``align_corners=False``, to ``image_size`` (width, height) to score them), and ``points`` ``(N, 2)`` the
+``(x, y)`` pixel of each upsampled map's first maximum, the point the pointing game takes; rows follow the
+split's sentences.
 """
 
 from __future__ import annotations
@@ -84,18 +87,23 @@ def referred_masks(dataset: GroundingDataset) -> np.ndarray:
     return np.stack(out)
 
 
+def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``(N, h, w)`` maps -> ``(N, H, W)`` at the image ``size`` (width, height), bilinear."""
+    w, h = size
+    return nn.functional.interpolate(maps[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
+
+
 def heatmaps(model: nn.Module, dataset: GroundingDataset, batch_size: int = 256) -> torch.Tensor:
-    """``(N, H, W)`` float32: every sentence's attention upsampled bilinearly to its image's size."""
-    out = pipeline.outputs_all(model, dataset, collate, batch_size)["heatmap"]
-    w, h = dataset.size(0)
-    return nn.functional.interpolate(out[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
+    """``(N, h, w)`` float32: every sentence's attention over the feature map."""
+    return pipeline.outputs_all(model, dataset, collate, batch_size)["heatmap"]
 
 
 def evaluate(model: nn.Module, dataset: GroundingDataset, batch_size: int = 256) -> dict[str, float]:
     """The pointing game in percent (TorchRay, 15-px tolerance) over the split's sentences."""
     from xmodal.metrics.grounding import pointing_game
 
-    return pointing_game(heatmaps(model, dataset, batch_size), referred_masks(dataset), tolerance=TOLERANCE)
+    maps = upsample(heatmaps(model, dataset, batch_size), dataset.size(0))
+    return pointing_game(maps, referred_masks(dataset), tolerance=TOLERANCE)
 
 
 def _point_maps(points: list[tuple[int, int]], size: tuple[int, int]) -> np.ndarray:
@@ -127,12 +135,16 @@ def baselines(dataset: GroundingDataset) -> dict[str, dict[str, float]]:
 
 
 def write_predictions(model: nn.Module, dataset: GroundingDataset, path: Path, batch_size: int = 256) -> Path:
-    """An npz of ``sent_id`` ``(N,)`` int64 and ``heatmaps`` ``(N, H, W)`` float16 at image size."""
-    maps = heatmaps(model, dataset, batch_size).numpy().astype(np.float16)
+    """An npz of ``sent_id``, ``heatmaps`` (feature-map size), ``points`` (x, y) and ``image_size``."""
+    maps = heatmaps(model, dataset, batch_size)
+    size = dataset.size(0)
+    flat = upsample(maps, size).flatten(1).argmax(1)  # the first maximum in row-major order
+    points = torch.stack([flat % size[0], flat // size[0]], dim=1)
     ids = np.array([dataset.sentence(k).sent_id for k in range(len(dataset))], dtype=np.int64)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to a path without it
-        np.savez_compressed(f, sent_id=ids, heatmaps=maps)
+        np.savez_compressed(f, sent_id=ids, heatmaps=maps.numpy(), points=points.numpy(),
+                            image_size=np.array(size, dtype=np.int64))
     return path
 
 
