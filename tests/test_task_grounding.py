@@ -17,8 +17,7 @@ from xmodal.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_MODEL = {"channels": [8, 16, 16], "stem_stride": 4, "dim": 32, "depth": 1, "heads": 2}
-REDUCED_STEPS = 120
-REDUCED_MODEL = {"channels": [8, 16, 32], "stem_stride": 2, "dim": 32, "heads": 2}
+REDUCED_STEPS = 100
 
 
 @pytest.fixture(scope="module")
@@ -144,18 +143,20 @@ def test_unknown_kind_is_a_config_error(tmp_path: Path) -> None:
         build_task({"task": "grounding", "data": {"root": str(tmp_path)}, "model": {"kind": "detr"}})
 
 
-@pytest.mark.slow  # 80 scenes and 120 steps
+@pytest.mark.slow  # the recipe's 200 scenes and model, a third of its steps
 def test_reduced_run_beats_every_baseline(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     from xmodal.data.registry import get_builder
 
-    root = Path(get_builder("refcoco-scenes").build(tmp_path_factory.mktemp("refcoco80"), n=80, seed=0))
-    recipe = _recipe(tmp_path, root, steps=REDUCED_STEPS, model=REDUCED_MODEL)
-    doc = yaml.safe_load(recipe.read_text())
-    doc["train"].update({"warmup": 10, "eval_every": 0, "batch_size": 32})
-    recipe.write_text(yaml.safe_dump(doc), encoding="utf-8")
-    res = CliRunner().invoke(app, ["train", str(recipe), "--out", str(tmp_path / "run")])
+    recipe = yaml.safe_load((REPO / "recipes" / "grounding.yaml").read_text(encoding="utf-8"))
+    build = {k: v for k, v in recipe["data"]["build"].items() if k != "workers"}
+    root = Path(get_builder("refcoco-scenes").build(tmp_path_factory.mktemp("refcoco200"), **build, workers=2))
+    path = _recipe(tmp_path, root, steps=REDUCED_STEPS, model=recipe["model"])
+    doc = yaml.safe_load(path.read_text())
+    doc["train"].update({"warmup": recipe["train"]["warmup"], "eval_every": 0, "batch_size": recipe["train"]["batch_size"]})
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    res = CliRunner().invoke(app, ["train", str(path), "--out", str(tmp_path / "run")])
     assert res.exit_code == 0, res.output + repr(res.exception)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["model"]["n"] >= 50  # enough held-out sentences for a 10-point margin to mean something
+    assert metrics["model"]["n"] >= 100  # enough held-out sentences for a 10-point margin to mean something
     best_baseline = max(row["accuracy"] for row in metrics["baselines"].values())
     assert metrics["model"]["accuracy"] > best_baseline + 10, metrics

@@ -6,8 +6,9 @@ score is the attention-weighted mean similarity (a smooth maximum over the cells
 an expression match its own image better than the others. The attention over the map is the heatmap; its
 maximum is the pointing-game point.
 
-Scoring the cells' similarities, not the similarity of an attention-pooled feature, matters: a pooled feature's
-cosine is blind to how spread the attention is, so a diffuse map would score as well as a sharp one. The loss
+The cells' similarities are scored, not the similarity of an attention-pooled feature, because a pooled
+feature's cosine is blind to how spread the attention is: a diffuse map could score as well as a sharp one
+(on the scene data the two forms measured the same within the noise, see docs/tasks_vision_language.md). The loss
 scores every expression against every image of the batch with the expression's own attention over that image,
 so the attention pattern cannot carry the expression's identity: only the content it lands on can make the pair
 match.
