@@ -160,3 +160,19 @@ def test_reduced_run_beats_every_baseline(tmp_path: Path, tmp_path_factory: pyte
     assert metrics["model"]["n"] >= 100  # enough held-out sentences for a 10-point margin to mean something
     best_baseline = max(row["accuracy"] for row in metrics["baselines"].values())
     assert metrics["model"]["accuracy"] > best_baseline + 10, metrics
+
+
+def test_ref_on_another_image_is_named(tmp_path: Path, scenes: Path) -> None:
+    import pickle
+    import shutil
+
+    from xmodal.tasks.base import build_task
+
+    inst = json.loads((scenes / "instances.json").read_text())
+    refs = pickle.loads((scenes / "refs(unc).p").read_bytes())
+    moved = next(a for a in inst["annotations"] if a["id"] == refs[0]["ann_id"])
+    moved["image_id"] = next(im["id"] for im in inst["images"] if im["id"] != refs[0]["image_id"])
+    (tmp_path / "instances.json").write_text(json.dumps(inst))
+    shutil.copy(scenes / "refs(unc).p", tmp_path / "refs(unc).p")
+    with pytest.raises(DataError, match=f"annotation {refs[0]['ann_id']} belongs to image"):
+        build_task({"task": "grounding", "data": {"root": str(tmp_path), "cache": str(tmp_path / "cache")}})
