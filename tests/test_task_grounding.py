@@ -1,5 +1,6 @@
 """The grounding task end to end on RefCOCO-format scenes: build -> xmodal train -> xmodal predict -> xmodal eval
-grounding, the baselines recomputed by hand from the official files, and bad input named."""
+grounding, the baselines recomputed by hand from the official files, a reduced run of the candidate-ranking
+model beating every baseline, the TransVG regressor as a selectable kind, and bad input named."""
 
 from __future__ import annotations
 
@@ -7,14 +8,16 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from typer.testing import CliRunner
 
 from xmodal.cli import app
-from xmodal.errors import DataError
+from xmodal.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_MODEL = {"channels": [8, 16, 16], "stem_stride": 4, "dim": 32, "depth": 1, "heads": 2}
+REDUCED_STEPS = 100
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +121,58 @@ def test_missing_files_are_named(tmp_path: Path) -> None:
 
     with pytest.raises(DataError, match="refs\\(unc\\).p"):
         build_task({"task": "grounding", "data": {"root": str(tmp_path / "nothing")}})
+
+
+@pytest.mark.slow  # MiniLM token states and a forward pass
+def test_transvg_kind_regresses_boxes(tmp_path: Path, scenes: Path) -> None:
+    from xmodal.config import load_recipe
+    from xmodal.tasks.base import build_task
+    from xmodal.tasks.grounding import GroundingModel
+
+    bundle = build_task(load_recipe(_recipe(tmp_path, scenes, model={**TINY_MODEL, "kind": "transvg"})))
+    assert isinstance(bundle.model, GroundingModel)
+    batch = bundle.collate([bundle.train_set[k] for k in range(4)])
+    out = bundle.model(batch)
+    assert out["box"].shape == (4, 4) and torch.isfinite(bundle.loss(out, batch))
+
+
+def test_unknown_kind_is_a_config_error(tmp_path: Path) -> None:
+    from xmodal.tasks.base import build_task
+
+    with pytest.raises(ConfigError, match="model.kind"):
+        build_task({"task": "grounding", "data": {"root": str(tmp_path)}, "model": {"kind": "detr"}})
+
+
+@pytest.mark.slow  # the recipe's 200 scenes and model, a third of its steps
+def test_reduced_run_beats_every_baseline(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    from xmodal.data.registry import get_builder
+
+    recipe = yaml.safe_load((REPO / "recipes" / "grounding.yaml").read_text(encoding="utf-8"))
+    build = {k: v for k, v in recipe["data"]["build"].items() if k != "workers"}
+    root = Path(get_builder("refcoco-scenes").build(tmp_path_factory.mktemp("refcoco200"), **build, workers=2))
+    path = _recipe(tmp_path, root, steps=REDUCED_STEPS, model=recipe["model"])
+    doc = yaml.safe_load(path.read_text())
+    doc["train"].update({"warmup": recipe["train"]["warmup"], "eval_every": 0, "batch_size": recipe["train"]["batch_size"]})
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    res = CliRunner().invoke(app, ["train", str(path), "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["model"]["n"] >= 100  # enough held-out sentences for a 10-point margin to mean something
+    best_baseline = max(row["accuracy"] for row in metrics["baselines"].values())
+    assert metrics["model"]["accuracy"] > best_baseline + 10, metrics
+
+
+def test_ref_on_another_image_is_named(tmp_path: Path, scenes: Path) -> None:
+    import pickle
+    import shutil
+
+    from xmodal.tasks.base import build_task
+
+    inst = json.loads((scenes / "instances.json").read_text())
+    refs = pickle.loads((scenes / "refs(unc).p").read_bytes())
+    moved = next(a for a in inst["annotations"] if a["id"] == refs[0]["ann_id"])
+    moved["image_id"] = next(im["id"] for im in inst["images"] if im["id"] != refs[0]["image_id"])
+    (tmp_path / "instances.json").write_text(json.dumps(inst))
+    shutil.copy(scenes / "refs(unc).p", tmp_path / "refs(unc).p")
+    with pytest.raises(DataError, match=f"annotation {refs[0]['ann_id']} belongs to image"):
+        build_task({"task": "grounding", "data": {"root": str(tmp_path), "cache": str(tmp_path / "cache")}})

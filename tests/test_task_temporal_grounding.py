@@ -87,3 +87,26 @@ def test_missing_video_is_named(tmp_path: Path, scenes: Path) -> None:
     (tmp_path / "charades_sta_test.txt").write_text("nosuchvideo 1.0 2.0##a dog barks\n")
     with pytest.raises(DataError, match="nosuchvideo.mp4"):
         build_task({"task": "temporal_grounding", "data": {"root": str(tmp_path), "cache": str(tmp_path / "c")}})
+
+
+@pytest.mark.slow  # 40 clips and 100 steps
+def test_reduced_run_beats_the_moment_prior(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    from xmodal.data.registry import get_builder
+
+    root = Path(get_builder("charades-sta-scenes").build(tmp_path_factory.mktemp("sta40"), n=40, seed=0, workers=2))
+    recipe = yaml.safe_load((REPO / "recipes" / "temporal_grounding.yaml").read_text(encoding="utf-8"))
+    recipe["data"].update({"root": str(root), "cache": str(tmp_path / "cache"), "build": None})
+    recipe["train"].update({"max_steps": 100, "warmup": 10, "progress": False, "tensorboard": False, "threads": 1,
+                            "log_every": 100, "checkpoint_every": 100, "eval_every": 0})
+    path = tmp_path / "temporal.yaml"
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    res = CliRunner().invoke(app, ["train", str(path), "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    model, prior = metrics["model"], metrics["baselines"]["prior"]
+    assert metrics["n"] >= 16
+    # the primary metric by more than 10 points, and the mean IoU of the top-1
+    for baseline in metrics["baselines"].values():
+        assert model["R@1,IoU=0.5"] > baseline["R@1,IoU=0.5"] + 10, metrics
+        assert model["mIoU"] > baseline["mIoU"] + 5, metrics
+    assert model["R@1,IoU=0.3"] > prior["R@1,IoU=0.3"], metrics

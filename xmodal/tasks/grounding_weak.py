@@ -1,0 +1,157 @@
+"""Weakly supervised visual grounding (``task: grounding`` with ``model.kind: weakly_supervised``): a heatmap
+model trained from image-expression pairs alone, no boxes, scored by the pointing game.
+
+Data and features are those of :mod:`xmodal.tasks.grounding` (RefCOCO-format files, the frozen MiniLM token
+states). Model: the CNN feature map and :class:`xmodal.nn.vl.TextRegionAttention`; the expression attends over
+the map's cells and the attended feature must match the expression better than other images of the batch do
+(symmetric InfoNCE, :func:`xmodal.nn.vl.image_expression_loss`; pairs showing one image are not negatives of
+each other). Training reads neither boxes nor masks.
+
+Evaluation: the pointing game as TorchRay (:func:`xmodal.metrics.grounding.pointing_game`, tolerance 15 px),
+the heatmap being the attention upsampled bilinearly to the image's size, the mask that of the referred
+annotation (its COCO polygons or RLE rasterised by pycocotools). Baselines on the same sentences:
+``centre_point`` (the image centre), ``random_point`` (a uniformly random pixel, seed 0) and ``largest_object``
+(the centre of the image's largest annotated box; it reads boxes). Predictions (``xmodal predict``): an npz
+of ``sent_id`` ``(N,)``, ``heatmaps`` ``(N, h, w)`` float32 at the feature map's size (upsample bilinearly,
+``align_corners=False``, to ``image_size`` (width, height) to score them), and ``points`` ``(N, 2)`` the
+``(x, y)`` pixel of each upsampled map's first maximum, the point the pointing game takes; rows follow the
+split's sentences.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from xmodal.tasks import pipeline
+from xmodal.tasks.base import TaskBundle
+from xmodal.tasks.grounding import GroundingDataset, ModelConfig, _backbone, collate
+
+PRIMARY = "accuracy"
+TOLERANCE = 15  # pixels, TorchRay's default
+
+
+class WeakGroundingModel(nn.Module):
+    """``batch -> {"heatmap": (b, H', W')}`` at the feature map's size and, in training, ``"scores"`` ``(b, b)``
+    (every expression against every image of the batch)."""
+
+    def __init__(self, m: ModelConfig, image_size: tuple[int, int], text_dim: int = 384) -> None:
+        super().__init__()
+        from xmodal.nn.vl import TextRegionAttention
+
+        self.backbone, _ = _backbone(m, image_size)
+        self.attention = TextRegionAttention(m.channels[-1], text_dim, dim=m.dim, heads=m.heads)
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        feats, _ = self.backbone.forward_features(batch["image"])
+        out = self.attention(feats, batch["text"], batch["text_mask"])
+        if not self.training:  # (b, b) is not per sample: evaluation gathers per-sample outputs only
+            return {"heatmap": out["heatmap"]}
+        return {"heatmap": out["heatmap"], "scores": out["scores"]}
+
+
+def make_loss(m: ModelConfig):
+    from xmodal.nn.vl import image_expression_loss
+
+    def loss(outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
+        """Symmetric InfoNCE of expressions and images; two rows of one image are not each other's negatives."""
+        image = batch["image_index"]
+        return image_expression_loss(outputs["scores"], m.temperature, image[:, None] == image[None, :])
+
+    return loss
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+def referred_masks(dataset: GroundingDataset) -> np.ndarray:
+    """``(N, H, W)`` bool: the referred annotation's segmentation of every sentence, rasterised by pycocotools
+    (the COCO reference decoder; polygons of one annotation are merged)."""
+    from pycocotools import mask as mask_utils
+
+    out = []
+    for k in range(len(dataset)):
+        s = dataset.sentence(k)
+        w, h = dataset.size(k)
+        seg = s.segmentation
+        if isinstance(seg, list):
+            rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
+        elif isinstance(seg, dict) and isinstance(seg.get("counts"), list):
+            rle = mask_utils.frPyObjects(seg, h, w)
+        else:
+            rle = seg
+        out.append(mask_utils.decode(rle).astype(bool))
+    return np.stack(out)
+
+
+def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``(N, h, w)`` maps -> ``(N, H, W)`` at the image ``size`` (width, height), bilinear."""
+    w, h = size
+    return nn.functional.interpolate(maps[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
+
+
+def heatmaps(model: nn.Module, dataset: GroundingDataset, batch_size: int = 256) -> torch.Tensor:
+    """``(N, h, w)`` float32: every sentence's attention over the feature map."""
+    return pipeline.outputs_all(model, dataset, collate, batch_size)["heatmap"]
+
+
+def evaluate(model: nn.Module, dataset: GroundingDataset, batch_size: int = 256) -> dict[str, float]:
+    """The pointing game in percent (TorchRay, 15-px tolerance) over the split's sentences."""
+    from xmodal.metrics.grounding import pointing_game
+
+    maps = upsample(heatmaps(model, dataset, batch_size), dataset.size(0))
+    return pointing_game(maps, referred_masks(dataset), tolerance=TOLERANCE)
+
+
+def _point_maps(points: list[tuple[int, int]], size: tuple[int, int]) -> np.ndarray:
+    """One map per (x, y) point, 1 there and 0 elsewhere: ``(N, H, W)``."""
+    w, h = size
+    maps = np.zeros((len(points), h, w), dtype=np.float32)
+    for k, (x, y) in enumerate(points):
+        maps[k, min(max(y, 0), h - 1), min(max(x, 0), w - 1)] = 1.0
+    return maps
+
+
+def baselines(dataset: GroundingDataset) -> dict[str, dict[str, float]]:
+    """Centre point, a uniformly random point (seed 0) and the centre of the largest annotated box."""
+    from xmodal.metrics.grounding import pointing_game
+
+    masks = referred_masks(dataset)
+    size = dataset.size(0)
+    w, h = size
+    n = len(dataset)
+    rng = np.random.default_rng(0)
+    random_points = list(zip(rng.integers(0, w, n).tolist(), rng.integers(0, h, n).tolist()))
+    largest = []
+    for k in range(n):
+        x, y, bw, bh = max(dataset.sentence(k).candidates, key=lambda b: b[2] * b[3])
+        largest.append((int(x + bw / 2), int(y + bh / 2)))
+    return {name: pointing_game(_point_maps(points, size), masks, tolerance=TOLERANCE)
+            for name, points in (("centre_point", [(w // 2, h // 2)] * n), ("random_point", random_points),
+                                 ("largest_object", largest))}
+
+
+def write_predictions(model: nn.Module, dataset: GroundingDataset, path: Path, batch_size: int = 256) -> Path:
+    """An npz of ``sent_id``, ``heatmaps`` (feature-map size), ``points`` (x, y) and ``image_size``."""
+    maps = heatmaps(model, dataset, batch_size)
+    size = dataset.size(0)
+    flat = upsample(maps, size).flatten(1).argmax(1)  # the first maximum in row-major order
+    points = torch.stack([flat % size[0], flat // size[0]], dim=1)
+    ids = np.array([dataset.sentence(k).sent_id for k in range(len(dataset))], dtype=np.int64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to a path without it
+        np.savez_compressed(f, sent_id=ids, heatmaps=maps.numpy(), points=points.numpy(),
+                            image_size=np.array(size, dtype=np.int64))
+    return path
+
+
+def bundle(m: ModelConfig, image_size: tuple[int, int], train_set: GroundingDataset, val_set: GroundingDataset,
+           split: str, batch_size: int) -> TaskBundle:
+    """The TaskBundle of the weakly supervised model on the grounding task's datasets."""
+    return TaskBundle(model=WeakGroundingModel(m, image_size), loss=make_loss(m), train_set=train_set,
+                      collate=collate, val_set=val_set, evaluate=partial(evaluate, batch_size=batch_size),
+                      primary=PRIMARY, baselines=baselines,
+                      predict=partial(write_predictions, batch_size=batch_size), split=split)
