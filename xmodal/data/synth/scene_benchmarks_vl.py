@@ -49,8 +49,10 @@ STA_CONFIG = scenes.SceneConfig(duration=16.0, time_grid=0.5, min_interval=1.5, 
 SNLI_CONFIG = replace(REFCOCO_CONFIG, occluder=0.5)
 # Every object bounces (at 10 to 26 px/s), so each turns at the walls: "moves to the left" is a sub-interval of the
 # clip, and a slow linear drift never hides an unnamed mover among objects of the referent's class.
+# Eight classes, as in the RefCOCO scenes, so that most clips hold several objects of one class.
 STVG_CONFIG = scenes.SceneConfig(duration=float(hc_stvg.CLIP_SECONDS), fps=5.0, min_objects=3, max_objects=5,
-                                 motions=("bounce",), p_grow=0.3, repeat_class=0.7, max_props=0)
+                                 motions=("bounce",), p_grow=0.3, repeat_class=0.7, max_props=0,
+                                 classes=REFCOCO_CONFIG.classes)
 STVG_ACTIONS = ("move left", "move right", "grow")  # seen in the frames; sounding is not (the model is visual)
 STVG_MAX_SPAN = 0.8  # a referent's action span covers at most this fraction of the clip
 STVG_LAYOUTS = {"v1": {"train": "anno_v1/train.json", "val": "anno_v1/val.json", "test": "anno_v1/test.json"},

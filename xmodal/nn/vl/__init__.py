@@ -1,6 +1,6 @@
 """Reference models of the survey's vision-language tasks, composed from xmodal's building blocks and sized by
 their arguments: TransVG-style grounding, CTRL and a proposal-free boundary regressor for temporal localisation,
-EVE-style entailment, a TubeDETR-style space-time decoder and the mixture of embedding experts. Plain
+EVE-style entailment, a TubeDETR-style space-time decoder (regressing boxes, or ranking candidate tracks) and the mixture of embedding experts. Plain
 ``nn.Module`` s; no training loops."""
 
 from xmodal.nn.vl.boundary import BoundaryRegressor, boundary_loss
@@ -9,6 +9,7 @@ from xmodal.nn.vl.ctrl import CTRL, ctrl_loss
 from xmodal.nn.vl.eve import EVE
 from xmodal.nn.vl.mee import MEE, max_margin_ranking_loss
 from xmodal.nn.vl.transvg import TransVG
+from xmodal.nn.vl.tube_ranker import TubeRanker, expected_boxes, ranking_stvg_loss
 from xmodal.nn.vl.tubedetr import SpaceTimeDecoder, stvg_loss
 
 __all__ = [
@@ -18,10 +19,13 @@ __all__ = [
     "BoundaryRegressor",
     "SpaceTimeDecoder",
     "TransVG",
+    "TubeRanker",
     "boundary_loss",
     "box_regression_loss",
     "ctrl_loss",
+    "expected_boxes",
     "generalized_box_iou",
     "max_margin_ranking_loss",
+    "ranking_stvg_loss",
     "stvg_loss",
 ]
