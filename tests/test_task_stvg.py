@@ -178,3 +178,28 @@ def test_ranker_masks_and_gradients(regress: bool) -> None:
     # the expected box is the softmax-weighted candidate box: with scores (0, log 3, -inf) the weights are 1/4, 3/4
     scores = torch.tensor([0.0, math.log(3.0), float("-inf")]).expand(1, 1, 3)
     assert expected_boxes(scores, cand[:1, :1])[0, 0].tolist() == pytest.approx([0.6, 0.3, 0.2, 0.2])
+
+
+@pytest.mark.slow  # 40 scenes and 60 steps
+def test_reduced_run_beats_every_baseline(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    from xmodal.data.registry import get_builder
+
+    root = Path(get_builder("hc-stvg-scenes").build(tmp_path_factory.mktemp("stvg40"), n=40, seed=0, workers=2))
+    recipe = _recipe(tmp_path, root, steps=60, warmup=6, eval_every=0)
+    res = CliRunner().invoke(app, ["train", str(recipe), "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    for key in ("m_vIoU", "vIoU@0.3"):
+        best_baseline = max(row[key] for row in metrics["baselines"].values())
+        assert metrics["model"][key] > best_baseline + 2, metrics
+
+
+def test_data_build_passes_the_layout(tmp_path: Path) -> None:
+    """``xmodal data build --layout`` reaches the builder; a builder without layouts refuses it."""
+    from xmodal.errors import ConfigError
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["data", "build", "hc-stvg-scenes", "--out", str(tmp_path / "a"), "--layout", "v3"])
+    assert isinstance(res.exception, ConfigError) and "layout must be one of v1, v2" in str(res.exception)
+    res = runner.invoke(app, ["data", "build", "charades-sta-scenes", "--out", str(tmp_path / "b"), "--layout", "v2"])
+    assert isinstance(res.exception, ConfigError) and "unknown options ['layout']" in str(res.exception)

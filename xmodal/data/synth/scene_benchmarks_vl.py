@@ -448,7 +448,8 @@ register_scene_builder("charades-sta-scenes", "Charades-STA-format scenes: 16-s 
                        "queries", build_charades_sta)
 register_scene_builder("snli-ve-scenes", "SNLI-VE-format scenes: frames and hypotheses balanced over three labels",
                        build_snli_ve)
-register_scene_builder("hc-stvg-scenes", "HC-STVG-format scenes: 20-s clips, one action-identified tube each",
+register_scene_builder("hc-stvg-scenes", "HC-STVG-format scenes (--layout v1 or v2): 20-s clips, one tube each "
+                       "of an object told apart from its class's others by a visible action",
                        build_hc_stvg)
 register_scene_builder("coco-karpathy-scenes", "COCO Karpathy-format scenes: frames, 5 captions, colour-twin hard "
                        "negatives", build_coco_karpathy)
