@@ -112,15 +112,25 @@ def test_snli_ve_labels_are_balanced_per_template_and_score_100(tmp_path):
                  str(pred))["accuracy"] == 100.0
 
 
-def test_hc_stvg_tubes_are_the_referents_boxes_and_score_100(tmp_path):
-    root = vl.build_hc_stvg(tmp_path / "stvg", n=4, seed=4, workers=2)
+@pytest.mark.parametrize("layout", ["v1", "v2"])
+def test_hc_stvg_tubes_are_the_referents_boxes_and_score_100(tmp_path, layout):
+    root = vl.build_hc_stvg(tmp_path / "stvg", n=6, seed=4, workers=2, layout=layout)
     truth = read_scenes(root)
-    videos = hc_stvg.read_hc_stvg(root / "anno_v1" / "test.json")
-    assert videos
+    held_out = {"v1": "anno_v1/test.json", "v2": "anno_v2/valv2.json"}[layout]
+    raw = json.loads((root / held_out).read_text())
+    keys = {"v1": {"img_num", "width", "height", "st_frame", "st_time", "ed_time", "bbox", "caption"},
+            "v2": {"img_num", "img_size", "st_frame", "st_time", "ed_time", "bbox", "English"}}[layout]
+    assert raw and all(set(r) == keys for r in raw.values())
+    assert sorted(p.name for p in (root / layout.replace("v", "anno_v")).iterdir()) == sorted(
+        {"v1": ["train.json", "val.json", "test.json"], "v2": ["trainv2.json", "valv2.json"]}[layout])
+    videos = hc_stvg.read_hc_stvg(root / held_out)
+    paths = hc_stvg.video_paths(root / "video")  # video/<folder>/<id>.mp4, as TubeDETR's preprocessing walks it
+    assert len(videos) == len(raw)
     pred = {}
     for v in videos:
         scene = truth[v.key.removesuffix(".mp4")]
-        assert v.img_num == len(scene["boxes"]["0"]) and (root / "video" / v.key).is_file()
+        assert v.img_num == len(scene["boxes"]["0"]) and paths[v.key.removesuffix(".mp4")].is_file()
+        assert (v.width, v.height) == (scene["config"]["width"], scene["config"]["height"])
         boxes = {}
         for k, (x, y, w, h) in enumerate(v.bbox):
             frame = v.st_frame + k
@@ -128,9 +138,68 @@ def test_hc_stvg_tubes_are_the_referents_boxes_and_score_100(tmp_path):
             boxes[str(frame)] = [x, y, x + w, y + h]
         pred[v.key] = {"boxes": boxes}
     (tmp_path / "pred.json").write_text(json.dumps(pred))
-    scores = _eval("stvg", "--annotations", str(root / "anno_v1" / "test.json"), "--predictions",
-                   str(tmp_path / "pred.json"))
+    scores = _eval("stvg", "--annotations", str(root / held_out), "--predictions", str(tmp_path / "pred.json"))
     assert scores["m_vIoU"] == 100.0 and scores["m_tIoU"] == 100.0
+
+
+def _runs(xs: list, sign: int, min_frames: int) -> list[tuple[int, int]]:
+    """[first, last] frames of every run of strictly monotone x (sign -1: leftwards) over at least
+    ``min_frames`` steps; None (hidden) ends a run."""
+    out, start = [], None
+    for i in range(1, len(xs) + 1):
+        step = i < len(xs) and xs[i] is not None and xs[i - 1] is not None and (xs[i] - xs[i - 1]) * sign > 0
+        if step and start is None:
+            start = i - 1
+        if not step and start is not None:
+            if i - 1 - start >= min_frames:
+                out.append((start, i - 1))
+            start = None
+    return out
+
+
+def test_hc_stvg_referents_are_told_apart_only_by_their_action():
+    """Read from each scene's per-frame boxes (as scenes.jsonl holds them) alone: the referent's class has
+    several objects, all of them move, and the k-th run of the named motion among the class's objects (ordered
+    by start) is the tube's. The views are those of the builder, without rendering the clips."""
+    results = [vl._stvg_view(scenes.generate_scene(2, i, "train", vl.STVG_CONFIG), {}) for i in range(40)]
+    pairs = [(r["video"], r["scene"]) for r in results if r["video"]]
+    assert len(pairs) >= 24  # most clips have a referent of this kind
+    checked = 0
+    for v, scene in pairs:
+        name, action = v.caption.rstrip(".").removeprefix("The ").split(" that ")
+        words = action.split(" ")
+        cls = scene_language._SYNONYM[name]
+        same = [o for o in scene["objects"] if o["cls"] == cls]
+        assert len(same) >= 2 and all(o["motion"]["kind"] == "bounce" for o in scene["objects"])
+        assert len(v.bbox) <= vl.STVG_MAX_SPAN * v.img_num and 0 < len(v.bbox) < v.img_num
+        k = scene_language.ORDINALS.index(words[-2]) if words[-1] == "time" else 0
+        if "moves to the" in v.caption:
+            sign = -1 if "to the left" in v.caption else 1
+            runs = sorted((run[0], o["id"]) for o in same for run in _runs(
+                [None if b is None else b[0] for b in scene["boxes"][str(o["id"])]], sign, 3))
+            assert len(runs) == 1 or words[-1] == "time", (v.caption, runs)
+            start, obj = runs[k]
+            assert start == v.st_frame, (v.caption, runs)
+            x0, y0, _, _ = v.bbox[0]
+            assert scene["boxes"][str(obj)][v.st_frame][:2] == [x0, y0]
+            checked += 1
+        else:  # growing: the box's height changes (size and rotation are fixed otherwise)
+            assert "grows bigger" in v.caption
+            starts = []
+            for o in same:
+                hs = [(f, b[3] - b[1]) for f, b in enumerate(scene["boxes"][str(o["id"])]) if b is not None]
+                changes = [f for (_, h0), (f, h1) in zip(hs, hs[1:]) if h1 != h0]
+                if changes:
+                    starts.append((changes[0], o["id"]))
+            assert len(starts) == 1 or words[-1] == "time", (v.caption, starts)
+            obj = sorted(starts)[k][1]
+            x0, y0, w, h = v.bbox[-1]
+            assert scene["boxes"][str(obj)][v.st_frame + len(v.bbox) - 1] == [x0, y0, x0 + w, y0 + h]
+            assert v.bbox[-1][3] > v.bbox[0][3]  # the tube's box gets taller
+        others = [o for o in same if o["id"] != obj]  # another object of the class is on screen meanwhile
+        assert any(scene["boxes"][str(o["id"])][f] is not None for o in others
+                   for f in range(v.st_frame, v.st_frame + len(v.bbox)))
+    assert checked >= 5
 
 
 def test_hard_negative_twins_differ_in_one_respect_that_captions_state():

@@ -313,3 +313,21 @@ def test_audiocaps_and_clotho_csv(tmp_path):
     cpath.write_text("file_name,caption_1,caption_2,caption_3,caption_4,caption_5\na.wav,1,2,3,4\n")
     with pytest.raises(DataError, match="line 2: expected 6 fields, got 5"):
         clotho.read_clotho(cpath)
+
+
+def test_hc_stvg_video_paths(tmp_path):
+    """Clips one folder down under video/, keyed by the file name without its extension, as TubeDETR's
+    preprocessing maps them; a name twice and a missing folder are errors naming the folder."""
+    (tmp_path / "video" / "part1").mkdir(parents=True)
+    (tmp_path / "video" / "part2").mkdir()
+    (tmp_path / "video" / "part1" / "50_TM5MPJIq1Is.mp4").write_bytes(b"")
+    (tmp_path / "video" / "part2" / "51_abc.mp4").write_bytes(b"")
+    (tmp_path / "video" / "loose.mp4").write_bytes(b"")  # not one folder down: the preprocessing skips it too
+    paths = hc_stvg.video_paths(tmp_path / "video")
+    assert paths == {"50_TM5MPJIq1Is": tmp_path / "video" / "part1" / "50_TM5MPJIq1Is.mp4",
+                     "51_abc": tmp_path / "video" / "part2" / "51_abc.mp4"}
+    (tmp_path / "video" / "part2" / "50_TM5MPJIq1Is.mp4").write_bytes(b"")
+    with pytest.raises(DataError, match="two clips named 50_TM5MPJIq1Is"):
+        hc_stvg.video_paths(tmp_path / "video")
+    with pytest.raises(DataError, match="nothing"):
+        hc_stvg.video_paths(tmp_path / "nothing")

@@ -32,7 +32,9 @@ def build_cmd(name: Annotated[str, typer.Argument(help="a builder shown by `xmod
               out: Annotated[Path, typer.Option("--out", help="directory to write the dataset into")],
               n: Annotated[int, typer.Option("--n", help="clips in all splits together")] = 100,
               seed: Annotated[int, typer.Option("--seed", help="the build is a pure function of the seed")] = 0,
-              workers: Annotated[int, typer.Option("--workers", help="processes rendering clips at once")] = 1
+              workers: Annotated[int, typer.Option("--workers", help="processes rendering clips at once")] = 1,
+              layout: Annotated[str | None, typer.Option("--layout", help="the official layout where a builder "
+                                                         "writes several, e.g. hc-stvg-scenes: v1 or v2")] = None
               ) -> None:
     """Build a registered dataset into --out (scene builders: MP4s, official annotation files, a card)."""
     import sys
@@ -42,7 +44,8 @@ def build_cmd(name: Annotated[str, typer.Argument(help="a builder shown by `xmod
 
     builder = get_builder(name)
     start = time.perf_counter()
-    path = builder.build(out, n=n, seed=seed, workers=workers)
+    options = {} if layout is None else {"layout": layout}
+    path = builder.build(out, n=n, seed=seed, workers=workers, **options)
     print(f"{name}: {n} clips in {time.perf_counter() - start:.1f} s -> {path}", file=sys.stderr)
 
 

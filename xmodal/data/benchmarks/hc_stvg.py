@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from xmodal.data.benchmarks._vl_files import PathLike, dump_json, existing, get, load_json, number_list
 from xmodal.errors import DataError
@@ -75,3 +76,21 @@ def write_hc_stvg(path: PathLike, videos: list[HCSTVGVideo], version: int = 1) -
         rec["caption" if version == 1 else "English"] = v.caption
         data[v.key] = rec
     dump_json(path, data)
+
+
+def video_paths(video_dir: PathLike) -> dict[str, Path]:
+    """``{video id: path}`` of the clips under ``video_dir``, one folder level down (``video/<folder>/<id>.mp4``),
+    as TubeDETR's ``preproc_hcstvg*.py`` maps them; the id is the file name without its 4-character extension,
+    which is the annotation key without ``.mp4``. Two clips with one id are an error (the preprocessing would
+    keep whichever it lists last)."""
+    root = Path(video_dir)
+    if not root.is_dir():
+        raise DataError("no such folder of HC-STVG clips", source=root)
+    out: dict[str, Path] = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        for f in sorted(folder.iterdir()):
+            vid = f.name[:-4]
+            if vid in out:
+                raise DataError(f"two clips named {vid}: {out[vid]} and {f}", source=root)
+            out[vid] = f
+    return out

@@ -38,6 +38,7 @@ from xmodal.data.synth.scene_build import (
     write_card,
     write_scenes,
 )
+from xmodal.errors import ConfigError
 
 REFERENCE_TIME = 5.0  # the frame that image benchmarks (RefCOCO, SNLI-VE, COCO) show of a 10-s scene
 ALL_CLASSES = tuple(c.name for c in vocabulary.CLASSES)
@@ -46,8 +47,16 @@ REFCOCO_CONFIG = scenes.SceneConfig(min_objects=3, max_objects=6, repeat_class=0
 STA_CONFIG = scenes.SceneConfig(duration=16.0, time_grid=0.5, min_interval=1.5, min_objects=3, max_objects=5,
                                 p_grow=0.3, p_recolour=0.3, repeat_class=0.4)
 SNLI_CONFIG = replace(REFCOCO_CONFIG, occluder=0.5)
+# Every object bounces (at 10 to 26 px/s), so each turns at the walls: "moves to the left" is a sub-interval of the
+# clip, and a slow linear drift never hides an unnamed mover among objects of the referent's class.
+# Eight classes, as in the RefCOCO scenes, so that most clips hold several objects of one class.
 STVG_CONFIG = scenes.SceneConfig(duration=float(hc_stvg.CLIP_SECONDS), fps=5.0, min_objects=3, max_objects=5,
-                                 motions=("linear", "bounce"), p_grow=0.3, repeat_class=0.5, max_props=0)
+                                 motions=("bounce",), p_grow=0.3, repeat_class=0.7, max_props=0,
+                                 classes=REFCOCO_CONFIG.classes)
+STVG_ACTIONS = ("move left", "move right", "grow")  # seen in the frames; sounding is not (the model is visual)
+STVG_MAX_SPAN = 0.8  # a referent's action span covers at most this fraction of the clip
+STVG_LAYOUTS = {"v1": {"train": "anno_v1/train.json", "val": "anno_v1/val.json", "test": "anno_v1/test.json"},
+                "v2": {"train": "anno_v2/trainv2.json", "val": "anno_v2/valv2.json"}}
 RETRIEVAL_CONFIG = scenes.SceneConfig(min_objects=2, max_objects=4, p_recolour=0.0)
 CLOTHO_CONFIG = replace(RETRIEVAL_CONFIG, duration=15.0)
 
@@ -247,15 +256,35 @@ def build_snli_ve(root: str | Path, n: int = 100, seed: int = 0, workers: int = 
 def _stvg_view(scene: scenes.Scene, info: dict[str, Any]) -> dict[str, Any]:
     cfg = scene.config
     rng = _rng(scene, 4)
-    acts = scenes.actions(scene)
 
-    def on_screen(q: dict) -> bool:
-        return q["action"] != "visible" and all(scenes.box_at(scene.objects[q["object"]], i / cfg.fps, cfg) is not None
-                                                for i in range(math.ceil(q["start"] * cfg.fps), math.ceil(q["end"] * cfg.fps)))
+    def frames(s: float, e: float) -> range:
+        return range(math.ceil(s * cfg.fps), math.ceil(e * cfg.fps))
 
-    # preferred: the referent named by its class and action only, among several objects of its class
-    queries = [q for q in scene_language.action_queries(scene, acts, rng) if on_screen(q)]
-    queries = queries or [q for q in scene_language.temporal_queries(scene, acts, rng) if on_screen(q)]
+    def on_screen(oid: int, span: range) -> list[bool]:
+        return [scenes.box_at(scene.objects[oid], i / cfg.fps, cfg) is not None for i in span]
+
+    # Only what the frames show counts: an action seen in full. Where an object of a class does an action while
+    # partly off screen, ordinals over that class and action are unclear to a viewer, so none is asked.
+    acts, unclear = [], set()
+    for a in scenes.actions(scene):
+        if a["action"] in STVG_ACTIONS:
+            seen = on_screen(a["object"], frames(a["start"], a["end"]))
+            if all(seen):
+                acts.append(a)
+            elif any(seen):
+                unclear.add((scene.objects[a["object"]].cls, a["action"]))
+
+    def usable(q: dict) -> bool:
+        """Up to the third time, over a sub-interval of the clip, while another object of the referent's class
+        is on screen."""
+        cls, span = scene.objects[q["object"]].cls, frames(q["start"], q["end"])
+        late = any(f"for the {w} time" in q["query"] for w in scene_language.ORDINALS[3:])  # up to "third"
+        return not late and (cls, q["action"]) not in unclear and \
+            q["end"] - q["start"] <= STVG_MAX_SPAN * cfg.duration and any(
+            any(on_screen(o.id, span)) for o in scene.objects if o.cls == cls and o.id != q["object"])
+
+    # the referent is named by its class and action alone, among several objects of its class
+    queries = [q for q in scene_language.action_queries(scene, acts, rng) if usable(q)]
     if not queries:
         return {**scene_record(scene, info), "video": None}
     q = queries[int(rng.integers(0, len(queries)))]
@@ -264,31 +293,45 @@ def _stvg_view(scene: scenes.Scene, info: dict[str, Any]) -> dict[str, Any]:
     boxes: list[list[float]] = []
     for i in range(first, stop):
         box = scenes.box_at(obj, i / cfg.fps, cfg)
-        assert box is not None  # on_screen() kept only queries whose object is seen throughout
+        assert box is not None  # only actions seen in full were kept
         x0, y0, x1, y1 = box
         boxes.append([float(x0), float(y0), float(x1 - x0), float(y1 - y0)])
     video = hc_stvg.HCSTVGVideo(f"{scene.id}.mp4", cfg.num_frames, cfg.width, cfg.height, first,
                                 float(q["start"]), float(q["end"]), q["query"], boxes)
-    return {**scene_record(scene, info), "video": video}
+    return {**scene_record(scene, info), "video": video, "object": obj.id}
 
 
-def build_hc_stvg(root: str | Path, n: int = 100, seed: int = 0, workers: int = 1) -> Path:
-    """``video/<key>`` (20-s clips at 5 fps) and ``anno_v1/{train,val,test}.json`` in the HC-STVG v1 layout:
-    one referent per clip, named by an action within a sub-interval among several moving objects."""
+def build_hc_stvg(root: str | Path, n: int = 100, seed: int = 0, workers: int = 1, layout: str = "v1") -> Path:
+    """``video/<split>/<key>`` (20-s clips at 5 fps, one folder level down, where TubeDETR's preprocessing looks
+    for them) and the annotation JSON of HC-STVG ``layout`` v1 (``anno_v1/{train,val,test}.json`` with
+    ``width``/``height``/``caption``) or v2 (``anno_v2/{trainv2,valv2}.json`` with ``img_size``/``English``; no
+    test split, as v2's public annotations). One referent per clip, named by its class and a visible action
+    (moving left or right, growing) within a sub-interval, among several moving objects of its class."""
+    if layout not in STVG_LAYOUTS:
+        raise ConfigError(f"hc-stvg-scenes: layout must be one of {', '.join(STVG_LAYOUTS)}, got {layout!r}")
     out = Path(root)
-    counts, jobs = make_jobs(out, n, seed, STVG_CONFIG, _stvg_view, lambda sid: {"video": f"video/{sid}.mp4"})
+    files = STVG_LAYOUTS[layout]
+    counts = None
+    if layout == "v2":
+        n_val = max(1, round(0.25 * n))
+        counts = {"train": n - n_val, "val": n_val}
+    counts, jobs = make_jobs(out, n, seed, STVG_CONFIG, _stvg_view,
+                             lambda sid: {"video": f"video/{sid.split('_')[1]}/{sid}.mp4"}, counts)
     results = run_jobs(jobs, workers)
     for split in counts:
-        hc_stvg.write_hc_stvg(out / "anno_v1" / f"{split}.json",
-                              [r["video"] for r in results if r["split"] == split and r["video"]])
+        hc_stvg.write_hc_stvg(out / files[split], [r["video"] for r in results if r["split"] == split and r["video"]],
+                              version=int(layout[1]))
     write_scenes(out, results)
-    write_card(out, "HC-STVG", counts, STVG_CONFIG, ["anno_v1/train.json", "anno_v1/val.json",
-                                                     "anno_v1/test.json", "video/<key>", "scenes.jsonl"],
-               "The tube is the referent's box on every frame of its action span (frames ceil(start * fps) up to "
-               "ceil(end * fps), end excluded); img_num / 20 s is the frame rate, as TubeDETR assumes. Where a "
-               "class has several objects, the referent is named by its class and action alone ('the dog that "
-               "moves to the left'); otherwise by a unique description and the action. Clips without a "
-               "describable action span get no annotation.")
+    write_card(out, f"HC-STVG ({layout})", counts, STVG_CONFIG, [*files.values(), "video/<split>/<key>",
+                                                                 "scenes.jsonl"],
+               "Every object bounces off the frame's edges, so it moves left and right by turns. The referent's "
+               "class has several objects in the clip, and the query names it by its class and one visible "
+               "action alone ('the dog that moves to the left', '... for the second time' where the class does "
+               "it more than once), over at most "
+               f"{STVG_MAX_SPAN:.0%} of the clip. The tube is the referent's box on every frame of the action "
+               "span (frames ceil(start * fps) up to ceil(end * fps), end excluded); img_num / 20 s is the frame "
+               "rate, as TubeDETR assumes. Clips without such a query get no annotation; scenes.jsonl holds "
+               "every object's box on every frame (the candidate tracks of the stvg task).")
     return out
 
 
@@ -405,7 +448,8 @@ register_scene_builder("charades-sta-scenes", "Charades-STA-format scenes: 16-s 
                        "queries", build_charades_sta)
 register_scene_builder("snli-ve-scenes", "SNLI-VE-format scenes: frames and hypotheses balanced over three labels",
                        build_snli_ve)
-register_scene_builder("hc-stvg-scenes", "HC-STVG-format scenes: 20-s clips, one action-identified tube each",
+register_scene_builder("hc-stvg-scenes", "HC-STVG-format scenes (--layout v1 or v2): 20-s clips, one tube each "
+                       "of an object told apart from its class's others by a visible action",
                        build_hc_stvg)
 register_scene_builder("coco-karpathy-scenes", "COCO Karpathy-format scenes: frames, 5 captions, colour-twin hard "
                        "negatives", build_coco_karpathy)

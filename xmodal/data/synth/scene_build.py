@@ -164,9 +164,13 @@ def scene_record(scene: scenes.Scene, info: dict[str, Any]) -> dict[str, Any]:
 
 
 def register_scene_builder(name: str, description: str, fn: Callable[..., Path]) -> None:
-    """Register ``fn(root, n=..., seed=..., workers=...)`` as dataset builder ``name``."""
+    """Register ``fn(root, n=..., seed=..., workers=...)`` as dataset builder ``name``; keyword parameters of
+    ``fn`` beyond these (e.g. ``layout``) are options of the builder too."""
+    import inspect
+
+    known = {"n", "seed", "workers"} | set(list(inspect.signature(fn).parameters)[1:])
+
     def build(root: str | Path, **options: Any) -> Path:
-        known = {"n", "seed", "workers"}
         if set(options) - known:
             raise ConfigError(f"{name}: unknown options {sorted(set(options) - known)}; known: {sorted(known)}")
         return fn(root, **options)
