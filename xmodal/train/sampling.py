@@ -42,7 +42,12 @@ class SeededSamples(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> Any:
         index, seed = key
         saved = torch.get_rng_state(), np.random.get_state(), random.getstate()
-        torch.manual_seed(seed)
+        if torch.cuda.is_initialized():
+            torch.manual_seed(seed)
+        else:
+            # the CPU generator is all a sample can draw from here; torch.manual_seed would also queue a lazy
+            # seeding of every accelerator, recording a stack trace per call (milliseconds per sample)
+            torch.default_generator.manual_seed(seed)
         np.random.seed(seed % 2**32)
         random.seed(seed)
         try:
