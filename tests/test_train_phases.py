@@ -84,3 +84,17 @@ def test_periodic_samples_do_not_change_training(tmp_path: Path) -> None:
     a, _ = ckpt.read_checkpoint(plain.checkpoint)
     b, _ = ckpt.read_checkpoint(sampled.checkpoint)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_deterministic_items_skip_seeding_and_give_the_same_batches() -> None:
+    from xmodal.tasks.generative_toy import PointDataset, collate
+    from xmodal.train.sampling import epoch_loader
+
+    class Seeded(PointDataset):
+        deterministic_items = False
+
+    points = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
+    kw = {"seed": 3, "epoch": 1, "rank": 0, "world_size": 1, "batch_size": 8, "skip": 2, "steps": 8, "num_workers": 0}
+    fast = list(epoch_loader(PointDataset(points), collate, **kw))
+    slow = list(epoch_loader(Seeded(points), collate, **kw))
+    assert len(fast) == 6 and all(torch.equal(a["x"], b["x"]) and a["id"] == b["id"] for a, b in zip(fast, slow))

@@ -115,6 +115,8 @@ def classifier_features(clf, x16: np.ndarray) -> np.ndarray:
 class DigitDataset(Dataset):
     """``{"x": (64,) in [-1, 1], "label": int, "id": i}``."""
 
+    deterministic_items = True  # no augmentation: the trainer need not seed each item's random streams
+
     def __init__(self, x16: np.ndarray, labels: np.ndarray) -> None:
         self.x16, self.labels = x16, labels
         self.x = torch.tensor(x16 / 8.0 - 1.0, dtype=torch.float32)

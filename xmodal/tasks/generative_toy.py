@@ -88,6 +88,8 @@ def check(cfg: dict[str, Any]) -> None:
 class PointDataset(Dataset):
     """``{"x": (2,), "id": i}`` for ``n`` points of a toy distribution."""
 
+    deterministic_items = True  # no augmentation: the trainer need not seed each item's random streams
+
     def __init__(self, points: torch.Tensor) -> None:
         self.points = points
 

@@ -31,7 +31,8 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 
 class SeededSamples(Dataset):
     """``dataset`` addressed by ``(index, seed)``: the item is produced with the global RNGs seeded from ``seed``
-    (torch, numpy, python) and every RNG is put back as it was, so loading a sample consumes no global state."""
+    (torch, numpy, python) and every RNG is put back as it was, so loading a sample consumes no global state.
+    A dataset with ``deterministic_items = True`` (its items draw no random numbers) is read as it is."""
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
@@ -41,6 +42,9 @@ class SeededSamples(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> Any:
         index, seed = key
+        if getattr(self.dataset, "deterministic_items", False):
+            # the dataset declares that its items draw no random numbers: nothing to seed (saves ~0.2 ms a sample)
+            return self.dataset[index]
         saved = torch.get_rng_state(), np.random.get_state(), random.getstate()
         if torch.cuda.is_initialized():
             torch.manual_seed(seed)
