@@ -42,10 +42,9 @@ def _metrics(recipe: str, out: Path, settings: list[str]) -> dict:
 ])
 def test_toy_backbones_beat_a_gaussian_fit(tmp_path: Path, backbone: str, distribution: str, steps: int,
                                            ratio: float) -> None:
-    lr = {"diffusion": 2e-3, "gan": 1e-3, "vae": 2e-3}[backbone]
     m = _metrics("generative_toy.yaml", tmp_path, [f"model.backbone={backbone}", f"data.distribution={distribution}",
                                                    f"train.max_steps={steps}", "train.batch_size=256",
-                                                   f"train.lr={lr}", "data.n_val=1000", "model.sample_steps=50"])
+                                                   "data.n_val=1000", "model.sample_steps=50"])
     model = m["model"]["energy_distance"]
     gaussian, floor = m["baselines"]["gaussian"]["energy_distance"], m["baselines"]["training_set"]["energy_distance"]
     assert m["primary"] == "energy_distance" and m["n"] == 1000
