@@ -129,8 +129,9 @@ class DiffusionPoints(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        # no clipping of the predicted x0 to [-1, 1]: points are not images (the grid's corners lie beyond 1)
         return self.diffusion.ddim_sample_loop(self.ema.module, (n, 2), num_steps=self.sample_steps,
-                                               generator=generator).float()
+                                               clip_denoised=False, generator=generator).float()
 
 
 class GanPoints(nn.Module):
