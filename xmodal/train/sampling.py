@@ -86,7 +86,11 @@ def epoch_loader(
     """Batches ``skip .. steps-1`` of ``epoch`` for this rank, each sample with its own ``(seed, epoch, index)``
     random stream: the same batches, bit for bit, for any ``num_workers`` and any resume point."""
     order = epoch_indices(len(dataset), seed, epoch, rank, world_size)  # type: ignore[arg-type]
-    keys = [(i, sample_seed(seed, epoch, i)) for i in order[skip * batch_size : steps * batch_size]]
+    chosen = order[skip * batch_size : steps * batch_size]
+    if getattr(dataset, "deterministic_items", False):  # nothing to seed (SeededSamples reads them as they are)
+        keys = [(i, 0) for i in chosen]
+    else:
+        keys = [(i, sample_seed(seed, epoch, i)) for i in chosen]
     # A generator of its own: the DataLoader draws worker seeds from it, not from the global RNG, so creating
     # a loader mid-epoch on resume leaves the global RNG exactly where the uninterrupted run had it.
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
