@@ -166,7 +166,7 @@ class DiffusionDigits(nn.Module):
         super().__init__()
         self.denoiser = ClassifierFreeGuidance(ConditionalMLP(hidden=m.hidden), num_classes=CLASSES,
                                                p_uncond=m.p_uncond)
-        self.ema = EMA(self.denoiser, decay=m.ema_decay)
+        self.ema = EMA(self.denoiser, decay=m.ema_decay, use_num_updates=True)
         self.diffusion = GaussianDiffusion(get_named_beta_schedule("linear", m.timesteps))
         self.sample_steps, self.guidance = m.sample_steps, m.guidance
 

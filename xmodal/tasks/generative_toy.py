@@ -118,7 +118,7 @@ class DiffusionPoints(nn.Module):
 
         super().__init__()
         self.denoiser = ToyDenoiser(2, m.hidden, m.depth)
-        self.ema = EMA(self.denoiser, decay=m.ema_decay)
+        self.ema = EMA(self.denoiser, decay=m.ema_decay, use_num_updates=True)
         self.diffusion = GaussianDiffusion(get_named_beta_schedule(m.schedule, m.timesteps))
         self.sample_steps = m.sample_steps
 
@@ -146,7 +146,7 @@ class GanPoints(nn.Module):
         self.latent_dim, self.r1_gamma = m.latent_dim, m.r1_gamma
         self.generator = mlp(m.latent_dim, 2, m.hidden, m.depth, nn.LeakyReLU)
         self.discriminator = mlp(2, 1, m.hidden, m.depth, nn.LeakyReLU)
-        self.ema = EMA(self.generator, decay=m.ema_decay)
+        self.ema = EMA(self.generator, decay=m.ema_decay, use_num_updates=True)
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         from xmodal.generative.gan import r1_penalty
