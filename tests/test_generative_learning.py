@@ -5,8 +5,7 @@ docs/generative.md).
 - 2-D toy distributions: the energy distance of the samples to held-out points is well below that of a single
   Gaussian fitted to the training set (the fixed baseline), and not below the training set's own distance to the
   held-out points (the noise floor: a model cannot beat the data themselves by much).
-- sklearn's real digits, class-conditional: a classifier trained on real digits recognises the requested class
-  in the samples far above chance (0.1).
+(The digits are in test_generative_learning_digits.py.)
 """
 
 from __future__ import annotations
@@ -36,29 +35,19 @@ def _metrics(recipe: str, out: Path, settings: list[str]) -> dict:
 
 
 @pytest.mark.parametrize(("backbone", "distribution", "steps", "ratio"), [
-    ("diffusion", "ring", 600, 0.8),
+    ("diffusion", "ring", 1500, 0.8),
     ("gan", "ring", 600, 0.5),
     ("vae", "ring", 1000, 0.7),
 ])
 def test_toy_backbones_beat_a_gaussian_fit(tmp_path: Path, backbone: str, distribution: str, steps: int,
                                            ratio: float) -> None:
     latent = ["model.latent_dim=2"] if backbone == "vae" else []  # a ring is a 1-D curve: a small latent
+    batch = 512 if backbone == "diffusion" else 256  # diffusion learns slowest (half the recipe's 3,000 steps)
     m = _metrics("generative_toy.yaml", tmp_path, [*latent, f"model.backbone={backbone}", f"data.distribution={distribution}",
-                                                   f"train.max_steps={steps}", "train.batch_size=256",
+                                                   f"train.max_steps={steps}", f"train.batch_size={batch}",
                                                    "data.n_val=1000", "model.sample_steps=50"])
     model = m["model"]["energy_distance"]
     gaussian, floor = m["baselines"]["gaussian"]["energy_distance"], m["baselines"]["training_set"]["energy_distance"]
     assert m["primary"] == "energy_distance" and m["n"] == 1000
     assert model < ratio * gaussian, (model, gaussian)
     assert model > 0.5 * floor, (model, floor)  # not better than the data themselves
-
-
-@pytest.mark.parametrize(("backbone", "steps", "accuracy"), [("diffusion", 1500, 0.6), ("cvae", 1500, 0.6)])
-def test_digit_samples_are_recognised_as_their_class(tmp_path: Path, backbone: str, steps: int,
-                                                     accuracy: float) -> None:
-    m = _metrics("generative_digits.yaml", tmp_path, [f"model.backbone={backbone}", f"train.max_steps={steps}",
-                                                      "train.batch_size=128", "data.eval_per_class=30",
-                                                      "model.ema_decay=0.995"])
-    assert m["primary"] == "fid" and set(m["baselines"]) == {"pixel_gaussian", "real_heldout"}
-    assert m["baselines"]["real_heldout"]["class_accuracy"] > 0.9  # the scoring classifier reads real digits
-    assert m["model"]["class_accuracy"] > accuracy, m["model"]  # chance: 0.1

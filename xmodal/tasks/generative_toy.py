@@ -129,9 +129,12 @@ class DiffusionPoints(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        # no clipping of the predicted x0 to [-1, 1]: points are not images (the grid's corners lie beyond 1)
+        # the predicted x0 is clamped to [-1.5, 1.5], a box holding every toy distribution (the grid's corners
+        # and the swiss roll's rim lie beyond 1, so images' [-1, 1] would cut them): an unclamped x0 from the
+        # noisiest steps, where x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar) amplifies the error, derails DDIM
         return self.diffusion.ddim_sample_loop(self.ema.module, (n, 2), num_steps=self.sample_steps,
-                                               clip_denoised=False, generator=generator).float()
+                                               clip_denoised=False, denoised_fn=lambda x0: x0.clamp(-1.5, 1.5),
+                                               generator=generator).float()
 
 
 class GanPoints(nn.Module):
