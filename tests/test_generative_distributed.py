@@ -52,7 +52,7 @@ def _final(out: Path, proc: subprocess.CompletedProcess) -> dict[str, torch.Tens
     return tensors
 
 
-def test_gan_under_torchrun_ddp_resumes_bit_exactly_and_fsdp_agrees(tmp_path: Path) -> None:
+def test_gan_under_torchrun_ddp_resumes_bit_exactly_and_fsdp_trains(tmp_path: Path) -> None:
     ddp = _final(tmp_path / "ddp", torchrun(tmp_path / "ddp"))
     root = tmp_path / "ddp" / "checkpoints"
     for step in (8, 12):
