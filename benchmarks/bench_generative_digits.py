@@ -3,6 +3,9 @@ trained on real digits: the accuracy of the classifier on samples of each reques
 and the Frechet distance on the classifier's hidden features against a per-pixel Gaussian baseline.
 
     .venv/bin/python benchmarks/bench_generative_digits.py [--steps 12000] [--per-class 100]
+
+A hand loop over the denoiser of ``recipes/generative_digits.yaml`` (``xmodal train`` of that recipe is the same
+model with the trainer's step, an EMA and the evaluation built in).
 """
 
 from __future__ import annotations
@@ -15,34 +18,16 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 from sklearn.neural_network import MLPClassifier
-from torch import nn
 
 from xmodal.generative.diffusion import GaussianDiffusion, get_named_beta_schedule
 from xmodal.generative.guidance import ClassifierFreeGuidance
-from xmodal.generative.networks import timestep_embedding
 from xmodal.metrics.vision import fid_from_features
-
-
-class ConditionalMLP(nn.Module):
-    """``(x (batch, 64), t, cond labels) -> eps``; label ``num_classes`` is classifier-free guidance's null."""
-
-    def __init__(self, dim: int = 64, hidden: int = 256, num_classes: int = 10) -> None:
-        super().__init__()
-        self.temb = hidden
-        self.label = nn.Embedding(num_classes + 1, hidden)
-        self.inp = nn.Linear(dim, hidden)
-        self.net = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden),
-                                 nn.SiLU(), nn.Linear(hidden, dim))
-        self.time = nn.Linear(hidden, hidden)
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        h = self.inp(x) + self.time(timestep_embedding(t, self.temb).to(x.dtype)) + self.label(cond)
-        return self.net(h)
+from xmodal.tasks.generative_digits import ConditionalMLP, classifier_features
 
 
 def features(clf: MLPClassifier, x01: np.ndarray) -> np.ndarray:
-    """The classifier's hidden layer (ReLU) on digits in sklearn's 0..16 scale."""
-    return np.maximum(x01 @ clf.coefs_[0] + clf.intercepts_[0], 0.0)
+    """The classifier's hidden layer (ReLU) on digits in sklearn's 0..16 scale (the task's FID features)."""
+    return classifier_features(clf, x01)
 
 
 def main() -> None:

@@ -2,6 +2,12 @@
 
 A task is a composition: a model (encoders by modality, fusion, head), a loss on the model's outputs, data and,
 optionally, an evaluation. The trainer knows nothing else about the task.
+
+A task may define its own step instead of the single loss (generative training): a list of :class:`Phase`, each an
+optimizer over some of the model's parameters and the loss it minimises, stepped in turn (a GAN's discriminator
+then generator); ``after_step`` runs after every step (an EMA of weights kept inside the model, so that the
+checkpoint saves and resumes it); ``generate`` writes samples (periodically into the run directory during
+training, and for ``xmodal generate``).
 """
 
 from __future__ import annotations
@@ -19,6 +25,27 @@ from xmodal.errors import ConfigError
 
 Batch = dict[str, Any]
 Outputs = dict[str, torch.Tensor]
+PHASE_KEY = "phase"  # the batch key that tells the model which phase of the task's step it is computing
+
+
+@dataclass
+class Phase:
+    """One optimizer of a task's own step and the loss it minimises.
+
+    The trainer calls ``loss(model(batch), batch)`` with ``batch["phase"] = name`` (so the model's forward knows
+    what to compute, and data parallelism still sees one forward per phase), backpropagates, clips and steps
+    this phase's AdamW over the parameters whose names start with one of ``params`` (names as in
+    ``model.named_parameters()``; phases must not share a parameter). ``lr``, ``betas`` and ``weight_decay``
+    default to the ``train:`` section's; the phase runs on steps that ``every`` divides (1: every step).
+    """
+
+    name: str
+    loss: Callable[[Outputs, Batch], torch.Tensor]
+    params: tuple[str, ...]
+    lr: float | None = None
+    betas: tuple[float, float] | None = None
+    weight_decay: float | None = None
+    every: int = 1
 
 
 @dataclass
@@ -37,6 +64,12 @@ class TaskBundle:
     artifacts: JSON-able things the trained model needs to be used (label maps, vocabularies); the trainer
         writes them into the run directory.
     split: the name of ``val_set``'s split (reported in ``metrics.json``).
+    phases: the task's own step (see :class:`Phase`); None: the single ``loss`` with one optimizer.
+    after_step: ``(model, step) -> None`` called on the unwrapped model after every optimizer step (EMA updates).
+    generate: ``(model, n, seed, out_dir) -> [paths]`` writes ``n`` samples drawn from ``seed`` into ``out_dir``
+        in the task's modality's format (PNG, WAV, ...); the trainer calls it every ``train.sample_every`` steps
+        into ``<run>/samples/step_<step>/``, ``xmodal generate`` on a trained run.
+    modality: what ``generate`` writes (``image``, ``points``, ``audio``, ...), shown in ``report.html``.
     """
 
     model: nn.Module
@@ -52,6 +85,10 @@ class TaskBundle:
     predict: Callable[[nn.Module, Dataset, Path], Path] | None = None
     artifacts: dict[str, Any] = field(default_factory=dict)
     split: str = "val"
+    phases: list[Phase] | None = None
+    after_step: Callable[[nn.Module, int], None] | None = None
+    generate: Callable[[nn.Module, int, int, Path], list[Path]] | None = None
+    modality: str | None = None
 
 
 def build_task(cfg: dict[str, Any], artifacts: dict[str, Any] | None = None) -> TaskBundle:

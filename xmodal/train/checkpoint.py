@@ -29,7 +29,7 @@ import re
 import shutil
 import signal
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -49,6 +49,9 @@ LEGACY_FORMATS = ("xmodal-checkpoint/1",)
 # JSON commit marker, as a power cut or OOM kill would.
 FAULT_ENV = "XMODAL_FAULT_CHECKPOINT_STEP"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
+# One optimizer, or several over disjoint parameters (a GAN's): torch's state-dict API keys their state by
+# parameter name and concatenates their param groups in order, so the layout below is the same for both.
+Optimizers = torch.optim.Optimizer | Sequence[torch.optim.Optimizer]
 
 
 def step_dir(root: Path, step: int) -> Path:
@@ -96,7 +99,7 @@ def _options(*, cpu_offload: bool = False, strict: bool = True) -> Any:
     return StateDictOptions(full_state_dict=True, cpu_offload=cpu_offload, strict=strict)
 
 
-def gather_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def gather_state(model: nn.Module, optimizer: Optimizers) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Full (unsharded, CPU) model and optimizer state as flat tensors plus JSON-safe optimizer fields.
 
     Collective under FSDP: every rank must call it; rank 0 gets the full state (other ranks may get less).
@@ -123,7 +126,7 @@ def gather_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[di
 
 
 def restore_state(
-    model: nn.Module, optimizer: torch.optim.Optimizer | None, tensors: dict[str, torch.Tensor], optim_json: dict[str, Any] | None
+    model: nn.Module, optimizer: Optimizers | None, tensors: dict[str, torch.Tensor], optim_json: dict[str, Any] | None
 ) -> None:
     """Load model (and optimizer) state saved by :func:`gather_state` into a possibly wrapped/sharded model."""
     from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
@@ -215,7 +218,7 @@ def _commit_state(directory: Path, state: dict[str, Any], names: list[str]) -> N
 
 
 def write_sharded_checkpoint(
-    root: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any], keep_last: int
+    root: Path, step: int, model: nn.Module, optimizer: Optimizers, state: dict[str, Any], keep_last: int
 ) -> Path | None:
     """FSDP2: every rank saves its shards of the model and optimizer with ``torch.distributed.checkpoint`` (no
     gather on rank 0); once all have finished, rank 0 commits ``state.json`` and prunes. Collective: call on every
@@ -246,7 +249,7 @@ def write_sharded_checkpoint(
     return path
 
 
-def restore_sharded(model: nn.Module, optimizer: torch.optim.Optimizer | None, directory: Path) -> None:
+def restore_sharded(model: nn.Module, optimizer: Optimizers | None, directory: Path) -> None:
     """Load a :func:`write_sharded_checkpoint` into an FSDP2 model (each rank reads its own shards)."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import (
@@ -363,7 +366,7 @@ def read_checkpoint(directory: Path) -> tuple[dict[str, torch.Tensor], dict[str,
 
 
 def restore_checkpoint(
-    directory: Path, state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer | None,
+    directory: Path, state: dict[str, Any], model: nn.Module, optimizer: Optimizers | None,
     verify: bool = True,
 ) -> None:
     """Load the model (and optimizer) state of ``directory`` into ``model``, whichever the layout: the sharded one

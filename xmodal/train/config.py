@@ -52,6 +52,8 @@ class TrainConfig:
     tensorboard: bool = True
     progress: bool = True  # progress bar on rank 0
     elastic_resume: bool = False  # allow --resume with another number of processes (schedule and data order change)
+    sample_every: int = 0  # steps between samples written to <out_dir>/samples/ (tasks that generate); 0: never
+    sample_n: int = 16  # samples drawn each time (from train.seed, so every time from the same noise)
 
     @property
     def micro_batch_size(self) -> int:
@@ -68,7 +70,7 @@ def parse_train_config(section: dict[str, Any] | None) -> TrainConfig:
         value = getattr(cfg, key)
         if value is not None and value < 1:
             raise ConfigError(f"train.{key}: must be >= 1, got {value}")
-    for key in ("warmup", "checkpoint_every", "num_workers", "eval_every", "patience"):
+    for key in ("warmup", "checkpoint_every", "num_workers", "eval_every", "patience", "sample_every"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"train.{key}: must be >= 0, got {getattr(cfg, key)}")
     if cfg.patience and not cfg.eval_every:
@@ -77,7 +79,7 @@ def parse_train_config(section: dict[str, Any] | None) -> TrainConfig:
         raise ConfigError(f"train.max_seconds: must be > 0 or null, got {cfg.max_seconds}")
     if cfg.threads is not None and cfg.threads < 1:
         raise ConfigError(f"train.threads: must be >= 1 or null, got {cfg.threads}")
-    for key in ("log_every", "keep_last"):
+    for key in ("log_every", "keep_last", "sample_n"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"train.{key}: must be >= 1, got {getattr(cfg, key)}")
     if cfg.batch_size % cfg.grad_accum:

@@ -102,8 +102,11 @@ def broadcast_object(obj: T, src: int = 0) -> T:
     return cast(T, box[0])  # every rank passes an object of the same kind; src's arrives
 
 
-def wrap_model(model: nn.Module, env: DistEnv, strategy: str) -> nn.Module:
+def wrap_model(model: nn.Module, env: DistEnv, strategy: str, find_unused: bool = False) -> nn.Module:
     """Wrap ``model`` (already on ``env.device``) for data-parallel training: DDP, or FSDP2 ``fully_shard``.
+
+    ``find_unused``: DDP's ``find_unused_parameters``, for models whose forward leaves some parameters without
+    gradients (the phases of a GAN's step).
 
     FSDP2 shards each direct child that owns parameters (looking inside ModuleDict/ModuleList, which have no
     forward), then the root, which takes the rest (e.g. a scalar logit scale): the usual per-block policy.
@@ -115,7 +118,7 @@ def wrap_model(model: nn.Module, env: DistEnv, strategy: str) -> nn.Module:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         device_ids = [env.device.index] if env.device.type == "cuda" else None
-        return DDP(model, device_ids=device_ids)
+        return DDP(model, device_ids=device_ids, find_unused_parameters=find_unused)
     if strategy == "fsdp":
         from torch.distributed.fsdp import fully_shard
 

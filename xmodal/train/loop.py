@@ -11,6 +11,10 @@ What it guarantees:
 - AdamW (no weight decay on biases, norm gains and the logit scale) with linear warm-up and cosine decay,
   autocast mixed precision (bf16, fp16 with a grad scaler), global gradient-norm clipping, a typed error naming
   the step when the loss is NaN or infinite.
+- Tasks that define their own step (``bundle.phases``: a GAN's discriminator and generator) get one AdamW and
+  schedule per phase, stepped in turn (``train/phases.py``) with all of the above; ``bundle.after_step`` (an EMA
+  kept inside the model, hence in the checkpoint) runs after every step, and ``bundle.generate`` writes samples
+  to ``samples/step_<step>/`` every ``train.sample_every`` steps without moving the training random streams.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from xmodal.errors import ConfigError, CorruptFileError, NonFiniteError
 from xmodal.tasks.base import Batch, Outputs, TaskBundle
 from xmodal.train import checkpoint as ckpt
 from xmodal.train import distributed as xdist
+from xmodal.train import phases as xphases
 from xmodal.train import streaming
 from xmodal.train.config import TrainConfig, train_config_from
 from xmodal.train.evaluation import RunEvaluator, write_run_files
@@ -43,6 +48,7 @@ from xmodal.train.optim import build_adamw
 from xmodal.train.sampling import epoch_loader
 
 RESULT_NAME = "train_result.json"
+SAMPLES = "samples"  # <run>/samples/step_<step>/: what bundle.generate wrote during training
 
 
 @dataclass
@@ -344,6 +350,54 @@ def _read_history(path: Path) -> list[dict[str, float]]:
     return rows
 
 
+def _optimizer_step(model: nn.Module, params: list[nn.Parameter], optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: torch.amp.GradScaler | None,
+                    tc: TrainConfig) -> float:
+    """The single-loss step after backward: unscale, clip (returns the global gradient norm), step, schedule."""
+    xdist.reduce_replicated_grads(model)
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    grad_norm = float("nan")
+    if tc.grad_clip is not None:
+        norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
+        norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+        grad_norm = float(norm)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    with warnings.catch_warnings():
+        # fp16: the grad scaler skips the optimizer step while it calibrates; the schedule goes on
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
+        scheduler.step()
+    return grad_norm
+
+
+def write_samples(bundle: TaskBundle, model: nn.Module, directory: Path, tc: TrainConfig, env: xdist.DistEnv) -> None:
+    """``bundle.generate`` of ``train.sample_n`` samples from ``train.seed`` into ``directory`` (rank 0; every
+    rank takes part under FSDP2, the others writing to a scratch folder), leaving the random streams as they
+    were so that sampling does not change training."""
+    import tempfile
+
+    assert bundle.generate is not None
+    if not (env.is_main or (tc.strategy == "fsdp" and env.distributed)):
+        xdist.barrier()
+        return
+    inner = xdist.unwrap(model)
+    rng = ckpt.rng_state()
+    inner.eval()
+    with contextlib.ExitStack() as stack:
+        target = directory if env.is_main else Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        target.mkdir(parents=True, exist_ok=True)
+        with torch.no_grad():
+            bundle.generate(inner, tc.sample_n, tc.seed, target)
+    inner.train()
+    ckpt.set_rng_state(rng)
+    xdist.barrier()
+
+
 # ---------------------------------------------------------------------------------------------- train
 def train(
     bundle: TaskBundle,
@@ -395,10 +449,20 @@ def _train(
 
     model = bundle.model.to(env.device)
     model.train()
-    model = xdist.wrap_model(model, env, tc.strategy)
+    phases = bundle.phases
+    # a phase's forward leaves the other phases' parameters without gradients (a detached generator)
+    model = xdist.wrap_model(model, env, tc.strategy, find_unused=phases is not None)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = build_adamw(model, tc.lr, (tc.betas[0], tc.betas[1]), tc.weight_decay)  # no decay: biases, norms
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(total, tc.warmup, tc.min_lr_ratio))
+    optimizers: list[torch.optim.Optimizer]
+    if phases is None:
+        optimizers = [build_adamw(model, tc.lr, (tc.betas[0], tc.betas[1]), tc.weight_decay)]  # no decay: biases, norms
+        optimizer: ckpt.Optimizers = optimizers[0]
+    else:
+        optimizers = list(xphases.build_optimizers(model, phases, tc))
+        optimizer = optimizers
+    schedulers: list[torch.optim.lr_scheduler.LRScheduler] = [
+        torch.optim.lr_scheduler.LambdaLR(o, cosine_with_warmup(total, tc.warmup, tc.min_lr_ratio)) for o in optimizers]
+    scheduler = schedulers[0]
     scaler = torch.amp.GradScaler(env.device.type) if tc.precision == "fp16" else None
     autocast = _autocast_factory(tc.precision, env.device)
 
@@ -408,7 +472,12 @@ def _train(
     def restore(directory: Path, state: dict[str, Any]) -> None:
         _check_world_size(state, env, tc)
         ckpt.restore_checkpoint(directory, state, model, optimizer, verify=False)  # load_latest verified it
-        scheduler.load_state_dict(state["scheduler"])
+        saved = state["scheduler"] if phases is not None else [state["scheduler"]]  # one per phase
+        if len(saved) != len(schedulers):
+            raise CorruptFileError(f"state.json holds {len(saved)} schedule(s) for {len(schedulers)} optimizer(s)",
+                                   directory / ckpt.STATE)
+        for sched, sched_state in zip(schedulers, saved):
+            sched.load_state_dict(sched_state)
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         if state["world_size"] == env.world_size:
@@ -447,6 +516,7 @@ def _train(
     last_saved: Path | None = latest
     saved_step = step if latest is not None else -1
     window: list[float] = []
+    phase_window: list[dict[str, float]] = []
     t0 = time.perf_counter()
     start_step = step
     stopped: str | None = None  # why training ended before `total` steps (early stopping, time limit)
@@ -466,7 +536,7 @@ def _train(
                 "world_size": env.world_size,
                 "rng": rng,
                 "optimizer": optim_json,
-                "scheduler": scheduler.state_dict(),
+                "scheduler": scheduler.state_dict() if phases is None else [s.state_dict() for s in schedulers],
                 "scaler": scaler.state_dict() if scaler is not None else None,
                 "train_config": asdict(tc),
                 "recipe": recipe,
@@ -489,8 +559,14 @@ def _train(
                 micro = split_batch(batch, tc.batch_size, tc.grad_accum)
                 common: dict[str, Any] = {"step": step + 1, "autocast": autocast, "scale": scale,
                                           "sync": env.distributed}
+                lr = scheduler.get_last_lr()[0]  # this step's rate, before the schedule moves on
                 try:
-                    if coupled:
+                    if phases is not None:
+                        phase_losses, grad_norm = xphases.phased_step(
+                            model, phases, optimizers, schedulers, batch, tc, step + 1, autocast=autocast,
+                            scaler=scaler, sync=env.distributed)
+                        loss_value = sum(phase_losses.values())
+                    elif coupled:
                         loss_value = accumulate_gradcache(
                             model, bundle.loss, micro, batch, device=env.device, micro_size=tc.micro_batch_size, **common
                         )
@@ -501,25 +577,12 @@ def _train(
                         raise
                     # raised inside the model or loss (NaN inputs, embeddings): say at which step it happened
                     raise NonFiniteError(f"(epoch {epoch}, batch {in_epoch + 1} of the epoch) {exc}", source=f"step {step + 1}") from exc
-                xdist.reduce_replicated_grads(model)
-                if scaler is not None:
-                    scaler.unscale_(optimizer)
-                grad_norm = float("nan")
-                if tc.grad_clip is not None:
-                    norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
-                    norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
-                    grad_norm = float(norm)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
+                if phases is None:
+                    grad_norm = _optimizer_step(model, params, optimizers[0], scheduler, scaler, tc)
                 else:
-                    optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                lr = scheduler.get_last_lr()[0]
-                with warnings.catch_warnings():
-                    # fp16: the grad scaler skips the optimizer step while it calibrates; the schedule goes on
-                    warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
-                    scheduler.step()
+                    phase_window.append(phase_losses)
+                if bundle.after_step is not None:
+                    bundle.after_step(xdist.unwrap(model), step + 1)
                 step += 1
                 in_epoch += 1
                 window.append(loss_value)
@@ -530,6 +593,7 @@ def _train(
                     row = {
                         "epoch": epoch,
                         "loss": sum(window) / len(window),
+                        **(xphases.log_row(phases, phase_window) if phases is not None else {}),
                         "lr": lr,
                         "grad_norm": grad_norm,
                         "samples_per_s": rate,
@@ -538,6 +602,9 @@ def _train(
                     logger.log(step, row)
                     bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{lr:.2e}")
                     window.clear()
+                    phase_window.clear()
+                if tc.sample_every and bundle.generate is not None and (step % tc.sample_every == 0 or step == total):
+                    write_samples(bundle, model, out / SAMPLES / f"step_{step:09d}", tc, env)
                 if tc.checkpoint_every and step % tc.checkpoint_every == 0 and step < total:
                     last_saved, saved_step = save(), step
                 if evaluator.due(step, total):

@@ -27,7 +27,11 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, object
 
     Groups carry a ``name`` so that a checkpoint's JSON state says which is which; an empty group is dropped.
     """
-    named: Iterable[tuple[str, nn.Parameter]] = ((n, p) for n, p in model.named_parameters() if p.requires_grad)
+    return named_param_groups(((n, p) for n, p in model.named_parameters() if p.requires_grad), weight_decay)
+
+
+def named_param_groups(named: Iterable[tuple[str, nn.Parameter]], weight_decay: float) -> list[dict[str, object]]:
+    """:func:`param_groups` over given ``(name, parameter)`` pairs (one optimizer of several, e.g. a GAN's)."""
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
     for name, param in named:
