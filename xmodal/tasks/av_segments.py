@@ -14,7 +14,12 @@ gets:
 - ``frames`` ``(T * 8, 64)``: the encoder's pooled vector (its map's maximum over cells) of 8 frames evenly
   spaced in every segment, the analogue of the per-frame ResNet-152 features of LLP;
 - ``acoustic`` ``(T, 9)``: :func:`xmodal.data.acoustic.segment_acoustic_features` (pitch, spectral shape,
-  onsets).
+  onsets);
+- ``audio_classes`` and ``visual_classes`` ``(T, 23)``: the encoders' own class evidence over the vocabulary's
+  sounding classes, in one order (:func:`class_evidence`): which classes the sound encoder hears (sigmoid) and
+  which the sprite encoder sees in some cell (the cell's softmax, maximum over cells). Being aligned, their
+  product says which class is both heard and seen, the question AVE asks; they stay probabilities
+  (:class:`Scaler` leaves ``*_classes`` unscaled).
 
 Every clip's features are cached with :class:`xmodal.transforms.cache.TransformCache`, keyed by the file's bytes,
 the extraction parameters and the encoder's weights. :func:`standardise` scales each feature by statistics of the training split.
@@ -95,6 +100,19 @@ def extract_clip(path: Path, segments: int = 10, encoders: Encoders | None = Non
             "acoustic": torch.from_numpy(segment_acoustic_features(mono, SAMPLE_RATE, segments))}
 
 
+@torch.no_grad()
+def class_evidence(clip: dict[str, torch.Tensor], encoders: Encoders) -> dict[str, torch.Tensor]:
+    """``{"audio_classes", "visual_classes"}`` ``(T, 23)`` of one clip's unscaled ``audio`` and ``visual``
+    features, from the encoders' classifiers, both over the vocabulary's sounding classes in its order."""
+    from xmodal.data.synth.sound_encoder import SOUND_CLASSES
+    from xmodal.data.synth.sprite_encoder import CLASS_NAMES
+
+    sound, sprite = encoders
+    seen = sprite.classifier(clip["visual"].permute(0, 3, 1, 2)).softmax(1).amax((2, 3))  # (T, classes)
+    return {"audio_classes": sound.classifier(clip["audio"]).sigmoid(),
+            "visual_classes": seen[:, [CLASS_NAMES.index(c) for c in SOUND_CLASSES]]}
+
+
 def clip_features(paths: Sequence[Path], cache_dir: str | None = None) -> list[dict[str, torch.Tensor]]:
     """The features of every clip, from the cache when the file's bytes were seen before. The encoders are
     loaded only when a clip is not, from the default cache, where they are trained on first use: one set of
@@ -116,19 +134,22 @@ def clip_features(paths: Sequence[Path], cache_dir: str | None = None) -> list[d
             raise DataError("clip not found", path)
         key = make_key(file_digest(path), "av_segment_features", PARAMS, weights=weights)
         out.append(cache.get_or_compute(key, lambda p=Path(path): compute(p)))
-    return out
+    if out and not encoders:
+        encoders.append(load_encoders())
+    return [{**clip, **class_evidence(clip, encoders[0])} for clip in out]
 
 
 @dataclass
 class Scaler:
-    """Per-channel mean and standard deviation of each feature stream (fitted on the training split)."""
+    """Per-channel mean and standard deviation of each feature stream (fitted on the training split); class
+    probabilities (``*_classes``) are kept as they are."""
 
     stats: dict[str, tuple[torch.Tensor, torch.Tensor]]
 
     @classmethod
     def fit(cls, clips: Sequence[dict[str, torch.Tensor]]) -> Scaler:
         stats = {}
-        for name in clips[0]:
+        for name in (n for n in clips[0] if not n.endswith("_classes")):
             x = torch.stack([c[name] for c in clips]).float()
             flat = x.reshape(-1, x.shape[-1])
             stats[name] = (flat.mean(0), flat.std(0).clamp_min(1e-4))
