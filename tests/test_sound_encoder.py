@@ -17,6 +17,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TINY = replace(so.SoundRecipe(), steps=2, batch_size=4, versions_per_source=1)
 
 
+@pytest.mark.slow  # importing librosa (numba) dominates
 def test_log_mel_matches_librosa() -> None:
     import librosa
 
