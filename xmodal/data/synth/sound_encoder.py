@@ -55,6 +55,9 @@ class SoundRecipe:
 class SoundEncoder(nn.Module):
     """``forward(log_mel (N, 64, frames)) -> {"embedding": (N, 128), "logits": (N, classes)}``."""
 
+    mean: torch.Tensor  # buffers: the training mixtures' log-mel level, fixed before training
+    std: torch.Tensor
+
     def __init__(self, num_classes: int = len(SOUND_CLASSES)) -> None:
         super().__init__()
         widths = (1, 16, 32, 64)
