@@ -46,7 +46,7 @@ def test_training_is_deterministic_and_cached(tmp_path: Path, monkeypatch) -> No
     assert out["embedding"].shape == (10, so.EMBEDDING) and out["probs"].shape == (10, len(so.SOUND_CLASSES))
 
 
-@pytest.mark.slow  # the default encoder: trained once per machine on first use (about 1.5 min), then cached
+@pytest.mark.slow  # the default encoder: trained once per machine on first use (69 s measured), then cached
 def test_names_heldout_sounds_far_above_chance() -> None:
     model = so.load_sound_encoder()
     rng = np.random.default_rng(5)

@@ -59,7 +59,7 @@ def test_cache_reuse(tmp_path: Path, monkeypatch) -> None:
     assert torch.equal(out["pooled"], out["map"].amax((1, 2)))
 
 
-@pytest.mark.slow  # the default encoder: trained once per machine on first use (about 2 min), then cached
+@pytest.mark.slow  # the default encoder: trained once per machine on first use (92 s measured), then cached
 def test_recognises_heldout_renders_far_above_chance() -> None:
     model = se.load_sprite_encoder()
     recipe = replace(se.EncoderRecipe(), sprites_per_class=6, backgrounds=32)
