@@ -131,7 +131,7 @@ def test_ave_official_hdf5_features(tmp_path: Path) -> None:
     with h5py.File(tmp_path / "visual_feature.h5", "w") as f:
         f["avadataset"] = np.broadcast_to(rows[..., None, None], (4, 10, 7, 7, 512)).copy()
     bundle = build_task(load_recipe(REPO / "recipes" / "ave.yaml", [
-        f"data.root={tmp_path}", f"data.features={tmp_path}", "model.acoustic=false"]))
+        f"data.root={tmp_path}", f"data.features={tmp_path}", "model.acoustic=false", "model.evidence=false"]))
     assert bundle.artifacts["classes"][:3] == ["Church bell", "Male speech, man speaking", "Bark"]  # official order
     # rows 0 and 1 train: 20 segment values, ten 0s and ten 1s: mean 0.5, sample std sqrt(10 * 0.25 * 2 / 19)
     std = np.sqrt(5 / 19)

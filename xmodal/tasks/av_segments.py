@@ -4,16 +4,25 @@
 From raw media (an MP4 with an audio track, decoded with :func:`xmodal.data.io.read_video`), every 1-s segment
 gets:
 
-- ``audio`` ``(T, 128)``: the mean and standard deviation over the segment of a 64-band log-mel spectrogram
-  (librosa, 16 kHz, 1024-point FFT, hop 256), the size of the VGGish embedding the benchmarks distribute;
-- ``visual`` ``(T, 7, 7, 48)``: the frames average-pooled to 28 x 28 and cut into the 7 x 7 grid of the
-  benchmarks' VGG pool5 maps, each cell's 4 x 4 RGB pixels as its 48 channels, averaged over the segment's
-  frames (no pretrained CNN can be downloaded here; the grid keeps where things are, which attention needs);
+- ``audio`` ``(T, 128)``: the embedding of :class:`xmodal.data.synth.sound_encoder.SoundEncoder` (a CNN trained
+  here on the vocabulary's training sounds, the stand-in for the benchmarks' AudioSet VGGish, 128-d as it) of
+  each segment's 64-band log-mel patch (16 kHz, 1024-point FFT, hop 256);
+- ``visual`` ``(T, 7, 7, 64)``: the ``7 x 7 x 64`` map of :class:`xmodal.data.synth.sprite_encoder.SpriteEncoder`
+  (a CNN trained here on the vocabulary's sprites, the stand-in for the benchmarks' ImageNet VGG pool5, whose
+  weights cannot be downloaded), averaged over the segment's frames: the grid keeps where things are, which
+  attention needs, and its channels say what is there;
+- ``frames`` ``(T * 8, 64)``: the encoder's pooled vector (its map's maximum over cells) of 8 frames evenly
+  spaced in every segment, the analogue of the per-frame ResNet-152 features of LLP;
 - ``acoustic`` ``(T, 9)``: :func:`xmodal.data.acoustic.segment_acoustic_features` (pitch, spectral shape,
-  onsets).
+  onsets);
+- ``audio_classes`` and ``visual_classes`` ``(T, 23)``: the encoders' own class evidence over the vocabulary's
+  sounding classes, in one order (:func:`class_evidence`): which classes the sound encoder hears (sigmoid) and
+  which the sprite encoder sees in some cell (the cell's softmax, maximum over cells). Being aligned, their
+  product says which class is both heard and seen, the question AVE asks; they stay probabilities
+  (:class:`Scaler` leaves ``*_classes`` unscaled).
 
-Every clip's features are cached with :class:`xmodal.transforms.cache.TransformCache`, keyed by the file's bytes
-and the extraction parameters. :func:`standardise` scales each feature by statistics of the training split.
+Every clip's features are cached with :class:`xmodal.transforms.cache.TransformCache`, keyed by the file's bytes,
+the extraction parameters and the encoder's weights. :func:`standardise` scales each feature by statistics of the training split.
 """
 
 from __future__ import annotations
@@ -32,69 +41,115 @@ from xmodal.errors import DataError
 
 SAMPLE_RATE = 16000
 GRID = 7
-CELL = 4  # pixels per cell side after pooling: 28 x 28 frames
-PARAMS = {"version": 1, "segments": 10, "sample_rate": SAMPLE_RATE, "n_mels": 64, "n_fft": 1024, "hop": 256,
-          "grid": GRID, "cell": CELL}
-AUDIO_DIM, VISUAL_DIM, ACOUSTIC_DIM = 2 * 64, 3 * CELL * CELL, 9
+FRAMES_PER_SEGMENT = 8  # LLP's 8-fps frame features
+PARAMS = {"version": 2, "segments": 10, "sample_rate": SAMPLE_RATE, "audio": "sound_encoder", "grid": GRID,
+          "visual": "sprite_encoder", "frames_per_segment": FRAMES_PER_SEGMENT}
+AUDIO_DIM, ACOUSTIC_DIM = 2 * 64, 9
 
 
-def _audio_segments(mono: np.ndarray, segments: int) -> np.ndarray:
-    import librosa
+def _visual_segments(frames: np.ndarray, segments: int, encoder: torch.nn.Module) -> tuple[np.ndarray, np.ndarray]:
+    """The segment-averaged encoder maps ``(T, 7, 7, C)`` and the pooled vectors of 8 evenly spaced frames per
+    segment ``(T * 8, C)``."""
+    from xmodal.data.synth.sprite_encoder import encode_frames
 
-    mel = librosa.feature.melspectrogram(y=mono, sr=SAMPLE_RATE, n_fft=PARAMS["n_fft"], hop_length=PARAMS["hop"],
-                                         n_mels=PARAMS["n_mels"])
-    log_mel = np.log(mel + 1e-6).T  # (frames, mels)
-    edges = np.linspace(0, log_mel.shape[0], segments + 1).round().astype(int)
-    return np.stack([np.concatenate([log_mel[a:b].mean(0), log_mel[a:b].std(0)])
-                     for a, b in pairwise(edges)]).astype(np.float32)
-
-
-def _visual_segments(frames: np.ndarray, segments: int) -> np.ndarray:
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(255.0)  # (F, 3, H, W)
-    x = torch.nn.functional.adaptive_avg_pool2d(x, GRID * CELL)  # (F, 3, 28, 28)
-    cells = x.reshape(-1, 3, GRID, CELL, GRID, CELL).permute(0, 2, 4, 1, 3, 5).reshape(-1, GRID, GRID, VISUAL_DIM)
-    edges = np.linspace(0, cells.shape[0], segments + 1).round().astype(int)
-    return torch.stack([cells[a:max(b, a + 1)].mean(0) for a, b in pairwise(edges)]).numpy()
+    out = encode_frames(encoder, frames)
+    maps, pooled = out["map"], out["pooled"]
+    edges = np.linspace(0, len(frames), segments + 1)
+    grid = torch.stack([maps[int(round(a)): max(int(round(b)), int(round(a)) + 1)].mean(0)
+                        for a, b in pairwise(edges)])
+    picks = [min(int(a + (b - a) * (k + 0.5) / FRAMES_PER_SEGMENT), len(frames) - 1)
+             for a, b in pairwise(edges) for k in range(FRAMES_PER_SEGMENT)]
+    return grid.numpy(), pooled[picks].numpy()
 
 
-def extract_clip(path: Path, segments: int = 10) -> dict[str, torch.Tensor]:
-    """``{"audio", "visual", "acoustic"}`` of one clip (see the module docstring)."""
+Encoders = tuple[torch.nn.Module, torch.nn.Module]
+
+
+def load_encoders() -> Encoders:
+    """The sound and sprite encoders from the default cache (each trained there on first use)."""
+    from xmodal.data.synth.sound_encoder import load_sound_encoder
+    from xmodal.data.synth.sprite_encoder import load_sprite_encoder
+
+    return load_sound_encoder(), load_sprite_encoder()
+
+
+def encoders_key() -> str:
+    """The identity of the two encoders' weights (their cache keys), part of every clip's feature key."""
+    from xmodal.data.synth import sound_encoder, sprite_encoder
+
+    return f"{sound_encoder.weights_key()}+{sprite_encoder.weights_key()}"
+
+
+def extract_clip(path: Path, segments: int = 10, encoders: Encoders | None = None) -> dict[str, torch.Tensor]:
+    """``{"audio", "visual", "frames", "acoustic"}`` of one clip (see the module docstring); ``encoders``
+    (sound, sprite) default to :func:`load_encoders`."""
     from xmodal.data.acoustic import segment_acoustic_features
     from xmodal.data.io import read_video, resample
+    from xmodal.data.synth.sound_encoder import encode_segments
 
     clip = read_video(path, with_audio=True)
     if clip.audio is None:
         raise DataError("the clip has no audio track", path)
+    if len(clip.frames) == 0:
+        raise DataError("the clip has no video frames", path)
+    sound, sprite = encoders or load_encoders()
     mono = resample(clip.audio.mean(axis=0), int(clip.sample_rate), SAMPLE_RATE).astype(np.float32)
-    return {"audio": torch.from_numpy(_audio_segments(mono, segments)),
-            "visual": torch.from_numpy(_visual_segments(clip.frames, segments)),
+    grid, pooled = _visual_segments(clip.frames, segments, sprite)
+    return {"audio": encode_segments(sound, mono, segments)["embedding"], "visual": torch.from_numpy(grid),
+            "frames": torch.from_numpy(pooled),
             "acoustic": torch.from_numpy(segment_acoustic_features(mono, SAMPLE_RATE, segments))}
 
 
+@torch.no_grad()
+def class_evidence(clip: dict[str, torch.Tensor], encoders: Encoders) -> dict[str, torch.Tensor]:
+    """``{"audio_classes", "visual_classes"}`` ``(T, 23)`` of one clip's unscaled ``audio`` and ``visual``
+    features, from the encoders' classifiers, both over the vocabulary's sounding classes in its order."""
+    from xmodal.data.synth.sound_encoder import SOUND_CLASSES
+    from xmodal.data.synth.sprite_encoder import CLASS_NAMES
+
+    sound, sprite = encoders
+    seen = sprite.classifier(clip["visual"].permute(0, 3, 1, 2)).softmax(1).amax((2, 3))  # (T, classes)
+    return {"audio_classes": sound.classifier(clip["audio"]).sigmoid(),
+            "visual_classes": seen[:, [CLASS_NAMES.index(c) for c in SOUND_CLASSES]]}
+
+
 def clip_features(paths: Sequence[Path], cache_dir: str | None = None) -> list[dict[str, torch.Tensor]]:
-    """The features of every clip, from the cache when the file's bytes were seen before."""
+    """The features of every clip, from the cache when the file's bytes were seen before. The encoders are
+    loaded only when a clip is not, from the default cache, where they are trained on first use: one set of
+    weights per machine, whatever feature folder a recipe names."""
     from xmodal.transforms.cache import TransformCache, file_digest, make_key
 
     cache = TransformCache(cache_dir)
+    weights = encoders_key()
+    encoders: list[Encoders] = []
+
+    def compute(path: Path) -> dict[str, torch.Tensor]:
+        if not encoders:
+            encoders.append(load_encoders())
+        return extract_clip(path, PARAMS["segments"], encoders[0])
+
     out = []
     for path in paths:
         if not Path(path).is_file():
             raise DataError("clip not found", path)
-        key = make_key(file_digest(path), "av_segment_features", PARAMS)
-        out.append(cache.get_or_compute(key, lambda p=path: extract_clip(Path(p), PARAMS["segments"])))
-    return out
+        key = make_key(file_digest(path), "av_segment_features", PARAMS, weights=weights)
+        out.append(cache.get_or_compute(key, lambda p=Path(path): compute(p)))
+    if out and not encoders:
+        encoders.append(load_encoders())
+    return [{**clip, **class_evidence(clip, encoders[0])} for clip in out]
 
 
 @dataclass
 class Scaler:
-    """Per-channel mean and standard deviation of each feature stream (fitted on the training split)."""
+    """Per-channel mean and standard deviation of each feature stream (fitted on the training split); class
+    probabilities (``*_classes``) are kept as they are."""
 
     stats: dict[str, tuple[torch.Tensor, torch.Tensor]]
 
     @classmethod
     def fit(cls, clips: Sequence[dict[str, torch.Tensor]]) -> Scaler:
         stats = {}
-        for name in clips[0]:
+        for name in (n for n in clips[0] if not n.endswith("_classes")):
             x = torch.stack([c[name] for c in clips]).float()
             flat = x.reshape(-1, x.shape[-1])
             stats[name] = (flat.mean(0), flat.std(0).clamp_min(1e-4))

@@ -7,13 +7,15 @@ under ``data.root``, read with :mod:`xmodal.data.benchmarks.ave`), with either t
 28 official ones when every category is one of them, else the categories of ``Annotations.txt`` sorted, and
 ``background`` last. Model: the audio-guided visual attention with BiLSTMs
 (:class:`xmodal.tasks.models.ave_attention.AVEAttentionNet`), with the acoustic branch when
-``model.acoustic``. Metric: the official segment accuracy (percent). Baselines on the held-out split: chance,
+``model.acoustic`` and, when ``model.evidence`` (raw clips only), the encoders' aligned class evidence beside
+the BiLSTMs: per vocabulary class, heard (the sound encoder), seen (the sprite encoder) and their product,
+which says whether a class is both, the definition of an AVE event. Metric: the official segment accuracy (percent). Baselines on the held-out split: chance,
 the training-majority label, the clip's true event label broadcast to all 10 segments, and audio-only and
 visual-only segment classifiers. Predictions: ``{"<VideoID>": [10 labels]}``, the file ``xmodal eval ave``
 reads.
 
 Recipe sections: ``data: {root, eval_split, features, cache}`` and ``model: {hidden, attention_dim,
-head_hidden, acoustic, loss}``.
+head_hidden, acoustic, loss, evidence, dropout}``.
 """
 
 from __future__ import annotations
@@ -31,11 +33,16 @@ from torch.utils.data import Dataset
 
 from xmodal.config.schema import parse_section
 from xmodal.data.benchmarks import ave
+from xmodal.data.synth import vocabulary
 from xmodal.errors import ConfigError, DataError
 from xmodal.tasks import av_segments
 from xmodal.tasks.base import TaskBundle
 
 SPLIT_FILES = {"train": "trainSet.txt", "val": "valSet.txt", "test": "testSet.txt"}
+EVIDENCE_CLASSES = len(vocabulary.SOUNDING)
+# probabilities in [0, 1] scaled to the size of logits, so that the linear evidence classifier reaches decisive
+# logits within a short training, before the BiLSTM path has memorised the training clips
+EVIDENCE_SCALE = 10.0
 
 
 @dataclass
@@ -53,6 +60,8 @@ class ModelConfig:
     head_hidden: int = 64
     acoustic: bool = True
     loss: Literal["reference", "cross_entropy"] = "cross_entropy"
+    evidence: bool = True  # the encoders' aligned class evidence beside the BiLSTMs (raw scene clips only)
+    dropout: float = 0.0
 
 
 def _configs(cfg: dict[str, Any]) -> tuple[DataConfig, ModelConfig]:
@@ -61,6 +70,8 @@ def _configs(cfg: dict[str, Any]) -> tuple[DataConfig, ModelConfig]:
     for key in ("hidden", "attention_dim", "head_hidden"):
         if getattr(m, key) < 1:
             raise ConfigError(f"model.{key}: must be >= 1, got {getattr(m, key)}")
+    if not 0 <= m.dropout < 1:
+        raise ConfigError(f"model.dropout: must be in [0, 1), got {m.dropout}")
     return d, m
 
 
@@ -109,14 +120,20 @@ class AVEModel(nn.Module):
         super().__init__()
         from xmodal.tasks.models.ave_attention import AVEAttentionNet
 
-        self.acoustic = m.acoustic
+        self.acoustic, self.evidence = m.acoustic, m.evidence
         self.net = AVEAttentionNet(audio_dim=audio_dim, visual_dim=visual_dim, grid_cells=grid_cells,
                                    attention_dim=m.attention_dim, hidden=m.hidden, num_classes=classes,
                                    head_hidden=m.head_hidden,
-                                   acoustic_dim=av_segments.ACOUSTIC_DIM if m.acoustic else 0)
+                                   acoustic_dim=av_segments.ACOUSTIC_DIM if m.acoustic else 0,
+                                   evidence_dim=3 * EVIDENCE_CLASSES if m.evidence else 0, dropout=m.dropout)
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        return self.net(batch["audio"], batch["visual"], batch.get("acoustic") if self.acoustic else None)
+        evidence = None
+        if self.evidence:  # heard and seen (the product), heard, seen: per class of the vocabulary
+            heard, seen = batch["audio_classes"], batch["visual_classes"]
+            evidence = EVIDENCE_SCALE * torch.cat([heard * seen, heard, seen], dim=-1)
+        return self.net(batch["audio"], batch["visual"], batch.get("acoustic") if self.acoustic else None,
+                        evidence)
 
 
 def ave_objective(outputs: dict[str, torch.Tensor], batch: dict[str, Any], kind: str = "cross_entropy") -> torch.Tensor:
@@ -155,8 +172,9 @@ def _stream(dataset: Dataset, name: str) -> np.ndarray:
 def baselines(dataset: Dataset, *, train_set: Dataset, classes: list[str]) -> dict[str, dict[str, float]]:
     """Chance (uniform guessing, its expected accuracy), majority (the most frequent training segment label),
     broadcast clip label (the clip's true event on all 10 segments) and audio-only / visual-only segment
-    classifiers fitted on the training split (audio: log-mel statistics and acoustic descriptors; visual: the
-    grid's mean and max per channel)."""
+    classifiers fitted on the training split (audio: the sound embedding, acoustic descriptors and the sound
+    encoder's class evidence; visual: the grid's mean and max per channel and the sprite encoder's class
+    evidence; each stream that the features hold)."""
     from xmodal.metrics.ave import ave_segment_accuracy
 
     truth = _labels_of(dataset, classes)
@@ -168,7 +186,7 @@ def baselines(dataset: Dataset, *, train_set: Dataset, classes: list[str]) -> di
              "majority": {"accuracy": ave_segment_accuracy(truth, {s: [majority] * len(v) for s, v in truth.items()})},
              "broadcast_clip_label": {"accuracy": ave_segment_accuracy(
                  truth, {s: [clip_label[s]] * len(v) for s, v in truth.items()})}}
-    streams = {"audio_only": ["audio", "acoustic"], "visual_only": ["visual"]}
+    streams = {"audio_only": ["audio", "acoustic", "audio_classes"], "visual_only": ["visual", "visual_classes"]}
     for name, keys in streams.items():
         keys = [k for k in keys if k in dataset.clips[0]]
         predict = av_segments.fit_segment_classifier(np.concatenate([_stream(train_set, k) for k in keys], 1),
@@ -212,6 +230,8 @@ def build(cfg: dict[str, Any]) -> TaskBundle:
     first = train_set.clips[0]
     if m.acoustic and "acoustic" not in first:
         raise ConfigError("model.acoustic: the precomputed features hold no acoustic descriptors; set it false")
+    if m.evidence and "audio_classes" not in first:
+        raise ConfigError("model.evidence: the precomputed features hold no encoder class evidence; set it false")
     visual = first["visual"]
     model = AVEModel(len(classes), first["audio"].shape[-1], visual.shape[-1], visual.shape[1] * visual.shape[2], m)
     return TaskBundle(model=model, loss=partial(ave_objective, kind=m.loss), train_set=train_set,

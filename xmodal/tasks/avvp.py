@@ -7,8 +7,9 @@ else the 25 official classes), read with :mod:`xmodal.data.benchmarks.avvp`, wit
 ``LLP_dataset/video/<filename>.mp4`` (features by :mod:`xmodal.tasks.av_segments`, cached) or the official
 ``.npy`` features under ``data.features`` (``vggish/``, ``res152/``, ``r2plus1d_18/``). The dense labels of the
 evaluation split are only read for evaluation. Model: the hybrid attention network with attentive MMIL pooling
-(:class:`xmodal.tasks.models.han.HANParser`) and its loss; from raw clips its 2-D stream is the flattened 7 x 7
-cell grid of each segment and its spatio-temporal stream the grid's per-channel mean and max. Predictions are
+(:class:`xmodal.tasks.models.han.HANParser`) and its loss; from raw clips its 2-D stream is the sprite encoder's
+pooled vector of 8 frames per segment and its spatio-temporal stream the segment grid's per-channel mean and
+max. Predictions are
 thresholded at 0.5 and filtered by the video-level probability as the official pipeline
 (:func:`xmodal.metrics.avvp.avvp_postprocess`); metrics are the official segment- and event-level F-scores.
 Baselines on the held-out split: chance (every cell on with probability one half), majority (the most frequent
@@ -77,9 +78,10 @@ def class_names(root: Path) -> list[str]:
 
 
 def _streams(clip: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """HAN's inputs from the raw-clip features: audio, the flattened grid per segment, the grid's mean and max."""
+    """HAN's inputs from the raw-clip features: audio, the encoder's pooled vector of 8 frames per segment (the
+    2-D stream, as LLP's 8-fps ResNet features) and the segment grid's per-channel mean and max."""
     v = clip["visual"]  # (T, 7, 7, C)
-    return {"audio": clip["audio"], "visual": v.flatten(1),
+    return {"audio": clip["audio"], "visual": clip["frames"],
             "motion": torch.cat([v.mean((1, 2)), v.amax((1, 2))], -1), "acoustic": clip["acoustic"]}
 
 

@@ -10,6 +10,11 @@ The reference applies a softmax and MultiLabelSoftMarginLoss; this module return
 Official features: audio ``(N, 10, 128)`` VGGish, visual ``(N, 10, 7, 7, 512)`` VGG-19 pool5 (channels last).
 ``acoustic_dim > 0`` (9 for :func:`xmodal.data.acoustic.segment_acoustic_features`) adds per-segment acoustic
 descriptors (pitch, spectral shape, onsets) to the audio stream.
+
+``evidence_dim > 0`` (not in the reference) adds the logits of a linear classifier of a per-segment evidence
+vector to the BiLSTM classifier's (from raw scene clips: the encoders' aligned class evidence, see
+:mod:`xmodal.tasks.ave`): a direct path that a few hundred clips suffice to fit, where the BiLSTM path alone
+memorises them. ``dropout`` applies to the BiLSTM classifier's input.
 """
 
 from __future__ import annotations
@@ -26,11 +31,12 @@ __all__ = ["AVEAttentionNet", "ave_loss"]
 
 
 class AVEAttentionNet(nn.Module):
-    """``forward(audio (N, T, audio_dim), visual (N, T, H, W, visual_dim), acoustic (N, T, acoustic_dim) | None)``
-    -> ``{"logits": (N, T, num_classes), "attention": (N, T, H * W)}``."""
+    """``forward(audio (N, T, audio_dim), visual (N, T, H, W, visual_dim), acoustic (N, T, acoustic_dim) | None,
+    evidence (N, T, evidence_dim) | None)`` -> ``{"logits": (N, T, num_classes), "attention": (N, T, H * W)}``."""
 
     def __init__(self, audio_dim: int = 128, visual_dim: int = 512, grid_cells: int = 49, attention_dim: int = 512,
-                 hidden: int = 128, num_classes: int = 29, head_hidden: int = 64, acoustic_dim: int = 0) -> None:
+                 hidden: int = 128, num_classes: int = 29, head_hidden: int = 64, acoustic_dim: int = 0,
+                 evidence_dim: int = 0, dropout: float = 0.0) -> None:
         super().__init__()
         self.audio_dim, self.visual_dim, self.grid_cells, self.acoustic_dim = audio_dim, visual_dim, grid_cells, acoustic_dim
         self.affine_audio = nn.Linear(audio_dim, attention_dim)
@@ -41,12 +47,15 @@ class AVEAttentionNet(nn.Module):
         self.affine_h = nn.Linear(grid_cells, 1, bias=False)
         self.lstm_audio = BiLSTM(audio_dim + acoustic_dim, hidden)
         self.lstm_video = BiLSTM(visual_dim, hidden)
+        self.evidence_dim = evidence_dim
+        self.dropout = nn.Dropout(dropout)
         self.head = SegmentClassifierHead(4 * hidden, num_classes, hidden=head_hidden)
+        self.evidence_head = nn.Linear(evidence_dim, num_classes) if evidence_dim else None
         for layer in (self.affine_audio, self.affine_video, self.affine_v, self.affine_g, self.affine_h):
             nn.init.xavier_uniform_(layer.weight)
 
-    def forward(self, audio: torch.Tensor, visual: torch.Tensor,
-                acoustic: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, audio: torch.Tensor, visual: torch.Tensor, acoustic: torch.Tensor | None = None,
+                evidence: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         n, t = audio.shape[:2]
         if audio.shape[2:] != (self.audio_dim,) or visual.dim() != 5 or visual.shape[:2] != (n, t) \
                 or visual.shape[2] * visual.shape[3] != self.grid_cells or visual.shape[4] != self.visual_dim:
@@ -65,7 +74,11 @@ class AVEAttentionNet(nn.Module):
             audio = torch.cat([audio, acoustic], dim=-1)
         audio_seq, _ = self.lstm_audio.forward_all(audio)
         video_seq, _ = self.lstm_video.forward_all(attended)
-        logits = self.head(F.relu(torch.cat([audio_seq, video_seq], dim=-1)))
+        logits = self.head(self.dropout(F.relu(torch.cat([audio_seq, video_seq], dim=-1))))
+        if self.evidence_head is not None:
+            if evidence is None or evidence.shape != (n, t, self.evidence_dim):
+                raise ShapeError(f"expected evidence (N, T, {self.evidence_dim})", source="evidence")
+            logits = logits + self.evidence_head(evidence)
         return {"logits": logits, "attention": attention.reshape(n, t, self.grid_cells)}
 
 
