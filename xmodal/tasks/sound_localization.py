@@ -28,7 +28,9 @@ unsupervised | supervised | semi), each with the acoustic branch when ``model.ac
 The written heatmap: the model's map resized to 224 x 224 as the LVS test does (OpenCV bilinear), then every
 value below ``model.floor`` of the way from its minimum to its maximum set to the minimum. LVS binarises at the
 median, which on frames whose sounding object covers far less than half the image can only succeed for maps that
-are flat over more than half of it; the floor makes that explicit and applies to every baseline's map too.
+are flat over more than half of it; the floor makes that explicit. ``model.floor: null`` chooses it on the
+validation split (``vggss_val.json``; the best AUC over 0.1, 0.2, ..., 0.9, reported as ``floor``), never on the
+evaluated one; the random baseline's map gets the same floor, the other baselines are box maps.
 
 Baselines on the held-out split, through the same writer and metric: ``centre`` (a box of the training boxes'
 mean size at the centre; a quarter of the image without training boxes), ``random`` (uniform noise, seeded),
@@ -90,11 +92,12 @@ class ModelConfig:
     name: Literal["lvs", "attention"] = "lvs"
     visual: Literal["sprite", "cnn"] = "sprite"  # frozen sprite-encoder maps + a learned projection, or a CNN
     audio: Literal["mlp", "cnn"] = "mlp"  # an MLP on the log-mel's per-band mean and deviation, or a CNN
-    hidden: int = 128  # the projection's and the audio MLP's hidden width
+    hidden: int = 128  # the audio MLP's hidden width
+    visual_hidden: int = 0  # the projection's hidden width (0: one linear 1 x 1 convolution)
     channels: list[int] = field(default_factory=lambda: [16, 32, 64, 64])
     audio_channels: list[int] = field(default_factory=lambda: [16, 32, 64, 64])
     acoustic: bool = True
-    floor: float = 0.5
+    floor: float | None = None  # None: chosen on the validation split (see the module docstring)
     mode: Literal["unsupervised", "supervised", "semi"] = "unsupervised"  # attention model only
     temperature: float = 0.1  # attention model: softmax temperature over the cosine map
     embed_dim: int = 64  # attention model: the triplet embedding
@@ -111,8 +114,11 @@ def _configs(cfg: dict[str, Any]) -> tuple[DataConfig, ModelConfig]:
         raise ConfigError(f"data.image_size: must be a multiple of 8, at least 32, got {d.image_size}")
     if not 0.5 <= d.audio_seconds <= 10:
         raise ConfigError(f"data.audio_seconds: must be within [0.5, 10], got {d.audio_seconds}")
-    if not 0 <= m.floor < 1:
+    if m.floor is not None and not 0 <= m.floor < 1:
         raise ConfigError(f"model.floor: must be within [0, 1), got {m.floor}")
+    if m.floor is None and d.eval_split == "val":
+        raise ConfigError("model.floor: with data.eval_split val no other annotated split is left to choose it on; "
+                          "give a number")
     for key in ("channels", "audio_channels"):
         widths = getattr(m, key)
         if not widths or min(widths) < 1:
@@ -211,7 +217,8 @@ def extract_sample(frame: Path, audio: Path, image_size: int, seconds: float) ->
 
 def load_features(root: Path, ids: list[str], d: DataConfig, sprite_maps: bool) -> list[dict[str, torch.Tensor]]:
     """Every clip's features (cached); with ``sprite_maps``, also the frame's sprite-encoder map
-    ``"visual_map"`` ``(64, 7, 7)`` (:mod:`xmodal.data.synth.sprite_encoder`, trained once and cached)."""
+    ``"visual_map"``: its per-cell class probabilities ``(classes + background, 7, 7)``
+    (:mod:`xmodal.data.synth.sprite_encoder`, trained once and cached)."""
     from xmodal.transforms.cache import TransformCache, file_digest, make_key
 
     cache = TransformCache(d.cache)
@@ -230,12 +237,13 @@ def load_features(root: Path, ids: list[str], d: DataConfig, sprite_maps: bool) 
             from xmodal.data.synth import sprite_encoder
 
             if encoder is None:
-                encoder, weights = sprite_encoder.load_sprite_encoder(d.cache), sprite_encoder.weights_key()
+                # the encoder is pretrained weights, kept in the default cache whatever data.cache says
+                encoder, weights = sprite_encoder.load_sprite_encoder(), sprite_encoder.weights_key()
             image = sample["image"].permute(1, 2, 0).numpy()[None]
-            maps = cache.get_or_compute(make_key(file_digest(frame), "sound_localization_sprite_map", params,
+            maps = cache.get_or_compute(make_key(file_digest(frame), "sound_localization_sprite_probs", params,
                                                  weights),
-                                        lambda im=image, e=encoder: {"map": sprite_encoder.encode_frames(e, im)["map"]})
-            sample["visual_map"] = maps["map"][0].permute(2, 0, 1).contiguous()  # (64, 7, 7)
+                                        lambda im=image, e=encoder: {"probs": sprite_encoder.encode_frames(e, im)["probs"]})
+            sample["visual_map"] = maps["probs"][0].permute(2, 0, 1).contiguous()  # (classes + 1, 7, 7)
         out.append(sample)
     return out
 
@@ -275,21 +283,29 @@ def audio_stats(features: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tens
             "ac_mean": ac.mean(0), "ac_std": ac.std(0).clamp_min(1e-4)}
 
 
-def build_data(cfg: dict[str, Any]) -> tuple[LocalisationDataset, LocalisationDataset, str]:
+def build_data(cfg: dict[str, Any]) -> tuple[LocalisationDataset, LocalisationDataset, LocalisationDataset | None,
+                                             str]:
+    """Training, evaluated and (when ``model.floor`` is null) floor-choosing datasets, and the benchmark."""
     d, m = _configs(cfg)
     sprite = m.visual == "sprite"
     root = Path(d.root)
     benchmark = benchmark_of(root, d.benchmark)
     if benchmark == "flickr" and d.eval_split != "test":
         raise ConfigError("data.eval_split: Flickr-SoundNet annotates the test split only; set it to test")
+    if benchmark == "flickr" and m.floor is None:
+        raise ConfigError("model.floor: Flickr-SoundNet annotates no validation split to choose it on; give a number")
     train = read_split(root, benchmark, "train", annotated=False)
     held = read_split(root, benchmark, d.eval_split, annotated=True)
     if not [i for i in train.ids if i not in train.silent]:
         raise DataError("the training split lists no sounding clip", root)
     train_features = load_features(root, train.ids, d, sprite)
     stats = audio_stats(train_features)
+    tune = None
+    if m.floor is None:
+        val = read_split(root, benchmark, "val", annotated=True)
+        tune = LocalisationDataset(val, load_features(root, val.ids, d, sprite), stats, d.image_size)
     return (LocalisationDataset(train, train_features, stats, d.image_size),
-            LocalisationDataset(held, load_features(root, held.ids, d, sprite), stats, d.image_size), benchmark)
+            LocalisationDataset(held, load_features(root, held.ids, d, sprite), stats, d.image_size), tune, benchmark)
 
 
 # ------------------------------------------------------------------------------------------------- models
@@ -299,7 +315,8 @@ class MapProjection(nn.Module):
 
     def __init__(self, in_channels: int, hidden: int, width: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(in_channels, hidden, 1), nn.GELU(), nn.Conv2d(hidden, width, 1))
+        self.net = (nn.Conv2d(in_channels, width, 1) if hidden == 0 else
+                    nn.Sequential(nn.Conv2d(in_channels, hidden, 1), nn.GELU(), nn.Conv2d(hidden, width, 1)))
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
         return self.net(x), None
@@ -323,11 +340,11 @@ class LocalisationModel(nn.Module):
 
     def __init__(self, m: ModelConfig) -> None:
         super().__init__()
-        from xmodal.data.synth.sprite_encoder import CHANNELS
+        from xmodal.data.synth.sprite_encoder import CLASS_NAMES
 
         acoustic_dim = ACOUSTIC_DIM if m.acoustic else 0
         width = m.channels[-1]
-        encoders = {"image_encoder": MapProjection(CHANNELS, m.hidden, width) if m.visual == "sprite" else None,
+        encoders = {"image_encoder": MapProjection(len(CLASS_NAMES), m.visual_hidden, width) if m.visual == "sprite" else None,
                     "audio_encoder": SpectrumMLP(PARAMS["n_mels"], m.hidden, width) if m.audio == "mlp" else None}
         if m.name == "lvs":
             from xmodal.tasks.models.lvs import LVSNet
@@ -357,6 +374,9 @@ def objective(outputs: dict[str, torch.Tensor], batch: dict[str, Any], m: ModelC
 
 
 # ---------------------------------------------------------------------------------------- heatmaps, metric
+FLOORS = tuple(round(0.1 * k, 1) for k in range(1, 10))
+
+
 def floored(heatmap: np.ndarray, floor: float) -> np.ndarray:
     """The 224 x 224 map written for a model map of any size: resized as LVS resizes, then every value below
     ``floor`` of its range set to the minimum (``floor = 0``: the resized map unchanged)."""
@@ -381,17 +401,41 @@ def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
 
 def model_maps(model: nn.Module, dataset: LocalisationDataset, floor: float,
                batch_size: int = 64) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """``({id: written 224 x 224 map} of the annotated clips, {id: score} of every clip)``."""
-    from xmodal.tasks.pipeline import outputs_all
+    """``({id: written 224 x 224 map} of the annotated clips, {id: score} of every clip)``; ``floor = 0`` gives
+    the resized maps unchanged."""
+    from xmodal.train.loop import to_device
 
-    out = outputs_all(model, dataset, collate, batch_size)
-    maps = {i: floored(h.numpy(), floor) for i, h in zip(out["id"], out["heatmap"]) if i in dataset.split.truth}
-    return maps, dict(zip(out["id"], out["score"].tolist()))
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    maps, scores = {}, {}
+    # not pipeline.outputs_all: the LVS logits are (N, N + 2), so batches of different sizes do not concatenate
+    with torch.no_grad():
+        for start in range(0, len(dataset), batch_size):
+            batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+            out = model(to_device(batch, device))
+            for i, heat, score in zip(batch["id"], out["heatmap"].float().cpu(), out["score"].float().cpu()):
+                scores[i] = float(score)
+                if i in dataset.split.truth:
+                    maps[i] = floored(heat.numpy(), floor)
+    model.train(was_training)
+    return maps, scores
 
 
-def evaluate(model: nn.Module, dataset: LocalisationDataset, *, floor: float) -> dict[str, float]:
-    maps, scores = model_maps(model, dataset, floor)
+def choose_floor(model: nn.Module, tune_set: LocalisationDataset) -> float:
+    """The floor of :data:`FLOORS` with the best AUC on ``tune_set`` (the lowest among equals)."""
+    raw, _ = model_maps(model, tune_set, 0.0)
+    best = max(FLOORS, key=lambda f: (score_maps({k: floored(v, f) for k, v in raw.items()},
+                                                 tune_set.split.truth)["auc"], -f))
+    return float(best)
+
+
+def evaluate(model: nn.Module, dataset: LocalisationDataset, *, floor: float | None,
+             tune_set: LocalisationDataset | None = None) -> dict[str, float]:
+    chosen = floor if floor is not None else choose_floor(model, _required(tune_set))
+    maps, scores = model_maps(model, dataset, chosen)
     metrics = score_maps(maps, dataset.split.truth)
+    metrics["floor"] = chosen
     silent = [scores[i] for i in dataset.ids if i in dataset.split.silent]
     if silent:
         sounding = [scores[i] for i in dataset.ids if i not in dataset.split.silent]
@@ -426,14 +470,16 @@ def scene_boxes(root: Path) -> dict[str, list[tuple[float, float, float, float]]
 
 
 def baselines(dataset: LocalisationDataset, *, train_set: LocalisationDataset, root: Path,
-              floor: float) -> dict[str, dict[str, float]]:
+              floor: float | None) -> dict[str, dict[str, float]]:
     """The audio-agnostic maps of the module docstring, scored as the model's maps are."""
     truth = dataset.split.truth
+    floor = 0.5 if floor is None else floor  # noise has no model to choose it with
     sizes = [(b[2] - b[0], b[3] - b[1]) for boxes in train_set.split.boxes.values() for b in boxes]
     mean_size = tuple(np.mean(sizes, 0)) if sizes else (0.5, 0.5)
     rng = np.random.default_rng(0)
     table = {"centre": score_maps({k: _centre_map(mean_size) for k in truth}, truth),  # type: ignore[arg-type]
              "random": score_maps({k: floored(rng.random((LVS_SIZE, LVS_SIZE)), floor) for k in truth}, truth)}
+    table["random"]["floor"] = floor
     objects = scene_boxes(root)
     if objects is not None:
         missing = [k for k in truth if k not in objects]
@@ -445,10 +491,17 @@ def baselines(dataset: LocalisationDataset, *, train_set: LocalisationDataset, r
     return table
 
 
-def write_heatmaps(model: nn.Module, dataset: LocalisationDataset, path: Path, *, floor: float) -> Path:
+def _required(tune_set: LocalisationDataset | None) -> LocalisationDataset:
+    if tune_set is None:
+        raise ConfigError("model.floor: null needs an annotated validation split to choose it on")
+    return tune_set
+
+
+def write_heatmaps(model: nn.Module, dataset: LocalisationDataset, path: Path, *, floor: float | None,
+                   tune_set: LocalisationDataset | None = None) -> Path:
     """``heatmaps.npz``: one 224 x 224 float32 map per annotated clip, keyed by its id (``xmodal eval
-    sound-localization --predictions``)."""
-    maps, _ = model_maps(model, dataset, floor)
+    sound-localization --predictions``), floored as :func:`evaluate` floors them."""
+    maps, _ = model_maps(model, dataset, floor if floor is not None else choose_floor(model, _required(tune_set)))
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as fh:  # a file object: np.savez would append .npz to a name without it
         np.savez(fh, **maps)
@@ -457,12 +510,12 @@ def write_heatmaps(model: nn.Module, dataset: LocalisationDataset, path: Path, *
 
 def build(cfg: dict[str, Any]) -> TaskBundle:
     d, m = _configs(cfg)
-    train_set, eval_set, benchmark = build_data(cfg)
+    train_set, eval_set, tune_set, benchmark = build_data(cfg)
     if m.name == "attention" and m.mode != "unsupervised" and not train_set.split.boxes:
         raise ConfigError(f"model.mode {m.mode!r}: the training split has no boxes (VGG-SS layout only)")
     model = LocalisationModel(m)
     return TaskBundle(model=model, loss=partial(objective, m=m), train_set=train_set, collate=collate,
-                      val_set=eval_set, evaluate=partial(evaluate, floor=m.floor), primary="auc",
+                      val_set=eval_set, evaluate=partial(evaluate, floor=m.floor, tune_set=tune_set), primary="auc",
                       baselines=partial(baselines, train_set=train_set, root=Path(d.root), floor=m.floor),
-                      predict=partial(write_heatmaps, floor=m.floor), artifacts={"benchmark": benchmark},
+                      predict=partial(write_heatmaps, floor=m.floor, tune_set=tune_set), artifacts={"benchmark": benchmark},
                       split=d.eval_split)
