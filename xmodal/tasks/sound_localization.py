@@ -23,7 +23,11 @@ cached by content with :class:`xmodal.transforms.cache.TransformCache`.
 Models (``model.name``): ``lvs`` (:class:`xmodal.tasks.models.lvs.LVSNet`, contrastive with the hard-negative
 trimap, epsilon 0.65 / 0.4, tau 0.03, temperature 0.07 as the paper) and ``attention``
 (:class:`xmodal.tasks.models.attention_localiser.AttentionLocaliser`, Senocak et al., ``model.mode``
-unsupervised | supervised | semi), each with the acoustic branch when ``model.acoustic``.
+unsupervised | supervised | semi), each with the acoustic branch when ``model.acoustic``. Their encoders
+(injected): ``model.visual: sprite``, the frozen sprite encoder's per-cell class probabilities on its 7 x 7 grid
+(:mod:`xmodal.data.synth.sprite_encoder`, the stand-in for the papers' ImageNet trunks) through a learned 1 x 1
+projection, or ``cnn``, a small CNN on the frame trained end to end; ``model.audio: mlp``, an MLP on the
+log-mel's per-band mean and deviation, or ``cnn`` on the spectrogram.
 
 The written heatmap: the model's map resized to 224 x 224 as the LVS test does (OpenCV bilinear), then every
 value below ``model.floor`` of the way from its minimum to its maximum set to the minimum. LVS binarises at the
@@ -38,8 +42,8 @@ and, where the builder's ``scenes.jsonl`` names every object's box, ``largest_ob
 object, a saliency oracle) and ``objectness`` (the union of all objects' boxes, audio-agnostic).
 
 Recipe sections: ``data: {root, benchmark, eval_split, image_size, audio_seconds, cache}`` and ``model: {name,
-channels, audio_channels, acoustic, floor, mode, temperature, embed_dim, supervised_weight, silent_weight,
-trimap, hard_negative}``.
+visual, audio, hidden, visual_hidden, channels, audio_channels, acoustic, floor, mode, temperature, embed_dim,
+supervised_weight, silent_weight, trimap, hard_negative}``.
 """
 
 from __future__ import annotations

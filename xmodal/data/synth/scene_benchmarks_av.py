@@ -18,6 +18,7 @@ import numpy as np
 from xmodal.data.benchmarks import ave, avvp, flickr_soundnet, music_avqa, vggss
 from xmodal.data.synth import scene_questions, scenes, vocabulary
 from xmodal.data.synth.scene_build import (
+    ClipJob,
     make_jobs,
     register_scene_builder,
     run_jobs,
@@ -31,7 +32,7 @@ AVE_CONFIG = scenes.SceneConfig(mode="event", min_objects=2, max_objects=4)
 LLP_CONFIG = scenes.SceneConfig(min_objects=2, max_objects=4, p_silent=0.25, p_offscreen=0.25)
 LOCALISATION_CONFIG = scenes.SceneConfig(mode="one_source", min_objects=2, max_objects=4, max_props=0,
                                          p_negative=0.1, motions=("static",))
-FLICKR_CONFIG = replace(LOCALISATION_CONFIG, height=256, width=256)
+FLICKR_CONFIG = replace(LOCALISATION_CONFIG, height=256, width=256, p_negative=0.0)
 AVQA_CONFIG = scenes.SceneConfig(classes=vocabulary.INSTRUMENTS, min_objects=2, max_objects=4, repeat_class=0.35,
                                  max_props=0)
 REFERENCE_TIME = 5.0  # the annotated frame of the localisation benchmarks: the middle of the 10-s clip
@@ -174,8 +175,8 @@ def build_vggss(root: str | Path, n: int = 100, seed: int = 0, workers: int = 1)
 
 def _flickr_view(scene: scenes.Scene, info: dict[str, Any]) -> dict[str, Any]:
     src = _source_box(scene)
-    if src is None:  # a silent negative: no annotation
-        return {**scene_record(scene, info), "record": None, "file": scene.id}
+    if src is None:
+        raise ConfigError(f"{scene.id}: a Flickr-SoundNet scene needs a sounding object")
     _, (x0, y0, x1, y1) = src
     rng = np.random.default_rng([scene.seed, scene.index, 11])
     side = flickr_soundnet.FRAME_SIZE
@@ -185,31 +186,50 @@ def _flickr_view(scene: scenes.Scene, info: dict[str, Any]) -> dict[str, Any]:
         bx0, by0 = int(np.clip(x0 + j[0], 0, side - 1)), int(np.clip(y0 + j[1], 0, side - 1))
         bx1, by1 = int(np.clip(x1 + j[2], bx0 + 1, side)), int(np.clip(y1 + j[3], by0 + 1, side))
         boxes.append(flickr_soundnet.FlickrBox(bx0, by0, bx1, by1, str(a + 1)))
-    return {**scene_record(scene, info), "record": flickr_soundnet.FlickrAnnotation(scene.id, tuple(boxes)),
-            "file": scene.id}
+    return {**scene_record(scene, info), "record": flickr_soundnet.FlickrAnnotation(scene.id, tuple(boxes))}
+
+
+def mute(scene: scenes.Scene) -> scenes.Scene:
+    """The scene with nothing sounding: a silent-frame negative of the same picture."""
+    return replace(scene, objects=[replace(o, sounding=[]) for o in scene.objects])
+
+
+SILENT_SUFFIX = "_silent"
+
+
+def _silent_view(scene: scenes.Scene, info: dict[str, Any]) -> dict[str, Any]:
+    record = scene_record(scene, info)
+    record["scene"]["id"] = scene.id + SILENT_SUFFIX
+    return {**record, "file": scene.id + SILENT_SUFFIX}
 
 
 def build_flickr_soundnet(root: str | Path, n: int = 100, seed: int = 0, workers: int = 1) -> Path:
     """``frames/<id>.jpg`` (256 x 256), ``audio/<id>.wav``, ``Annotations/<id>.xml`` for the test clips with
-    three jittered annotator boxes each, ``train.txt`` / ``val.txt`` / ``test.txt`` id lists, and
-    ``silent.json``: the clips in which nothing sounds (negatives, absent from the lists and annotations)."""
+    three jittered annotator boxes each, ``train.txt`` / ``val.txt`` / ``test.txt`` id lists, and ``silent.json``:
+    silent-frame negatives, ``<id>_silent`` for every tenth clip of each split (index 0, 10, ...), the same frame
+    with nothing sounding (absent from the lists and annotations)."""
     out = Path(root)
     counts, jobs = make_jobs(out, n, seed, FLICKR_CONFIG, _flickr_view, lambda sid: {
         "audio": f"audio/{sid}.wav", "frame": (REFERENCE_TIME, f"frames/{sid}.jpg")})
+    negatives = [ClipJob(j.seed, j.index, j.split, j.config, j.out, _silent_view, transform=mute,
+                         audio=f"audio/{sid}{SILENT_SUFFIX}.wav", frame=(REFERENCE_TIME, f"frames/{sid}{SILENT_SUFFIX}.jpg"))
+                 for j in jobs if j.index % 10 == 0 for sid in [scenes.scene_id(j.seed, j.index, j.split)]]
     results = run_jobs(jobs, workers)
-    sounding = [r for r in results if r["record"] is not None]
-    flickr_soundnet.write_flickr_dir(out / "Annotations", [r["record"] for r in sounding if r["split"] == "test"])
+    silent = run_jobs(negatives, workers)
+    flickr_soundnet.write_flickr_dir(out / "Annotations", [r["record"] for r in results if r["split"] == "test"])
     for split in counts:
-        (out / f"{split}.txt").write_text("".join(r["file"] + "\n" for r in sounding if r["split"] == split))
-    (out / "silent.json").write_text(json.dumps({s: [r["file"] for r in results if r["split"] == s and
-                                                     r["record"] is None] for s in counts}, sort_keys=True))
-    write_scenes(out, results)
+        (out / f"{split}.txt").write_text("".join(r["record"].file_id + "\n" for r in results
+                                                  if r["split"] == split))
+    (out / "silent.json").write_text(json.dumps({s: [r["file"] for r in silent if r["split"] == s] for s in counts},
+                                                sort_keys=True))
+    write_scenes(out, results + silent)
     write_card(out, "Flickr-SoundNet", counts, FLICKR_CONFIG,
                ["Annotations/<id>.xml", "train.txt", "val.txt", "test.txt", "silent.json", "frames/<id>.jpg",
                 "audio/<id>.wav", "scenes.jsonl"],
                "As the VGG-SS scenes, at 256 x 256 (the annotation frame of Flickr-SoundNet), with three "
                "annotators whose boxes are the true box (end-exclusive pixel corners) moved by up to 6 pixels "
-               "per edge; 10% of the clips are silent negatives, listed in silent.json only.")
+               "per edge. Every tenth clip of each split also has a silent twin, <id>_silent: the same frame with "
+               "nothing sounding (listed in silent.json only).")
     return out
 
 
