@@ -18,6 +18,7 @@ import numpy as np
 from xmodal.data.benchmarks import ave, avvp, flickr_soundnet, music_avqa, vggss
 from xmodal.data.synth import scene_questions, scenes, vocabulary
 from xmodal.data.synth.scene_build import (
+    ClipJob,
     make_jobs,
     register_scene_builder,
     run_jobs,
@@ -188,24 +189,47 @@ def _flickr_view(scene: scenes.Scene, info: dict[str, Any]) -> dict[str, Any]:
     return {**scene_record(scene, info), "record": flickr_soundnet.FlickrAnnotation(scene.id, tuple(boxes))}
 
 
+def mute(scene: scenes.Scene) -> scenes.Scene:
+    """The scene with nothing sounding: a silent-frame negative of the same picture."""
+    return replace(scene, objects=[replace(o, sounding=[]) for o in scene.objects])
+
+
+SILENT_SUFFIX = "_silent"
+
+
+def _silent_view(scene: scenes.Scene, info: dict[str, Any]) -> dict[str, Any]:
+    record = scene_record(scene, info)
+    record["scene"]["id"] = scene.id + SILENT_SUFFIX
+    return {**record, "file": scene.id + SILENT_SUFFIX}
+
+
 def build_flickr_soundnet(root: str | Path, n: int = 100, seed: int = 0, workers: int = 1) -> Path:
     """``frames/<id>.jpg`` (256 x 256), ``audio/<id>.wav``, ``Annotations/<id>.xml`` for the test clips with
-    three jittered annotator boxes each, and ``train.txt`` / ``val.txt`` / ``test.txt`` id lists."""
+    three jittered annotator boxes each, ``train.txt`` / ``val.txt`` / ``test.txt`` id lists, and ``silent.json``:
+    silent-frame negatives, ``<id>_silent`` for every tenth clip of each split (index 0, 10, ...), the same frame
+    with nothing sounding (absent from the lists and annotations)."""
     out = Path(root)
     counts, jobs = make_jobs(out, n, seed, FLICKR_CONFIG, _flickr_view, lambda sid: {
         "audio": f"audio/{sid}.wav", "frame": (REFERENCE_TIME, f"frames/{sid}.jpg")})
+    negatives = [ClipJob(j.seed, j.index, j.split, j.config, j.out, _silent_view, transform=mute,
+                         audio=f"audio/{sid}{SILENT_SUFFIX}.wav", frame=(REFERENCE_TIME, f"frames/{sid}{SILENT_SUFFIX}.jpg"))
+                 for j in jobs if j.index % 10 == 0 for sid in [scenes.scene_id(j.seed, j.index, j.split)]]
     results = run_jobs(jobs, workers)
+    silent = run_jobs(negatives, workers)
     flickr_soundnet.write_flickr_dir(out / "Annotations", [r["record"] for r in results if r["split"] == "test"])
     for split in counts:
         (out / f"{split}.txt").write_text("".join(r["record"].file_id + "\n" for r in results
                                                   if r["split"] == split))
-    write_scenes(out, results)
+    (out / "silent.json").write_text(json.dumps({s: [r["file"] for r in silent if r["split"] == s] for s in counts},
+                                                sort_keys=True))
+    write_scenes(out, results + silent)
     write_card(out, "Flickr-SoundNet", counts, FLICKR_CONFIG,
-               ["Annotations/<id>.xml", "train.txt", "val.txt", "test.txt", "frames/<id>.jpg", "audio/<id>.wav",
-                "scenes.jsonl"],
+               ["Annotations/<id>.xml", "train.txt", "val.txt", "test.txt", "silent.json", "frames/<id>.jpg",
+                "audio/<id>.wav", "scenes.jsonl"],
                "As the VGG-SS scenes, at 256 x 256 (the annotation frame of Flickr-SoundNet), with three "
                "annotators whose boxes are the true box (end-exclusive pixel corners) moved by up to 6 pixels "
-               "per edge.")
+               "per edge. Every tenth clip of each split also has a silent twin, <id>_silent: the same frame with "
+               "nothing sounding (listed in silent.json only).")
     return out
 
 
