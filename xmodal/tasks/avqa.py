@@ -2,7 +2,8 @@
 
 Data: the official ``avqa-{train,val,test}.json`` under ``data.root`` (read with
 :mod:`xmodal.data.benchmarks.music_avqa`) and the clips ``<data.videos>/<video_id>.mp4``, decoded into
-per-segment stereo audio, visual-grid and acoustic features (:mod:`xmodal.tasks.avqa_features`, cached) and
+per-segment stereo audio, 7 x 7 visual maps (of the sprite encoder trained here, or raw pixel cells:
+``data.visual``) and acoustic features (:mod:`xmodal.tasks.avqa_features`, cached) and
 standardised by the training clips' statistics. Questions are tokenised as the official loader does
 (placeholders filled, the ``?`` dropped); the word vocabulary and the answer vocabulary come from the training
 split (an unseen word is ``<unk>``; a held-out question whose answer never occurs in training is simply wrong).
@@ -16,7 +17,7 @@ held-out split: chance, the majority answer per question type, and small network
 question alone, of the question with the audio and of the question with the frames. Predictions:
 ``{"<question_id>": "<answer>"}``, the file ``xmodal eval avqa`` reads.
 
-Recipe sections: ``data: {root, eval_split, videos, cache}`` and ``model: {dim, heads, question_encoder,
+Recipe sections: ``data: {root, eval_split, videos, visual, cache}`` and ``model: {dim, heads, question_encoder,
 question_layers, question_len, acoustic, match_weight}``.
 """
 
@@ -48,6 +49,7 @@ class DataConfig:
     root: str = "data/music-avqa-scenes"
     eval_split: Literal["val", "test"] = "test"
     videos: str = "MUSIC-AVQA-videos"  # folder of <video_id>.mp4 under root
+    visual: Literal["pixels", "sprite_encoder"] = "sprite_encoder"  # frame features (see avqa_features)
     cache: str | None = None  # feature cache folder; default $XMODAL_CACHE/features
 
 
@@ -116,7 +118,8 @@ def _load_split(d: DataConfig, split: str) -> tuple[list[AVQARecord], list[str],
     if not records:
         raise DataError("the split holds no questions", path)
     videos = sorted({r.video_id for r in records})
-    clips = avqa_features.clip_features([Path(d.root) / d.videos / f"{v}.mp4" for v in videos], d.cache)
+    clips = avqa_features.clip_features([Path(d.root) / d.videos / f"{v}.mp4" for v in videos], d.cache,
+                                        d.visual)
     return records, videos, clips
 
 
