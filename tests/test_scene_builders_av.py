@@ -145,6 +145,10 @@ def test_music_avqa_files_read_back_and_score_100(tmp_path):
     for q in test:
         assert q.video_id in truth and (root / "MUSIC-AVQA-videos" / f"{q.video_id}.mp4").is_file()
         assert q.question_content.count("<Object>") == len(q.templ_values)
+    from xmodal.data.io.video import read_video
+
+    clip = read_video(root / "MUSIC-AVQA-videos" / f"{test[0].video_id}.mp4", with_audio=True)
+    assert clip.audio is not None and clip.audio.shape[0] == 2  # stereo: sources panned by position
     pred = tmp_path / "pred.json"
     pred.write_text(json.dumps({str(q.question_id): q.anser for q in test}))
     scores = _eval("avqa", "--annotations", str(root / "avqa-test.json"), "--predictions", str(pred))

@@ -88,7 +88,7 @@ def _build_questions(split: str, n: int, seed: int) -> list[dict]:
         scene = scenes.generate_scene(seed, i, split, CROWDED)
         loud = {o.id: float(rng.uniform(-20, 0)) for o in scene.objects}  # stand-in levels: any will do here
         items += qa.avqa_questions(scene, rng, loud)
-    return qa.balance(items, lambda q: tuple(q["type"]), lambda q: q["anser"], rng)
+    return qa.balance(items, lambda q: tuple(q["type"]), qa.answer_key, rng, rescue=True)
 
 
 def test_question_only_majority_stays_at_chance_per_family():

@@ -242,17 +242,19 @@ def _avqa_view(scene: scenes.Scene, info: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_music_avqa(root: str | Path, n: int = 100, seed: int = 0, workers: int = 1) -> Path:
-    """``MUSIC-AVQA-videos/<video_id>.mp4`` and ``avqa-{train,val,test}.json`` with answers balanced per
-    question family within each split."""
+    """``MUSIC-AVQA-videos/<video_id>.mp4`` (stereo: every instrument panned by its position, so left and right
+    can be heard) and ``avqa-{train,val,test}.json`` with answers balanced per question family within each
+    split."""
     out = Path(root)
     counts, jobs = make_jobs(out, n, seed, AVQA_CONFIG, _avqa_view,
-                         lambda sid: {"video": f"MUSIC-AVQA-videos/{sid}.mp4"})
+                         lambda sid: {"video": f"MUSIC-AVQA-videos/{sid}.mp4", "stereo": True})
     results = run_jobs(jobs, workers)
     qid = 0
     for k, split in enumerate(counts):
         items = [q for r in results if r["split"] == split for q in r["questions"]]
         rng = np.random.default_rng([seed, 17, k])
-        kept = scene_questions.balance(items, lambda q: tuple(q["type"]), lambda q: q["anser"], rng)
+        kept = scene_questions.balance(items, lambda q: tuple(q["type"]), scene_questions.answer_key, rng,
+                                       rescue=True)
         records = []
         for q in kept:
             records.append(music_avqa.AVQARecord(q["video_id"], qid, tuple(q["type"]), q["question_content"],
@@ -264,9 +266,13 @@ def build_music_avqa(root: str | Path, n: int = 100, seed: int = 0, workers: int
                ["avqa-train.json", "avqa-val.json", "avqa-test.json", "MUSIC-AVQA-videos/<video_id>.mp4",
                 "scenes.jsonl"],
                "Instruments only. Questions of the nine MUSIC-AVQA families; within each split every answer of a "
-               "family is kept equally often (answers rarer than a quarter of the commonest are dropped), so a "
-               "question-only model stays at chance. Loudness compares each object's own stem, in dB RMS over "
-               "its sounding samples, and is asked only when the levels differ by 3 dB or more.")
+               "family is kept equally often (answers rarer than a quarter of the commonest are dropped, but a "
+               "family keeps at least its two commonest answers; the temporal family, whose question names "
+               "its two candidates, balances which of them is the answer), so a question-only model stays at "
+               "chance. Loudness compares each object's own stem, in dB RMS over "
+               "its sounding samples, and is asked only when the levels differ by 3 dB or more. The soundtrack is stereo: "
+               "each instrument is panned with the constant-power law from the horizontal centre of its box, "
+               "frame by frame (an instrument never on screen sits in the centre).")
     return out
 
 

@@ -40,6 +40,7 @@ class ClipJob:
     audio: str | None = None  # relative path of a WAV (16-bit PCM) to write
     frame: tuple[float, str] | None = None  # (time in seconds, relative path) of a still image to write
     transform: Callable[[scenes.Scene], scenes.Scene] | None = None  # e.g. a hard-negative twin of a scene
+    stereo: bool = False  # pan each source by its position (the MP4 and WAV get two channels)
 
 
 def loudness_db(stem: np.ndarray, intervals: list[list[float]]) -> float:
@@ -65,7 +66,7 @@ def render_job(job: ClipJob) -> Any:
     info: dict[str, Any] = {}
     mix = None
     if job.video or job.audio:
-        mix, stems = scene_render.render_audio(scene, with_stems=True)
+        mix, stems = scene_render.render_audio(scene, with_stems=True, stereo=job.stereo)
         info["loudness"] = {o.id: loudness_db(stems[o.id], o.sounding) for o in scene.objects}
     if job.video:
         (out / job.video).parent.mkdir(parents=True, exist_ok=True)

@@ -3,8 +3,8 @@
 :func:`avqa_questions` asks the MUSIC-AVQA families (audio counting and comparative, visual counting and location,
 audio-visual existential, counting, location, comparative and temporal) with ``question_content`` holding
 ``<Object>`` placeholders filled from ``templ_values`` in order, as the benchmark writes them.
-:func:`balance` keeps, per family, the same number of questions for every answer, so that a model that reads
-only the question stays at chance. :func:`entailment_hypotheses` writes claims about one frame under a
+:func:`balance` keeps, per family, the same number of questions for every answer (:func:`answer_key`), so that a
+model that reads only the question stays at chance. :func:`entailment_hypotheses` writes claims about one frame under a
 three-valued reading: *entailment* when the objects seen make the claim true, *contradiction* when no object
 that could be in the frame makes it true, *neutral* when it cannot be verified (it could hold for an object
 covered by the wall or by another object).
@@ -109,11 +109,22 @@ def fill(question: dict[str, Any]) -> str:
     return text
 
 
+def answer_key(question: dict[str, Any]) -> Any:
+    """What :func:`balance` equalises within a MUSIC-AVQA family: the answer, except where the question names
+    its candidates (temporal: which of the two named instruments sounds first), where it is the answer's
+    position among them. A blind model's best guess there is one half either way, and balancing positions
+    keeps every instrument's questions, where balancing the eight class names kept only the rarest's count."""
+    if question["type"][1] == "Temporal":
+        return ("candidate", question["templ_values"].index(question["anser"]))
+    return question["anser"]
+
+
 def balance(items: list, family_key, answer_key, rng: np.random.Generator, floor: float = 0.25,
-            min_answers: int = 2) -> list:
+            min_answers: int = 2, rescue: bool = False) -> list:
     """Per family, drop answers rarer than ``floor`` times the commonest, then keep the same number of items
     for each remaining answer (chosen at random); the order of the input is kept. A family left with fewer
-    than ``min_answers`` answers is dropped (a blind model would solve it)."""
+    than ``min_answers`` answers is dropped (a blind model would solve it), unless ``rescue``: then it keeps
+    its ``min_answers`` commonest answers (a yes/no family whose "no" is rare stays, smaller)."""
     groups: dict[Any, dict[Any, list[int]]] = defaultdict(lambda: defaultdict(list))
     for i, it in enumerate(items):
         groups[family_key(it)][answer_key(it)].append(i)
@@ -121,6 +132,8 @@ def balance(items: list, family_key, answer_key, rng: np.random.Generator, floor
     for answers in groups.values():
         top = max(len(v) for v in answers.values())
         kept = [v for v in answers.values() if len(v) >= floor * top]
+        if rescue and len(kept) < min_answers:
+            kept = sorted(answers.values(), key=len, reverse=True)[:min_answers]
         if len(kept) < min_answers:
             continue
         n = min(len(v) for v in kept)

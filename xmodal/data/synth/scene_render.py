@@ -7,6 +7,8 @@ counted, not estimated. The soundtrack sums one stem per object: the object's so
 recording's onsets; reverberation by an exponentially decaying noise
 response; gain), tiled over each sounding interval and cut at its ends with 5 ms fades, so nothing of a source
 leaks outside its intervals, plus low background noise. The pitch shift runs librosa's phase vocoder.
+A stereo soundtrack pans every stem with the constant-power law from the object's horizontal position, frame by
+frame, so where a sound comes from can be heard; mono (the default) is the plain sum.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from xmodal.data.synth import sources, vocabulary
-from xmodal.data.synth.scenes import Scene, SceneObject, frame_times, state_at
+from xmodal.data.synth.scenes import Scene, SceneObject, box_at, frame_times, state_at
 
 SAMPLE_RATE = sources.SAMPLE_RATE
 
@@ -164,30 +166,69 @@ def object_stem(scene: Scene, obj: SceneObject) -> np.ndarray:
     return stem
 
 
-def render_audio(scene: Scene, with_stems: bool = False):
-    """Mono float32 soundtrack (and, when ``with_stems``, ``{object id: stem}``)."""
+def pan_gains(pan: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Constant-power panning: ``pan`` in [-1 (left), 1 (right)] -> left and right gains
+    ``cos(theta), sin(theta)`` with ``theta = (pan + 1) * pi / 4``, so ``left**2 + right**2 == 1`` and the centre
+    is ``1 / sqrt(2)`` on both sides."""
+    theta = (np.clip(pan, -1.0, 1.0) + 1.0) * (np.pi / 4)
+    return np.cos(theta), np.sin(theta)
+
+
+def object_pan(scene: Scene, obj: SceneObject) -> np.ndarray:
+    """Pan position per frame (``frame_times``): ``2 * centre_x / width - 1`` of the object's box where it is on
+    screen; at frames where it is not, the position of the nearest frame where it is; 0 (the centre) for an
+    object never on screen (an off-screen sound)."""
+    cfg = scene.config
+    times = frame_times(cfg)
+    pan = np.full(len(times), np.nan)
+    for i, t in enumerate(times):
+        box = box_at(obj, float(t), cfg)
+        if box is not None:
+            pan[i] = np.clip((box[0] + box[2]) / cfg.width - 1.0, -1.0, 1.0)
+    seen = np.flatnonzero(~np.isnan(pan))
+    if not len(seen):
+        return np.zeros(len(times))
+    nearest = seen[np.abs(np.arange(len(times))[:, None] - seen[None, :]).argmin(axis=1)]
+    return pan[nearest]
+
+
+def _pan_stem(scene: Scene, obj: SceneObject, stem: np.ndarray) -> np.ndarray:
+    """``(2, samples)``: the stem panned sample by sample, the pan interpolated linearly between frame times."""
+    t = np.arange(len(stem)) / SAMPLE_RATE
+    left, right = pan_gains(np.interp(t, frame_times(scene.config), object_pan(scene, obj)))
+    return np.stack([stem * left, stem * right]).astype(np.float32)
+
+
+def render_audio(scene: Scene, with_stems: bool = False, stereo: bool = False):
+    """Float32 soundtrack, mono ``(samples,)`` or, when ``stereo``, ``(2, samples)`` with every object panned by
+    :func:`object_pan` (background noise the same on both sides); when ``with_stems``, also the mono
+    ``{object id: stem}``."""
     n = round(scene.config.duration * SAMPLE_RATE)
     stems = {o.id: object_stem(scene, o) for o in scene.objects}
-    mix = np.zeros(n, np.float32)
-    for s in stems.values():
-        mix += s
+    mix = np.zeros((2, n) if stereo else n, np.float32)
+    for o in scene.objects:
+        if not stereo:
+            mix += stems[o.id]
+        elif o.sounding:
+            mix += _pan_stem(scene, o, stems[o.id])
     if np.isfinite(scene.noise_db):
         rng = np.random.default_rng([scene.seed, scene.index, 7])
         noise = np.cumsum(rng.standard_normal(n)).astype(np.float32)  # brown noise, detrended below
         noise -= np.convolve(noise, np.ones(801, np.float32) / 801, mode="same")
         noise *= 10 ** (scene.noise_db / 20) / max(float(np.sqrt(np.mean(noise**2))), 1e-9)
-        mix += noise
+        mix += noise  # broadcast onto both channels of a stereo mix
     mix = np.clip(mix, -1, 1)
     return (mix, stems) if with_stems else mix
 
 
 def write_clip(scene: Scene, path: str | Path, rendered: Rendered | None = None,
-               audio: np.ndarray | None = None) -> None:
-    """Write the scene as an MP4 (H.264 video, AAC audio track at 16 kHz)."""
+               audio: np.ndarray | None = None, stereo: bool = False) -> None:
+    """Write the scene as an MP4 (H.264 video, AAC audio track at 16 kHz; stereo when ``stereo`` or when
+    ``audio`` is ``(2, samples)``)."""
     from xmodal.data.io.video import write_video
 
     rendered = rendered or render_frames(scene)
-    audio = render_audio(scene) if audio is None else audio
+    audio = render_audio(scene, stereo=stereo) if audio is None else audio
     # veryfast x264 and the fast AAC coder: 3-4x quicker encoding than the defaults, at these sizes the same look
     write_video(path, rendered.frames, scene.config.fps, audio=audio, sample_rate=SAMPLE_RATE,
                 video_options={"preset": "veryfast"}, audio_options={"aac_coder": "fast"})

@@ -46,14 +46,17 @@ class QuestionEncoder(nn.Module):
 
 class AVST(nn.Module):
     """``forward(audio (B, T, audio_dim), visual (B, T, C, H, W), question (B, L), visual_negative=None)`` ->
+    (``question_encoder`` replaces the reference's LSTM by any ``(B, L) ids -> (B, dim)`` module)
     ``{"answer_logits": (B, num_answers), "match_positive": (B*T, 2), "match_negative": (B*T, 2),
     "spatial_attention": (B, T, H*W)}``."""
 
     def __init__(self, vocab_size: int, num_answers: int = 42, audio_dim: int = 128, visual_dim: int = 512,
-                 dim: int = 512, heads: int = 4, acoustic_dim: int = 0) -> None:
+                 dim: int = 512, heads: int = 4, acoustic_dim: int = 0,
+                 question_encoder: nn.Module | None = None) -> None:
         super().__init__()
         self.audio_dim, self.visual_dim, self.dim, self.acoustic_dim = audio_dim, visual_dim, dim, acoustic_dim
-        self.question = QuestionEncoder(vocab_size, dim, dim, dim)
+        # any module mapping (B, L) token ids to (B, dim); the reference's LSTM by default
+        self.question = question_encoder or QuestionEncoder(vocab_size, dim, dim, dim)
         self.audio_proj = nn.Sequential(nn.Linear(audio_dim + acoustic_dim, dim), nn.ReLU(), nn.Linear(dim, dim))
         self.visual_proj = nn.Linear(visual_dim, dim) if visual_dim != dim else nn.Identity()
         self.fc_gl = nn.Linear(2 * dim, dim)

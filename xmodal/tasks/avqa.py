@@ -1,0 +1,335 @@
+"""Audio-visual question answering (MUSIC-AVQA): one answer per question about a 10-s clip.
+
+Data: the official ``avqa-{train,val,test}.json`` under ``data.root`` (read with
+:mod:`xmodal.data.benchmarks.music_avqa`) and the clips ``<data.videos>/<video_id>.mp4``, decoded into
+per-segment stereo audio, 7 x 7 visual maps (of the sprite encoder trained here, or raw pixel cells:
+``data.visual``) and acoustic features (:mod:`xmodal.tasks.avqa_features`, cached) and
+standardised by the training clips' statistics. Questions are tokenised as the official loader does
+(placeholders filled, the ``?`` dropped); the word vocabulary and the answer vocabulary come from the training
+split (an unseen word is ``<unk>``; a held-out question whose answer never occurs in training is simply wrong).
+
+Model: AVST (:class:`xmodal.tasks.models.avst.AVST`: audio-guided spatial grounding with the match loss,
+question-guided temporal grounding) on a small CNN over the 7 x 7 grid trained end to end, with the question
+encoder that the ``question`` modality's spec names (a transformer over tokens) or the reference's LSTM
+(``model.question_encoder``), and the acoustic branch when ``model.acoustic``. Metric: the official accuracy per
+question type, per scenario and overall (:func:`xmodal.metrics.avqa.avqa_accuracy`, percent). Baselines on the
+held-out split: chance, the majority answer per question type, and small networks (scikit-learn MLPs) of the
+question alone, of the question with the audio and of the question with the frames. Predictions:
+``{"<question_id>": "<answer>"}``, the file ``xmodal eval avqa`` reads.
+
+Recipe sections: ``data: {root, eval_split, videos, visual, cache}`` and ``model: {dim, heads, question_encoder,
+question_layers, question_len, acoustic, match_weight}``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from xmodal.config.schema import parse_section
+from xmodal.data.benchmarks.music_avqa import AVQA_TYPES, AVQARecord, read_avqa
+from xmodal.errors import ConfigError, DataError
+from xmodal.tasks import av_segments, avqa_features
+from xmodal.tasks.base import TaskBundle
+
+PAD, UNK = "<pad>", "<unk>"
+
+
+@dataclass
+class DataConfig:
+    root: str = "data/music-avqa-scenes"
+    eval_split: Literal["val", "test"] = "test"
+    videos: str = "MUSIC-AVQA-videos"  # folder of <video_id>.mp4 under root
+    visual: Literal["pixels", "sprite_encoder"] = "sprite_encoder"  # frame features (see avqa_features)
+    cache: str | None = None  # feature cache folder; default $XMODAL_CACHE/features
+
+
+@dataclass
+class ModelConfig:
+    dim: int = 64
+    heads: int = 4
+    question_encoder: Literal["spec", "transformer", "lstm"] = "spec"  # spec: the question modality's default
+    question_layers: int = 1
+    question_len: int = 16  # tokens, padded as the official loader pads (it uses 14; a scene question has 15)
+    acoustic: bool = True
+    match_weight: float = 0.5
+
+
+def _configs(cfg: dict[str, Any]) -> tuple[DataConfig, ModelConfig]:
+    d = parse_section(DataConfig, cfg.get("data"), "data")
+    m = parse_section(ModelConfig, cfg.get("model"), "model")
+    for key in ("dim", "heads", "question_layers", "question_len"):
+        if getattr(m, key) < 1:
+            raise ConfigError(f"model.{key}: must be >= 1, got {getattr(m, key)}")
+    if m.dim % m.heads:
+        raise ConfigError(f"model.heads: must divide model.dim ({m.dim}), got {m.heads}")
+    if m.match_weight < 0:
+        raise ConfigError(f"model.match_weight: must be >= 0, got {m.match_weight}")
+    return d, m
+
+
+def check(cfg: dict[str, Any]) -> None:
+    _configs(cfg)
+
+
+# ---------------------------------------------------------------- data
+
+class QuestionDataset(Dataset):
+    """Samples ``{"id", "audio", "visual", "acoustic", "question", "answer"}``: one per question entry; the
+    clip features are shared by the questions of a clip."""
+
+    def __init__(self, records: list[AVQARecord], clips: list[dict[str, torch.Tensor]], clip_of: list[int],
+                 questions: torch.Tensor, answers: torch.Tensor) -> None:
+        self.records, self.clips, self.clip_of = records, clips, clip_of
+        self.questions, self.answers = questions, answers  # (N, question_len) ids, (N,) answer index or -1
+        self.ids = [str(r.question_id) for r in records]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {"id": self.ids[index], **self.clips[self.clip_of[index]], "question": self.questions[index],
+                "answer": self.answers[index]}
+
+
+def _encode(records: list[AVQARecord], vocab: dict[str, int], length: int, path: Path) -> torch.Tensor:
+    out = torch.zeros(len(records), length, dtype=torch.long)
+    for i, r in enumerate(records):
+        ids = [vocab.get(w, vocab[UNK]) for w in r.question_tokens()]
+        if len(ids) > length:
+            raise DataError(f"question_id {r.question_id}: {len(ids)} tokens exceed model.question_len={length}",
+                            path)
+        out[i, : len(ids)] = torch.tensor(ids)
+    return out
+
+
+def _load_split(d: DataConfig, split: str) -> tuple[list[AVQARecord], list[str], list[dict[str, torch.Tensor]]]:
+    path = Path(d.root) / f"avqa-{split}.json"
+    records = read_avqa(path)
+    if not records:
+        raise DataError("the split holds no questions", path)
+    videos = sorted({r.video_id for r in records})
+    clips = avqa_features.clip_features([Path(d.root) / d.videos / f"{v}.mp4" for v in videos], d.cache,
+                                        d.visual)
+    return records, videos, clips
+
+
+def build_data(cfg: dict[str, Any]) -> tuple[QuestionDataset, QuestionDataset, dict[str, Any]]:
+    """The training and held-out datasets, and the vocabularies ``{"words": [...], "answers": [...]}``."""
+    d, m = _configs(cfg)
+    splits = {s: _load_split(d, s) for s in ("train", d.eval_split)}
+    train_records = splits["train"][0]
+    words = [PAD, UNK, *sorted({w for r in train_records for w in r.question_tokens()})]
+    answers = sorted({r.anser for r in train_records})
+    vocab, answer_index = {w: i for i, w in enumerate(words)}, {a: i for i, a in enumerate(answers)}
+    scaler = av_segments.Scaler.fit(splits["train"][2])
+
+    def dataset(split: str) -> QuestionDataset:
+        records, videos, clips = splits[split]
+        where = {v: i for i, v in enumerate(videos)}
+        return QuestionDataset(records, [scaler(c) for c in clips], [where[r.video_id] for r in records],
+                               _encode(records, vocab, m.question_len, Path(d.root) / f"avqa-{split}.json"),
+                               torch.tensor([answer_index.get(r.anser, -1) for r in records]))
+
+    return dataset("train"), dataset(d.eval_split), {"words": words, "answers": answers}
+
+
+# ---------------------------------------------------------------- model
+
+class QuestionTransformer(nn.Module):
+    """``(B, L)`` padded ids -> ``(B, dim)``: :class:`xmodal.nn.encoders.transformer.TransformerEncoder` over the
+    tokens, mean-pooled over the non-padding ones."""
+
+    def __init__(self, vocab_size: int, dim: int, depth: int, heads: int, max_len: int) -> None:
+        super().__init__()
+        from xmodal.nn.encoders.transformer import TransformerEncoder
+
+        self.encoder = TransformerEncoder(dim=dim, depth=depth, heads=heads, mlp_ratio=2.0, vocab_size=vocab_size,
+                                          max_len=max_len)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.encoder(tokens, tokens != 0)
+
+
+def question_encoder(kind: str, vocab_size: int, m: ModelConfig) -> nn.Module:
+    """The question encoder: ``spec`` follows the ``question`` modality's default encoder."""
+    from xmodal.modalities import get_modality
+    from xmodal.tasks.models.avst import QuestionEncoder
+
+    if kind == "spec":
+        kind = get_modality("question").default_encoder
+    if kind == "transformer":
+        return QuestionTransformer(vocab_size, m.dim, m.question_layers, m.heads, m.question_len)
+    if kind == "lstm":
+        return QuestionEncoder(vocab_size, m.dim, m.dim, m.dim)
+    raise ConfigError(f"model.question_encoder: no question encoder for family {kind!r}; use transformer or lstm")
+
+
+class AVQAModel(nn.Module):
+    """``batch -> AVST outputs`` with a two-layer CNN over each segment's ``(7, 7, C)`` grid first."""
+
+    def __init__(self, vocab_size: int, answers: int, audio_dim: int, visual_dim: int, m: ModelConfig) -> None:
+        super().__init__()
+        from xmodal.tasks.models.avst import AVST
+
+        self.acoustic, self.dim = m.acoustic, m.dim
+        self.stem = nn.Sequential(nn.Conv2d(visual_dim, m.dim, 3, padding=1), nn.ReLU(),
+                                  nn.Conv2d(m.dim, m.dim, 3, padding=1), nn.ReLU())
+        self.net = AVST(vocab_size, answers, audio_dim, m.dim, m.dim, m.heads,
+                        avqa_features.ACOUSTIC_DIM if m.acoustic else 0,
+                        question_encoder(m.question_encoder, vocab_size, m))
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        v = batch["visual"]  # (B, T, 7, 7, C)
+        b, t, h, w, c = v.shape
+        v = self.stem(v.reshape(b * t, h, w, c).permute(0, 3, 1, 2)).reshape(b, t, self.dim, h, w)
+        # a lone sample has no other clip to mismatch: its match logits are then unused (evaluation only)
+        negative = v if b == 1 else None
+        return self.net(batch["audio"], v, batch["question"], negative,
+                        batch.get("acoustic") if self.acoustic else None)
+
+
+def avqa_objective(outputs: dict[str, torch.Tensor], batch: dict[str, Any], match_weight: float = 0.5
+                   ) -> torch.Tensor:
+    from xmodal.tasks.models.avst import avst_loss
+
+    return avst_loss(outputs, batch["answer"], match_weight)
+
+
+# ---------------------------------------------------------------- evaluation, baselines, predictions
+
+def predicted_answers(model: nn.Module, dataset: QuestionDataset, answers: list[str]) -> dict[str, str]:
+    out = av_segments.predict_all(model, dataset)
+    return {qid: answers[int(k)] for qid, k in zip(out["id"], out["answer_logits"].argmax(-1))}
+
+
+def evaluate(model: nn.Module, dataset: QuestionDataset, *, answers: list[str]) -> dict[str, float]:
+    from xmodal.metrics.avqa import avqa_accuracy
+
+    return avqa_accuracy(dataset.records, predicted_answers(model, dataset, answers))
+
+
+def expected_accuracy(records: list[AVQARecord], p_correct: list[float]) -> dict[str, float]:
+    """The keys of :func:`xmodal.metrics.avqa.avqa_accuracy`, pooled the same way, from each question's
+    probability of being answered correctly (for the chance baseline)."""
+    out: dict[str, float] = {}
+    for scenario in ("Audio", "Visual", "Audio-Visual"):
+        kinds = [t for t in AVQA_TYPES if t[0] == scenario]
+        pooled: list[float] = []
+        for t in kinds:
+            ps = [p for r, p in zip(records, p_correct) if tuple(r.type) == t]
+            if ps:
+                out[f"{scenario}/{t[1]}"] = 100 * float(np.mean(ps))
+            pooled += ps
+        if pooled:
+            out[f"{scenario}/Avg"] = 100 * float(np.mean(pooled))
+    out["Overall"] = 100 * float(np.mean(p_correct))
+    return out
+
+
+def _question_onehot(dataset: QuestionDataset, vocab_size: int) -> np.ndarray:
+    """Each token position one-hot: ``(N, question_len * vocab)``; word order is kept."""
+    q = dataset.questions.numpy()
+    out = np.zeros((len(q), q.shape[1], vocab_size), np.float32)
+    np.put_along_axis(out, q[..., None], 1.0, axis=-1)
+    out[..., 0] = 0.0  # padding carries nothing
+    return out.reshape(len(q), -1)
+
+
+def _segment_rows(dataset: QuestionDataset, stream: str) -> np.ndarray:
+    """``(clips, T, cells, channels)``: the audio with its acoustic descriptors as one cell per segment, or the
+    visual grid's 49 cells."""
+    clips = dataset.clips
+    if stream == "audio":
+        keys = [k for k in ("audio", "acoustic") if k in clips[0]]
+        return np.stack([np.concatenate([c[k].numpy() for k in keys], -1)[:, None] for c in clips])
+    grids = np.stack([c["visual"].numpy() for c in clips])  # (clips, T, 7, 7, C)
+    return grids.reshape(grids.shape[0], grids.shape[1], -1, grids.shape[-1])
+
+
+def _clip_streams(rows: np.ndarray, pca: Any) -> np.ndarray:
+    """Per-clip features of one stream, every cell reduced by ``pca`` (fitted on the training cells): each
+    cell's mean over time, and each segment's mean and max over cells (for audio: the segments in order)."""
+    n, t, k, ch = rows.shape
+    small = pca.transform(rows.reshape(-1, ch)).reshape(n, t, k, -1)
+    parts = [small.reshape(n, -1)] if k == 1 else [small.mean(1).reshape(n, -1), small.mean(2).reshape(n, -1),
+                                                   small.max(2).reshape(n, -1)]
+    return np.concatenate(parts, axis=1)
+
+
+def _mlp_answers(x_train: np.ndarray, y_train: np.ndarray, x_eval: np.ndarray) -> np.ndarray:
+    """A one-hidden-layer MLP (scikit-learn, standardised inputs, fixed seed) fitted on the training questions."""
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(torch.get_num_threads()):
+        clf = make_pipeline(StandardScaler(), MLPClassifier((64,), alpha=1e-2, max_iter=200, random_state=0))
+        return clf.fit(x_train, y_train).predict(x_eval)
+
+
+def baselines(dataset: QuestionDataset, *, train_set: QuestionDataset, words: list[str], answers: list[str]
+              ) -> dict[str, dict[str, float]]:
+    """Chance (a uniform guess among the training answers of the question's type: its expected accuracy),
+    majority (the commonest training answer of the question's type), and MLPs of the question alone, of the
+    question with the clip's audio (``audio_only``: 16 principal components of each segment's audio and
+    acoustic features, in order) and of the question with the clip's frames (``visual_only``: 8 principal
+    components of each grid cell, averaged over time per cell and pooled over cells per segment)."""
+    from sklearn.decomposition import PCA
+
+    from xmodal.metrics.avqa import avqa_accuracy
+
+    by_type: dict[tuple[str, ...], Counter] = {}
+    for r in train_set.records:
+        by_type.setdefault(tuple(r.type), Counter())[r.anser] += 1
+    overall = Counter(r.anser for r in train_set.records)
+    chance = [1 / len(by_type[tuple(r.type)]) if r.anser in by_type.get(tuple(r.type), ()) else 0.0
+              for r in dataset.records]
+    majority = {qid: by_type.get(tuple(r.type), overall).most_common(1)[0][0]
+                for qid, r in zip(dataset.ids, dataset.records)}
+    table = {"chance": expected_accuracy(dataset.records, chance),
+             "majority": avqa_accuracy(dataset.records, majority)}
+    y_train = train_set.answers.numpy()
+    q_train, q_eval = _question_onehot(train_set, len(words)), _question_onehot(dataset, len(words))
+    inputs = {"question_only": (q_train, q_eval)}
+    for name, stream, components in (("audio_only", "audio", 16), ("visual_only", "visual", 8)):
+        rows_train, rows_eval = _segment_rows(train_set, stream), _segment_rows(dataset, stream)
+        pca = PCA(components, random_state=0).fit(rows_train.reshape(-1, rows_train.shape[-1]))
+        a_train, a_eval = _clip_streams(rows_train, pca), _clip_streams(rows_eval, pca)
+        inputs[name] = (np.concatenate([q_train, a_train[train_set.clip_of]], 1),
+                        np.concatenate([q_eval, a_eval[dataset.clip_of]], 1))
+    for name, (x_train, x_eval) in inputs.items():
+        pred = _mlp_answers(x_train, y_train, x_eval)
+        table[name] = avqa_accuracy(dataset.records, {q: answers[int(k)] for q, k in zip(dataset.ids, pred)})
+    return table
+
+
+def write_predictions(model: nn.Module, dataset: QuestionDataset, path: Path, *, answers: list[str]) -> Path:
+    """``{"<question_id>": "<answer>"}`` as ``xmodal eval avqa --predictions`` reads it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(predicted_answers(model, dataset, answers), indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def build(cfg: dict[str, Any]) -> TaskBundle:
+    d, m = _configs(cfg)
+    train_set, eval_set, vocab = build_data(cfg)
+    first = train_set.clips[0]
+    model = AVQAModel(len(vocab["words"]), len(vocab["answers"]), first["audio"].shape[-1],
+                      first["visual"].shape[-1], m)
+    return TaskBundle(model=model, loss=partial(avqa_objective, match_weight=m.match_weight), train_set=train_set,
+                      collate=av_segments.collate, val_set=eval_set,
+                      evaluate=partial(evaluate, answers=vocab["answers"]), primary="Overall",
+                      baselines=partial(baselines, train_set=train_set, **vocab),
+                      predict=partial(write_predictions, answers=vocab["answers"]), artifacts=vocab,
+                      split=d.eval_split)
