@@ -164,9 +164,13 @@ def scene_record(scene: scenes.Scene, info: dict[str, Any]) -> dict[str, Any]:
 
 
 def register_scene_builder(name: str, description: str, fn: Callable[..., Path]) -> None:
-    """Register ``fn(root, n=..., seed=..., workers=...)`` as dataset builder ``name``."""
+    """Register ``fn(root, n=..., seed=..., workers=..., **extra)`` as dataset builder ``name``; the options it
+    accepts are the keyword parameters of ``fn``."""
+    import inspect
+
+    known = {p for p in inspect.signature(fn).parameters if p != "root"}
+
     def build(root: str | Path, **options: Any) -> Path:
-        known = {"n", "seed", "workers"}
         if set(options) - known:
             raise ConfigError(f"{name}: unknown options {sorted(set(options) - known)}; known: {sorted(known)}")
         return fn(root, **options)
