@@ -67,6 +67,8 @@ def gallery_options(config: scenes.SceneConfig, n: int, test_n: int | None = Non
     if size is not None:
         changes.update(height=int(size), width=int(size))
     if duration is not None:
+        if duration < 4:  # growth lasts at least 2 s and starts in the first half
+            raise ConfigError(f"duration must be at least 4 s, got {duration}")
         changes.update(duration=float(duration), min_interval=min(config.min_interval, float(duration) / 2))
     if fps is not None:
         changes.update(fps=float(fps))
