@@ -67,6 +67,7 @@ class DataConfig:
     n_fft: int = 1024
     hop_length: int = 320  # 20 ms at 16 kHz
     max_seconds: float = 10.0  # sounds are cut or zero-padded to this length
+    shift: int = 0  # training augmentation: images and frames moved by up to this many pixels
     cache: str | None = None  # transform cache directory; null: $XMODAL_CACHE/features
 
 
@@ -330,7 +331,7 @@ def _dataset(d: DataConfig, root: Path, file: str, media: str, train: bool, cach
     settings = MediaSettings(d.image_size, d.frames, d.frame_size, d.sample_rate, d.n_mels, d.n_fft, d.hop_length,
                              d.max_seconds)
     ds = RetrievalSet(listing, decode_items(files.modality, listing.paths, settings, cache),
-                      caption_embeddings(listing.captions, cache), train)
+                      caption_embeddings(listing.captions, cache), train, d.shift)
     if not train:
         ds.layout = read_layout(root / file, d.protocol)
         if ds.layout.caption_item != listing.caption_item or ds.layout.n_items != len(listing.keys):

@@ -199,6 +199,16 @@ def caption_embeddings(texts: list[str], cache: Any) -> torch.Tensor:
     return cache.get_or_compute(key, lambda: {"text": xfields.sentence_embeddings(texts).half()})["text"]
 
 
+def _translate(x: torch.Tensor, shift: int) -> torch.Tensor:
+    """``(..., H, W)`` moved by a random offset of up to ``shift`` pixels on each axis, edges replicated (never
+    mirrored: a flip would swap left and right, which captions state)."""
+    h, w = x.shape[-2:]
+    dy, dx = (int(v) for v in torch.randint(0, 2 * shift + 1, (2,)))
+    flat = x.reshape(-1, 1, h, w)
+    padded = F.pad(flat, (shift, shift, shift, shift), mode="replicate")
+    return padded[..., dy:dy + h, dx:dx + w].reshape(x.shape)
+
+
 # ------------------------------------------------------------------------------------------------- dataset
 class RetrievalSet(Dataset):
     """Items with their media, and captions with the item each describes.
@@ -207,10 +217,12 @@ class RetrievalSet(Dataset):
     captions, drawn afresh each time in training (so an epoch sees every item once and a batch never holds two
     captions of one item, which would be false negatives) and the first one otherwise."""
 
-    def __init__(self, listing: Listing, media: dict[str, torch.Tensor], text: torch.Tensor, train: bool) -> None:
+    def __init__(self, listing: Listing, media: dict[str, torch.Tensor], text: torch.Tensor, train: bool,
+                 shift: int = 0) -> None:
         if not listing.keys:
             raise DataError("no items", source="retrieval data")
         self.listing, self.media, self.text, self.train = listing, media, text, train
+        self.shift = shift if train else 0  # training images and frames move by up to this many pixels
         self.layout: Any = None  # the evaluation's RetrievalLayout (read from the annotation file)
         self.captions_of: list[list[int]] = [[] for _ in listing.keys]
         for c, i in enumerate(listing.caption_item):
@@ -223,6 +235,8 @@ class RetrievalSet(Dataset):
         out: dict[str, Any] = {"id": self.listing.keys[i]}
         for k, v in self.media.items():
             out[k] = v[i].float() / 255.0 if v.dtype == torch.uint8 else v[i].float()
+            if self.shift and k in ("image", "frames"):
+                out[k] = _translate(out[k], self.shift)
         return out
 
     def __getitem__(self, i: int) -> dict[str, Any]:
