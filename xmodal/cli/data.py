@@ -34,18 +34,32 @@ def build_cmd(name: Annotated[str, typer.Argument(help="a builder shown by `xmod
               seed: Annotated[int, typer.Option("--seed", help="the build is a pure function of the seed")] = 0,
               workers: Annotated[int, typer.Option("--workers", help="processes rendering clips at once")] = 1,
               layout: Annotated[str | None, typer.Option("--layout", help="the official layout where a builder "
-                                                         "writes several, e.g. hc-stvg-scenes: v1 or v2")] = None
+                                                         "writes several, e.g. hc-stvg-scenes: v1 or v2")] = None,
+              test_n: Annotated[int | None, typer.Option("--test-n", help="clips in the test split (retrieval "
+                                                         "galleries), apart from --n")] = None,
+              option: Annotated[list[str] | None, typer.Option("--option", "-o", help="a builder option KEY=VALUE "
+                                                               "(YAML value), e.g. size=64; repeatable")] = None
               ) -> None:
     """Build a registered dataset into --out (scene builders: MP4s, official annotation files, a card)."""
     import sys
     import time
 
-    from xmodal.data.registry import get_builder
+    import yaml
 
+    from xmodal.data.registry import get_builder
+    from xmodal.errors import ConfigError
+
+    extra: dict[str, object] = {} if test_n is None else {"test_n": test_n}
+    if layout is not None:
+        extra["layout"] = layout
+    for item in option or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--option {item!r}: expected KEY=VALUE")
+        extra[key.strip().replace("-", "_")] = yaml.safe_load(value)
     builder = get_builder(name)
     start = time.perf_counter()
-    options = {} if layout is None else {"layout": layout}
-    path = builder.build(out, n=n, seed=seed, workers=workers, **options)
+    path = builder.build(out, n=n, seed=seed, workers=workers, **extra)
     print(f"{name}: {n} clips in {time.perf_counter() - start:.1f} s -> {path}", file=sys.stderr)
 
 

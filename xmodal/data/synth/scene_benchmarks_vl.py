@@ -5,7 +5,12 @@ Charades-STA, SNLI-VE, HC-STVG, COCO Karpathy, MSR-VTT, AudioCaps and Clotho
 As in :mod:`xmodal.data.synth.scene_benchmarks_av`, files are written by the writers of
 :mod:`xmodal.data.benchmarks`. Retrieval builders pair every even clip with a hard negative twin (the next clip):
 the same scene with one object's colour changed, its layout mirrored, or two sources' temporal order swapped, so
-captions of the pair differ in one attribute, relation or order.
+captions of the pair differ in one attribute, relation or order. The audio builders do the same with
+``order_twins``: the twin swaps two sources' sounding intervals, the one change a listener can hear.
+
+Retrieval galleries of benchmark size stay cheap: ``test_n`` sets the test split's size apart from ``n`` (which
+then sizes train and val), and ``size`` (frame height and width, pixels), ``duration`` (seconds) and ``fps``
+shrink each clip. Left unset, a build is the same, byte for byte, as without these options.
 """
 
 from __future__ import annotations
@@ -61,6 +66,29 @@ RETRIEVAL_CONFIG = scenes.SceneConfig(min_objects=2, max_objects=4, p_recolour=0
 CLOTHO_CONFIG = replace(RETRIEVAL_CONFIG, duration=15.0)
 
 
+def gallery_options(config: scenes.SceneConfig, n: int, test_n: int | None = None, size: int | None = None,
+                    duration: float | None = None, fps: float | None = None
+                    ) -> tuple[scenes.SceneConfig, dict[str, int]]:
+    """The scene config with the given clip size, length and rate (unset: as ``config``), and the clips per
+    split: :func:`split_counts` of ``n``, with ``test_n`` clips in test when it is given."""
+    changes: dict[str, Any] = {}
+    if size is not None:
+        changes.update(height=int(size), width=int(size))
+    if duration is not None:
+        if duration < 4:  # growth lasts at least 2 s and starts in the first half
+            raise ConfigError(f"duration must be at least 4 s, got {duration}")
+        changes.update(duration=float(duration), min_interval=min(config.min_interval, float(duration) / 2))
+    if fps is not None:
+        changes.update(fps=float(fps))
+    cfg = replace(config, **changes).validate() if changes else config
+    counts = split_counts(n)
+    if test_n is not None:
+        if test_n < 1:
+            raise ConfigError(f"test_n must be at least 1, got {test_n}")
+        counts["test"] = int(test_n)
+    return cfg, counts
+
+
 def _rng(scene: scenes.Scene, salt: int) -> np.random.Generator:
     return np.random.default_rng([scene.seed, scenes.SPLITS.index(scene.split), scene.index, salt])
 
@@ -96,6 +124,24 @@ def hard_negative_twin(scene: scenes.Scene) -> scenes.Scene:
     tint = str(rng.choice([t for t in base.config.tints if t != target.tint]))
     objects = [replace(o, tint=tint) if o.id == target.id else o for o in base.objects]
     return replace(base, index=scene.index, objects=objects)
+
+
+def order_twin(scene: scenes.Scene) -> scenes.Scene:
+    """For an odd index, the scene of the previous index with the first source to sound and the last one of
+    another class that starts later swapping their sounding intervals, so that the order of first sounds flips
+    (an audible hard negative); the scene as drawn when there is no such pair. Even indices are returned as they
+    are."""
+    if scene.index % 2 == 0:
+        return scene
+    base = scenes.generate_scene(scene.seed, scene.index - 1, scene.split, scene.config)
+    heard = sorted((o for o in base.objects if o.sounding), key=lambda o: (o.sounding[0][0], o.id))
+    later = [o for o in heard[1:] if o.cls != heard[0].cls and o.sounding[0][0] > heard[0].sounding[0][0]]
+    if not later:
+        return scene
+    a, b = heard[0], later[-1]
+    swap = {a.id: b.sounding, b.id: a.sounding}
+    return replace(base, index=scene.index, objects=[replace(o, sounding=swap.get(o.id, o.sounding))
+                                                     for o in base.objects])
 
 
 # ---------------------------------------------------------------- RefCOCO
@@ -349,12 +395,18 @@ _TWINS = ("Every odd clip is the hard negative of the clip before it: the same s
           "colour changed, the layout mirrored left to right, or two sources' sounding intervals swapped.")
 
 
-def build_coco_karpathy(root: str | Path, n: int = 1000, seed: int = 0, workers: int = 1) -> Path:
+_ORDER_TWINS = (" Every odd clip is the hard negative of the clip before it: the same scene with the first and the "
+                "last source to sound swapping their sounding intervals, so the captions' order of sounds flips.")
+
+
+def build_coco_karpathy(root: str | Path, n: int = 1000, seed: int = 0, workers: int = 1, test_n: int | None = None,
+                        size: int | None = None) -> Path:
     """``images/<id>.jpg`` and ``dataset_coco.json`` (Karpathy splits train/val/test, five sentences each)."""
     out = Path(root)
-    counts, jobs = make_jobs(out, n, seed, RETRIEVAL_CONFIG, _retrieval_view,
+    cfg, counts = gallery_options(RETRIEVAL_CONFIG, n, test_n, size)
+    counts, jobs = make_jobs(out, n, seed, cfg, _retrieval_view,
                              lambda sid: {"frame": (REFERENCE_TIME, f"images/{sid}.jpg")},
-                             transform=hard_negative_twin)
+                             counts, transform=hard_negative_twin)
     results = run_jobs(jobs, workers)
     images, sentid = [], 0
     for imgid, r in enumerate(results):
@@ -365,18 +417,19 @@ def build_coco_karpathy(root: str | Path, n: int = 1000, seed: int = 0, workers:
         images.append(karpathy.KarpathyImage(imgid, f"{r['id']}.jpg", r["split"], sents, "images", imgid))
     karpathy.write_karpathy(out / "dataset_coco.json", karpathy.KarpathyDataset("coco", images))
     write_scenes(out, results)
-    write_card(out, "COCO (Karpathy splits)", counts, RETRIEVAL_CONFIG,
+    write_card(out, "COCO (Karpathy splits)", counts, cfg,
                ["dataset_coco.json", "images/<id>.jpg", "scenes.jsonl"], _TWINS)
     return out
 
 
-def build_msrvtt(root: str | Path, n: int = 1000, seed: int = 0, workers: int = 1) -> Path:
+def build_msrvtt(root: str | Path, n: int = 1000, seed: int = 0, workers: int = 1, test_n: int | None = None,
+                 size: int | None = None, duration: float | None = None, fps: float | None = None) -> Path:
     """``videos/all/video<k>.mp4``, ``MSRVTT_data.json`` (ten sentences per video), ``MSRVTT_train.9k.csv``
     and the 1k-A-style ``MSRVTT_JSFUSION_test.csv`` (one sentence per test video)."""
     out = Path(root)
-    counts = split_counts(n)
+    cfg, counts = gallery_options(RETRIEVAL_CONFIG, n, test_n, size, duration, fps)
     offsets = {"train": 0, "val": counts["train"], "test": counts["train"] + counts["val"]}
-    counts, jobs = make_jobs(out, n, seed, RETRIEVAL_CONFIG, _retrieval_view, lambda sid: {
+    counts, jobs = make_jobs(out, n, seed, cfg, _retrieval_view, lambda sid: {
         "video": f"videos/all/video{offsets[sid.split('_')[1]] + int(sid.rsplit('_', 1)[1])}.mp4"}, counts,
         transform=hard_negative_twin)
     results = run_jobs(jobs, workers)
@@ -386,7 +439,7 @@ def build_msrvtt(root: str | Path, n: int = 1000, seed: int = 0, workers: int = 
     split_name = {"train": "train", "val": "validate", "test": "test"}
     for k, r in enumerate(results):
         vid = f"video{k}"
-        videos.append(msrvtt.MsrvttVideo(vid, k, split_name[r["split"]], 0, r["id"], 0.0, 10.0))
+        videos.append(msrvtt.MsrvttVideo(vid, k, split_name[r["split"]], 0, r["id"], 0.0, cfg.duration))
         for text in r["video_captions"]:
             sentences.append(msrvtt.MsrvttSentence(len(sentences), vid, text))
         if r["split"] == "test":
@@ -395,17 +448,19 @@ def build_msrvtt(root: str | Path, n: int = 1000, seed: int = 0, workers: int = 
     msrvtt.write_msrvtt_train_list(out / "MSRVTT_train.9k.csv", [v.video_id for v in videos if v.split == "train"])
     msrvtt.write_msrvtt_1ka(out / "MSRVTT_JSFUSION_test.csv", pairs)
     write_scenes(out, results)
-    write_card(out, "MSR-VTT", counts, RETRIEVAL_CONFIG,
+    write_card(out, "MSR-VTT", counts, cfg,
                ["MSRVTT_data.json", "MSRVTT_train.9k.csv", "MSRVTT_JSFUSION_test.csv", "videos/all/video<k>.mp4",
                 "scenes.jsonl"], _TWINS + " The url field holds the scene id.")
     return out
 
 
-def build_audiocaps(root: str | Path, n: int = 1000, seed: int = 0, workers: int = 1) -> Path:
+def build_audiocaps(root: str | Path, n: int = 1000, seed: int = 0, workers: int = 1, test_n: int | None = None,
+                    duration: float | None = None, order_twins: bool = False) -> Path:
     """``audio/<youtube_id>.wav`` and ``train.csv`` (one caption per clip), ``val.csv`` / ``test.csv`` (five)."""
     out = Path(root)
-    counts, jobs = make_jobs(out, n, seed, RETRIEVAL_CONFIG, _retrieval_view,
-                             lambda sid: {"audio": f"audio/{sid}.wav"})
+    cfg, counts = gallery_options(RETRIEVAL_CONFIG, n, test_n, duration=duration)
+    counts, jobs = make_jobs(out, n, seed, cfg, _retrieval_view, lambda sid: {"audio": f"audio/{sid}.wav"},
+                             counts, transform=order_twin if order_twins else None)
     results = run_jobs(jobs, workers)
     cap_id = 0
     for split in counts:
@@ -416,29 +471,32 @@ def build_audiocaps(root: str | Path, n: int = 1000, seed: int = 0, workers: int
                 cap_id += 1
         audiocaps.write_audiocaps(out / f"{split}.csv", rows)
     write_scenes(out, results)
-    write_card(out, "AudioCaps", counts, RETRIEVAL_CONFIG, ["train.csv", "val.csv", "test.csv",
-                                                            "audio/<youtube_id>.wav", "scenes.jsonl"],
+    write_card(out, "AudioCaps", counts, cfg, ["train.csv", "val.csv", "test.csv", "audio/<youtube_id>.wav",
+                                               "scenes.jsonl"],
                "Captions name the sound sources in the order they first sound. youtube_id is the scene id and "
-               "start_time 0.")
+               "start_time 0." + (_ORDER_TWINS if order_twins else ""))
     return out
 
 
-def build_clotho(root: str | Path, n: int = 1000, seed: int = 0, workers: int = 1) -> Path:
+def build_clotho(root: str | Path, n: int = 1000, seed: int = 0, workers: int = 1, test_n: int | None = None,
+                 duration: float | None = None, order_twins: bool = False) -> Path:
     """``{development,validation,evaluation}/<file>.wav`` (15-s clips) and
     ``clotho_captions_{development,validation,evaluation}.csv`` with five captions each."""
     out = Path(root)
     folder = {"train": "development", "val": "validation", "test": "evaluation"}
-    counts, jobs = make_jobs(out, n, seed, CLOTHO_CONFIG, _retrieval_view,
-                             lambda sid: {"audio": f"{folder[sid.split('_')[1]]}/{sid}.wav"})
+    cfg, counts = gallery_options(CLOTHO_CONFIG, n, test_n, duration=duration)
+    counts, jobs = make_jobs(out, n, seed, cfg, _retrieval_view,
+                             lambda sid: {"audio": f"{folder[sid.split('_')[1]]}/{sid}.wav"}, counts,
+                             transform=order_twin if order_twins else None)
     results = run_jobs(jobs, workers)
     for split, name in folder.items():
         clips = [clotho.ClothoClip(f"{r['id']}.wav", r["audio_captions"][:5]) for r in results
                  if r["split"] == split]
         clotho.write_clotho(out / f"clotho_captions_{name}.csv", clips)
     write_scenes(out, results)
-    write_card(out, "Clotho", counts, CLOTHO_CONFIG,
+    write_card(out, "Clotho", counts, cfg,
                [f"clotho_captions_{f}.csv" for f in folder.values()] + ["<split folder>/<file>.wav", "scenes.jsonl"],
-               "Captions name the sound sources in the order they first sound.")
+               "Captions name the sound sources in the order they first sound." + (_ORDER_TWINS if order_twins else ""))
     return out
 
 

@@ -165,11 +165,11 @@ def scene_record(scene: scenes.Scene, info: dict[str, Any]) -> dict[str, Any]:
 
 
 def register_scene_builder(name: str, description: str, fn: Callable[..., Path]) -> None:
-    """Register ``fn(root, n=..., seed=..., workers=...)`` as dataset builder ``name``; keyword parameters of
-    ``fn`` beyond these (e.g. ``layout``) are options of the builder too."""
+    """Register ``fn(root, n=..., seed=..., workers=..., **extra)`` as dataset builder ``name``; the options it
+    accepts are the keyword parameters of ``fn``."""
     import inspect
 
-    known = {"n", "seed", "workers"} | set(list(inspect.signature(fn).parameters)[1:])
+    known = {p for p in inspect.signature(fn).parameters if p != "root"}
 
     def build(root: str | Path, **options: Any) -> Path:
         if set(options) - known:

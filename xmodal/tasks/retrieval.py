@@ -1,0 +1,366 @@
+"""Cross-modal retrieval on the benchmarks' official files: image-text (COCO / Flickr30k Karpathy JSON), video-text
+(MSR-VTT, 1k-A test) and audio-text (AudioCaps, Clotho), scored exactly as ``xmodal eval retrieval`` scores them.
+
+Data: :mod:`xmodal.tasks.retrieval_data` (items and captions in the protocol's order; media decoded once into the
+transform cache). ``data.build`` (builder options) makes the protocol's scene builder write the files into
+``data.root`` (null: a folder of the data root named by the options) when they are missing.
+
+Model, two towers as CLIP and VATT (images and sounds have continuous, redundant signals: convolutions; captions
+are discrete: the pretrained MiniLM sentence tower, frozen, with a trainable projection):
+
+- image: the 2-D CNN of ``build_encoder("image")``; audio: the 1-D CNN over time of
+  ``build_encoder("spectrogram", family="cnn1d")`` on log-mels. The last feature map is pooled on a coarse grid
+  (``model.grid`` columns of the image, or time bins of the sound) and flattened, so where things are and what
+  sounds first survive pooling: the galleries' hard negatives differ in exactly that.
+- video: the mixture of embedding experts (:class:`xmodal.nn.vl.MEE`) over three experts, as the survey describes
+  for MSR-VTT: appearance (the image CNN on each sampled frame, averaged over time), motion (the 3-D CNN of
+  ``build_encoder("video")`` on the frames) and audio (the 1-D CNN on the soundtrack's log-mels).
+
+Loss: CLIP's symmetric InfoNCE with a learnable temperature (gathered over ranks for two towers; over the local
+batch for MEE, whose similarity depends on the caption's expert weights).
+
+Evaluation: the (captions, items) similarity matrix of the held-out split scored by
+:func:`xmodal.metrics.retrieval_protocols.evaluate_protocol` (any-of-five for item-to-text, pessimistic ties):
+R@1/5/10, MedR and MeanR in both directions, and ``mean_R@1`` (the two directions' mean, the primary metric).
+Baselines: ``random`` (Gaussian embeddings) and ``bag_of_words`` (a TF-IDF text tower, fitted by ridge least
+squares onto the trained model's item embeddings of the training pairs: what word identity alone gives away,
+with the word order, relations and temporal order it cannot see). Predictions: ``sim.npy``, the matrix in the
+protocol's order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from xmodal.config.schema import parse_section
+from xmodal.errors import ConfigError
+from xmodal.tasks import pipeline
+from xmodal.tasks.base import TaskBundle
+from xmodal.tasks.retrieval_data import PROTOCOL_FILES, MediaSettings, RetrievalSet, collate
+
+PRIMARY = "mean_R@1"
+
+
+@dataclass
+class DataConfig:
+    protocol: str = "coco-5k"  # coco-5k, coco-1k, flickr, msrvtt-1ka, audiocaps or clotho
+    root: str | None = None  # the folder of the official files; null: the data root's build of data.build
+    build: dict[str, Any] | None = None  # options of the protocol's scene builder; used when files are missing
+    train_file: str | None = None  # null: the protocol's (e.g. dataset_coco.json, MSRVTT_data.json, train.csv)
+    eval_file: str | None = None  # null: the protocol's test file (e.g. MSRVTT_JSFUSION_test.csv, test.csv)
+    media: str | None = None  # folder of the training media under root; null: the protocol's
+    eval_media: str | None = None
+    audio_name: str = "{youtube_id}.wav"  # AudioCaps: a clip's file name
+    image_size: int = 64
+    frames: int = 8  # video frames sampled uniformly
+    frame_size: int = 48
+    sample_rate: int = 16000
+    n_mels: int = 64
+    n_fft: int = 1024
+    hop_length: int = 320  # 20 ms at 16 kHz
+    max_seconds: float = 10.0  # sounds are cut or zero-padded to this length
+    shift: int = 0  # training augmentation: images and frames moved by up to this many pixels
+    cache: str | None = None  # transform cache directory; null: $XMODAL_CACHE/features
+
+
+@dataclass
+class ModelConfig:
+    embed_dim: int = 128
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64])  # the image (and frame) CNN
+    stem_stride: int = 2
+    grid: int = 2  # columns of the image / time bins of the sound kept apart by the pooling
+    audio_channels: list[int] = field(default_factory=lambda: [64, 128])
+    motion_channels: list[int] = field(default_factory=lambda: [16, 32])
+    text_hidden: int = 256
+    dropout: float = 0.1
+    init_temperature: float = 0.07
+
+
+def check(cfg: dict[str, Any]) -> None:
+    """Check ``data:`` and ``model:`` at parse time."""
+    d = parse_section(DataConfig, cfg.get("data"), "data")
+    m = parse_section(ModelConfig, cfg.get("model"), "model")
+    if d.protocol not in PROTOCOL_FILES:
+        raise ConfigError(f"data.protocol: unknown {d.protocol!r}; choose one of {', '.join(PROTOCOL_FILES)}")
+    if min(m.embed_dim, m.grid, m.text_hidden, m.stem_stride) < 1 or not m.channels or not m.audio_channels:
+        raise ConfigError("model: embed_dim, grid, text_hidden and stem_stride must be >= 1, channels non-empty")
+
+
+# --------------------------------------------------------------------------------------------------- model
+class GridImageTower(nn.Module):
+    """``(b, 3, H, W)`` -> ``(b, out_dim)``: the image CNN's last map averaged over rows and over ``grid`` column
+    bands, flattened (left and right stay apart)."""
+
+    def __init__(self, channels: list[int], stem_stride: int, grid: int, out_dim: int) -> None:
+        super().__init__()
+        from xmodal.models import build_encoder
+
+        self.cnn = build_encoder("image", family="cnn2d", channels=channels, stem_stride=stem_stride)
+        self.grid = grid
+        self.proj = nn.Linear(channels[-1] * grid, out_dim)
+        self.out_dim = out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats, _ = self.cnn.encoder.forward_features(x)  # (b, C, h, w)
+        return self.proj(F.adaptive_avg_pool2d(feats, (1, self.grid)).flatten(1))
+
+
+class GridAudioTower(nn.Module):
+    """``(b, n_mels, frames)`` -> ``(b, out_dim)``: the 1-D CNN over time, averaged over ``grid`` time bins,
+    flattened (what sounds first stays apart from what follows)."""
+
+    def __init__(self, n_mels: int, channels: list[int], grid: int, out_dim: int) -> None:
+        super().__init__()
+        from xmodal.models import build_encoder
+
+        self.cnn = build_encoder("spectrogram", family="cnn1d", channels=channels, in_channels=n_mels,
+                                 stem_stride=2)
+        self.grid = grid
+        self.proj = nn.Linear(channels[-1] * grid, out_dim)
+        self.out_dim = out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats, _ = self.cnn.encoder.forward_features(x)  # (b, C, t)
+        return self.proj(F.adaptive_avg_pool1d(feats, self.grid).flatten(1))
+
+
+class MotionTower(nn.Module):
+    """``(b, T, 3, H, W)`` frames -> ``(b, out_dim)``: the 3-D CNN of the video modality."""
+
+    def __init__(self, channels: list[int], out_dim: int) -> None:
+        super().__init__()
+        from xmodal.models import build_encoder
+
+        self.cnn = build_encoder("video", family="cnn3d", channels=channels, stem_stride=2, out_dim=out_dim)
+        self.out_dim = out_dim
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.cnn(frames)
+
+
+class RetrievalModel(nn.Module):
+    """Item tower(s) and the caption tower. ``forward(batch)`` gives ``{"item_emb", "text_emb", "logit_scale"}``
+    (two towers, unit norm) or ``{"sim": (b, b), "logit_scale"}`` (MEE); :meth:`similarity` scores every caption
+    against every item."""
+
+    def __init__(self, modality: str, m: ModelConfig, n_mels: int, text_dim: int = 384) -> None:
+        super().__init__()
+        from xmodal.models.adapters import TextProjection
+        from xmodal.nn.objectives import LogitScale
+
+        self.modality = modality
+        self.text = TextProjection(text_dim, m.text_hidden, m.dropout)
+        self.logit_scale = LogitScale(m.init_temperature)
+        d = m.embed_dim
+        if modality == "video":
+            from xmodal.nn.vl import MEE
+
+            self.experts = nn.ModuleDict({
+                "appearance": GridImageTower(m.channels, m.stem_stride, m.grid, d),
+                "motion": MotionTower(m.motion_channels, d),
+                "audio": GridAudioTower(n_mels, m.audio_channels, m.grid, d)})
+            self.mee = MEE({name: d for name in self.experts}, m.text_hidden, d)
+        else:
+            self.item = (GridImageTower(m.channels, m.stem_stride, m.grid, d) if modality == "image"
+                         else GridAudioTower(n_mels, m.audio_channels, m.grid, d))
+            self.text_out = nn.Linear(m.text_hidden, d)
+
+    def encode_items(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """``{"item": (b, d)}`` unit norm, or the video experts ``{"appearance", "motion", "audio"}``."""
+        if self.modality == "video":
+            frames = batch["frames"]  # (b, T, 3, H, W)
+            b, t = frames.shape[:2]
+            look = self.experts["appearance"](frames.flatten(0, 1)).view(b, t, -1).mean(1)
+            return {"appearance": look, "motion": self.experts["motion"](frames),
+                    "audio": self.experts["audio"](batch["audio"])}
+        return {"item": F.normalize(self.item(batch[self.modality]), dim=-1)}
+
+    def encode_text(self, text: torch.Tensor) -> torch.Tensor:
+        """``(n, 384)`` MiniLM embeddings -> ``(n, d)`` unit norm (two towers) or MEE's ``(n, text_hidden)``."""
+        hidden = self.text(text)
+        return hidden if self.modality == "video" else F.normalize(self.text_out(hidden), dim=-1)
+
+    def similarity(self, text: torch.Tensor, items: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``(n_text, n_items)`` from :meth:`encode_text` and :meth:`encode_items` outputs."""
+        if self.modality == "video":
+            return self.mee(text, items)
+        return text @ items["item"].T
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        items, text = self.encode_items(batch), self.encode_text(batch["text"])
+        if self.modality == "video":
+            return {"sim": self.similarity(text, items), "logit_scale": self.logit_scale()}
+        return {"item_emb": items["item"], "text_emb": text, "logit_scale": self.logit_scale()}
+
+
+def loss(outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
+    """Symmetric InfoNCE: text-to-item and item-to-text cross-entropy with the pair on the diagonal."""
+    from xmodal.nn.objectives import info_nce
+
+    scale = outputs["logit_scale"]
+    if "sim" in outputs:
+        logits = scale * outputs["sim"]  # (text, video)
+        labels = torch.arange(logits.shape[0], device=logits.device)
+        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+    return info_nce(outputs["item_emb"], outputs["text_emb"], scale)
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+@torch.no_grad()
+def _item_embeddings(model: RetrievalModel, dataset: RetrievalSet, batch_size: int) -> dict[str, torch.Tensor]:
+    device = next(model.parameters()).device
+    parts: dict[str, list[torch.Tensor]] = {}
+    for start in range(0, len(dataset), batch_size):
+        items = [dataset.item(i) for i in range(start, min(start + batch_size, len(dataset)))]
+        batch = collate(items)
+        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        for k, v in model.encode_items(batch).items():
+            parts.setdefault(k, []).append(v)
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+@torch.no_grad()
+def similarity_matrix(model: nn.Module, dataset: RetrievalSet, batch_size: int = 256) -> np.ndarray:
+    """The ``(captions, items)`` similarities of ``dataset`` in the protocol's order, float32."""
+    net: Any = getattr(model, "module", model)
+    was_training = net.training
+    net.eval()
+    device = next(net.parameters()).device
+    items = _item_embeddings(net, dataset, batch_size)
+    rows = []
+    for start in range(0, len(dataset.text), batch_size):
+        text = net.encode_text(dataset.text[start:start + batch_size].float().to(device))
+        rows.append(net.similarity(text, items).float().cpu())
+    net.train(was_training)
+    return torch.cat(rows).numpy()
+
+
+def _score(sim: np.ndarray, dataset: RetrievalSet) -> dict[str, float]:
+    from xmodal.metrics.retrieval_protocols import DIRECTIONS, evaluate_protocol
+
+    out = evaluate_protocol(sim, dataset.layout)
+    t2x, x2t = DIRECTIONS[dataset.layout.protocol]
+    out[PRIMARY] = (out[f"{t2x}_R@1"] + out[f"{x2t}_R@1"]) / 2
+    return out
+
+
+def evaluate(model: nn.Module, dataset: RetrievalSet, batch_size: int = 256) -> dict[str, float]:
+    """The protocol's metrics in percent (ranks as counts), as ``xmodal eval retrieval`` scores ``sim.npy``."""
+    return _score(similarity_matrix(model, dataset, batch_size), dataset)
+
+
+def tfidf(train_texts: list[str], texts: list[str]) -> torch.Tensor:
+    """``(len(texts), vocabulary)`` TF-IDF rows over the words of ``train_texts`` (lower-cased runs of two or more
+    word characters), smoothed ``idf = ln((1 + n) / (1 + df)) + 1`` and L2-normalised: scikit-learn's
+    ``TfidfVectorizer()`` defaults, written here so that the core package needs no scikit-learn."""
+    import re
+
+    pattern = re.compile(r"(?u)\b\w\w+\b")
+    docs = [pattern.findall(t.lower()) for t in train_texts]
+    vocab = {w: i for i, w in enumerate(sorted({w for d in docs for w in d}))}
+    df = torch.zeros(len(vocab), dtype=torch.float64)
+    for d in docs:
+        for w in set(d):
+            df[vocab[w]] += 1
+    idf = torch.log((1 + len(docs)) / (1 + df)) + 1
+    x = torch.zeros(len(texts), len(vocab), dtype=torch.float64)
+    for r, t in enumerate(texts):
+        for w in pattern.findall(t.lower()):
+            if w in vocab:
+                x[r, vocab[w]] += 1
+    return F.normalize(x * idf, dim=1)
+
+
+def _flat_items(model: RetrievalModel, dataset: RetrievalSet, batch_size: int) -> torch.Tensor:
+    """One vector per item: the unit embedding, or the video experts' unit embeddings concatenated (MEE with
+    equal weights)."""
+    items = _item_embeddings(model, dataset, batch_size)
+    if "item" in items:
+        return items["item"].double().cpu()
+    units = [model.mee.video[n](items[n]) for n in model.mee.names]
+    return (torch.cat(units, dim=1) / len(units) ** 0.5).double().cpu()
+
+
+@torch.no_grad()
+def baselines(dataset: RetrievalSet, *, train_set: RetrievalSet, model: nn.Module, embed_dim: int,
+              batch_size: int = 256) -> dict[str, dict[str, float]]:
+    """``random`` (seeded Gaussian caption and item embeddings) and ``bag_of_words`` (TF-IDF captions mapped by
+    ridge least squares, lambda = 1, onto the model's item embeddings of the training pairs), scored as the
+    model is."""
+    gen = torch.Generator().manual_seed(0)
+    n_caps, n_items = len(dataset.text), len(dataset)
+    rand = F.normalize(torch.randn(n_caps, embed_dim, generator=gen), dim=1) @ \
+        F.normalize(torch.randn(n_items, embed_dim, generator=gen), dim=1).T
+    net: Any = getattr(model, "module", model)
+    was_training = net.training
+    net.eval()
+    train_items, test_items = _flat_items(net, train_set, batch_size), _flat_items(net, dataset, batch_size)
+    net.train(was_training)
+    captions = train_set.listing.captions
+    x = tfidf(captions, captions)
+    y = train_items[torch.tensor(train_set.listing.caption_item)]
+    w = torch.linalg.solve(x.T @ x + torch.eye(x.shape[1], dtype=torch.float64), x.T @ y)
+    text = F.normalize(tfidf(captions, dataset.listing.captions) @ w, dim=1)
+    bow = text @ F.normalize(test_items, dim=1).T
+    return {"random": _score(rand.numpy(), dataset), "bag_of_words": _score(bow.float().numpy(), dataset)}
+
+
+def write_similarity(model: nn.Module, dataset: RetrievalSet, path: Path, batch_size: int = 256) -> Path:
+    """``sim.npy``: the ``(captions, items)`` float32 matrix in the protocol's order (``xmodal eval retrieval``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, similarity_matrix(model, dataset, batch_size))
+    return path
+
+
+# ----------------------------------------------------------------------------------------------- the task
+def _dataset(d: DataConfig, root: Path, file: str, media: str, train: bool, cache: Any) -> RetrievalSet:
+    from xmodal.errors import DataError
+    from xmodal.metrics.retrieval_protocols import read_layout
+    from xmodal.tasks.retrieval_data import caption_embeddings, decode_items, read_listing
+
+    files = PROTOCOL_FILES[d.protocol]
+    listing = read_listing(d.protocol, root / file, root / media, train, d.audio_name)
+    settings = MediaSettings(d.image_size, d.frames, d.frame_size, d.sample_rate, d.n_mels, d.n_fft, d.hop_length,
+                             d.max_seconds)
+    ds = RetrievalSet(listing, decode_items(files.modality, listing.paths, settings, cache),
+                      caption_embeddings(listing.captions, cache), train, d.shift)
+    if not train:
+        ds.layout = read_layout(root / file, d.protocol)
+        if ds.layout.caption_item != listing.caption_item or ds.layout.n_items != len(listing.keys):
+            raise DataError(f"the {d.protocol} layout and the items read disagree", source=root / file)
+    return ds
+
+
+def build(cfg: dict[str, Any]) -> TaskBundle:
+    """The TaskBundle of the recipe ``cfg`` (sections ``data`` and ``model``)."""
+    from xmodal.transforms.cache import TransformCache
+
+    check(cfg)
+    d = parse_section(DataConfig, cfg.get("data"), "data")
+    m = parse_section(ModelConfig, cfg.get("model"), "model")
+    files = PROTOCOL_FILES[d.protocol]
+    train_file, eval_file = d.train_file or files.train_file, d.eval_file or files.eval_file
+    if files.builder is None and d.build is not None:
+        raise ConfigError(f"data.build: the {d.protocol} protocol has no scene builder; give data.root")
+    root = pipeline.dataset_root(d.root, files.builder or "", d.build, [train_file, eval_file])
+    cache = TransformCache(d.cache)
+    train_set = _dataset(d, root, train_file, d.media if d.media is not None else files.train_media, True, cache)
+    val_set = _dataset(d, root, eval_file, d.eval_media if d.eval_media is not None else files.eval_media, False,
+                       cache)
+    model = RetrievalModel(files.modality, m, d.n_mels)
+    bs = pipeline.eval_batch_size(cfg)
+    return TaskBundle(model=model, loss=loss, train_set=train_set, collate=collate, val_set=val_set,
+                      evaluate=partial(evaluate, batch_size=bs), primary=PRIMARY,
+                      # GradCache needs per-sample outputs; MEE's similarity couples the batch in the forward
+                      coupled_loss=files.modality != "video",
+                      baselines=partial(baselines, train_set=train_set, model=model, embed_dim=m.embed_dim,
+                                        batch_size=bs),
+                      predict=partial(write_similarity, batch_size=bs), split=Path(eval_file).stem)
