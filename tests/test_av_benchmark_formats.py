@@ -212,7 +212,12 @@ def test_avvp_features(tmp_path):
     assert {k: v.shape for k, v in feats.items()} == {"audio": (10, 128), "visual": (80, 2048), "motion": (10, 512)}
     assert feats["visual"].dtype == np.float32
     np.save(tmp_path / "res152" / "v_0_10.npy", np.ones((10, 2048)))
-    with pytest.raises(DataError, match=r"res152/v_0_10.npy.*\(80, 2048\)"):
+    with pytest.raises(DataError, match=r"res152/v_0_10.npy.*\(80, width\), officially \(80, 2048\)"):
+        read_avvp_features("v_0_10", *dirs)
+    np.save(tmp_path / "res152" / "v_0_10.npy", np.ones((80, 64)))  # another extractor's width is read
+    assert read_avvp_features("v_0_10", *dirs)["visual"].shape == (80, 64)
+    np.save(tmp_path / "vggish" / "v_0_10.npy", np.ones((10, 64)))  # VGGish's width is fixed
+    with pytest.raises(DataError, match=r"vggish/v_0_10.npy.*\(10, 128\)"):
         read_avvp_features("v_0_10", *dirs)
     with pytest.raises(DataError, match="file not found"):
         read_avvp_features("missing", *dirs)

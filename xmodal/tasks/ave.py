@@ -239,3 +239,29 @@ def build(cfg: dict[str, Any]) -> TaskBundle:
                       primary="accuracy", baselines=partial(baselines, train_set=train_set, classes=classes),
                       predict=partial(write_predictions, classes=classes), artifacts={"classes": classes},
                       split=d.eval_split)
+
+
+def write_official_features(root: Path, cache_dir: str | None = None) -> Path:
+    """The features AVE distributes, computed from the clips under ``root`` (a scene build or any folder in the
+    official layout): ``features/audio_feature.h5`` ``(N, 10, 128)`` and ``features/visual_feature.h5``
+    ``(N, 10, 7, 7, 64)``, dataset ``avadataset``, float32, row i for line i of ``Annotations.txt`` as in the
+    official files (a VideoID listed twice gets its clip's features twice). The streams are the sound and sprite
+    encoders' (:mod:`xmodal.tasks.av_segments`) where the benchmark has VGGish and VGG-19 pool5; a recipe reads
+    them with ``data.features=<root>/features model.acoustic=false model.evidence=false``."""
+    from xmodal.errors import require_module
+
+    h5py = require_module("h5py", package="h5py")
+    root = Path(root)
+    records = ave.read_ave(root / "Annotations.txt")
+    ids = list(dict.fromkeys(r.video_id for r in records))
+    clips = dict(zip(ids, av_segments.clip_features([root / "AVE" / f"{v}.mp4" for v in ids], cache_dir),
+                     strict=True))
+    out = root / "features"
+    out.mkdir(exist_ok=True)
+    for name, stream in (("audio_feature.h5", "audio"), ("visual_feature.h5", "visual")):
+        array = np.stack([clips[r.video_id][stream].numpy() for r in records]).astype(np.float32)
+        partial_path = out / f".{name}.partial"  # renamed when complete: a killed build leaves no half file
+        with h5py.File(partial_path, "w") as f:
+            f.create_dataset("avadataset", data=array)
+        partial_path.replace(out / name)
+    return out

@@ -222,3 +222,27 @@ def build(cfg: dict[str, Any]) -> TaskBundle:
                       baselines=partial(baselines, train_set=train_set),
                       predict=partial(write_predictions, classes=classes), artifacts={"classes": classes},
                       split=d.eval_split)
+
+
+def write_official_features(root: Path, cache_dir: str | None = None) -> Path:
+    """Per-clip ``.npy`` features in LLP's layout, computed from ``LLP_dataset/video/*.mp4`` under ``root``:
+    ``features/vggish/<filename>.npy`` ``(10, 128)``, ``features/res152/<filename>.npy`` ``(80, 64)`` (8 frames a
+    second, as LLP's ResNet-152 stream) and ``features/r2plus1d_18/<filename>.npy`` ``(10, 128)``, float32. The
+    streams are HAN's inputs from the sound and sprite encoders (:func:`_streams`; the third is the segment grid's
+    mean and max where LLP has R(2+1)D-18); a recipe reads them with ``data.features=<root>/features
+    model.acoustic=false``."""
+    root = Path(root)
+    videos = sorted((root / "LLP_dataset" / "video").glob("*.mp4"))
+    if not videos:
+        from xmodal.errors import DataError
+
+        raise DataError("no clips (*.mp4) to compute features of", root / "LLP_dataset" / "video")
+    out = root / "features"
+    for video, clip in zip(videos, av_segments.clip_features(videos, cache_dir), strict=True):
+        streams = _streams(clip)
+        for folder, stream in (("vggish", "audio"), ("res152", "visual"), ("r2plus1d_18", "motion")):
+            (out / folder).mkdir(parents=True, exist_ok=True)
+            partial_path = out / folder / f".{video.stem}.partial.npy"
+            np.save(partial_path, streams[stream].numpy().astype(np.float32))
+            partial_path.replace(out / folder / f"{video.stem}.npy")
+    return out

@@ -196,15 +196,17 @@ def events_from_grid(filename: str, grid: np.ndarray, classes: Sequence[str] = A
     return rows
 
 
-# Shapes of the official per-clip features: VGGish, ResNet-152 at 8 fps, R(2+1)D-18.
+# Shapes of the official per-clip features: VGGish, ResNet-152 at 8 fps, R(2+1)D-18. The rows (time) and
+# VGGish's width are fixed; the visual widths are the extractor's (scene builds write 64 and 128).
 FEATURE_SHAPES = {"audio": (10, 128), "visual": (80, 2048), "motion": (10, 512)}
 
 
 def read_avvp_features(filename: str, audio_dir: PathLike, visual_dir: PathLike,
                        motion_dir: PathLike) -> dict[str, np.ndarray]:
     """The official ``<dir>/<filename>.npy`` features of one clip as float32: ``{"audio": (10, 128), "visual":
-    (80, 2048), "motion": (10, 512)}`` (the vggish, res152 and r2plus1d_18 folders); a missing file, a pickled
-    array or another shape is a DataError naming the file."""
+    (80, 2048), "motion": (10, 512)}`` (the vggish, res152 and r2plus1d_18 folders; the two visual widths may
+    differ, for features of another extractor); a missing file, a pickled array, another number of rows or
+    another audio width is a DataError naming the file."""
     out = {}
     for name, folder in (("audio", audio_dir), ("visual", visual_dir), ("motion", motion_dir)):
         path = Path(folder) / f"{filename}.npy"
@@ -214,8 +216,10 @@ def read_avvp_features(filename: str, audio_dir: PathLike, visual_dir: PathLike,
             array = np.load(path, allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
             raise DataError(f"not a readable .npy array ({exc})", path) from exc
-        if array.shape != FEATURE_SHAPES[name]:
-            raise DataError(f"expected {name} features of shape {FEATURE_SHAPES[name]}, got {array.shape}", path)
+        rows, width = FEATURE_SHAPES[name]
+        if array.ndim != 2 or array.shape[0] != rows or (name == "audio" and array.shape[1] != width):
+            expected = f"({rows}, {width})" if name == "audio" else f"({rows}, width), officially ({rows}, {width})"
+            raise DataError(f"expected {name} features of shape {expected}, got {array.shape}", path)
         out[name] = array.astype(np.float32, copy=False)
     return out
 

@@ -59,10 +59,11 @@ def _ave_view(scene: scenes.Scene, info: dict[str, Any]) -> dict[str, Any]:
     return {**scene_record(scene, info), "record": rec}
 
 
-def build_ave(root: str | Path, n: int = 100, seed: int = 0, workers: int = 1) -> Path:
+def build_ave(root: str | Path, n: int = 100, seed: int = 0, workers: int = 1, features: bool = False) -> Path:
     """``AVE/<id>.mp4``, ``Annotations.txt`` (every clip) and ``trainSet.txt`` / ``valSet.txt`` /
     ``testSet.txt``: one audio-visual event per clip with background segments, visible silent objects and
-    off-screen sounds of other classes."""
+    off-screen sounds of other classes. ``features``: also the HDF5 features AVE distributes
+    (:func:`xmodal.tasks.ave.write_official_features`)."""
     out = Path(root)
     counts, jobs = make_jobs(out, n, seed, AVE_CONFIG, _ave_view, lambda sid: {"video": f"AVE/{sid}.mp4"})
     results = run_jobs(jobs, workers)
@@ -70,8 +71,13 @@ def build_ave(root: str | Path, n: int = 100, seed: int = 0, workers: int = 1) -
     for split, name in (("train", "trainSet.txt"), ("val", "valSet.txt"), ("test", "testSet.txt")):
         ave.write_ave(out / name, [r["record"] for r in results if r["split"] == split])
     write_scenes(out, results)
-    write_card(out, "AVE", counts, AVE_CONFIG, ["Annotations.txt", "trainSet.txt", "valSet.txt", "testSet.txt",
-                                                "AVE/<VideoID>.mp4", "scenes.jsonl"],
+    files = ["Annotations.txt", "trainSet.txt", "valSet.txt", "testSet.txt", "AVE/<VideoID>.mp4", "scenes.jsonl"]
+    if features:  # imported here: the features come from the encoders of the task layer
+        from xmodal.tasks.ave import write_official_features
+
+        write_official_features(out)
+        files += ["features/audio_feature.h5", "features/visual_feature.h5"]
+    write_card(out, "AVE", counts, AVE_CONFIG, files,
                "One audio-visual event per clip: one object (drawn on top) is seen and heard over one overlapping span; the other "
                "objects are of other classes and are either visible and silent or heard off screen. Segment t is "
                "the event when the event's object is both visible and sounding for more than half of it.")
@@ -103,10 +109,11 @@ def _llp_view(scene: scenes.Scene, info: dict[str, Any]) -> dict[str, Any]:
             "audio": _runs(seg["audio"], filename), "visual": _runs(seg["visual"], filename)}
 
 
-def build_llp(root: str | Path, n: int = 100, seed: int = 0, workers: int = 1) -> Path:
+def build_llp(root: str | Path, n: int = 100, seed: int = 0, workers: int = 1, features: bool = False) -> Path:
     """``LLP_dataset/video/<filename>.mp4``, ``AVVP_train.csv`` (weak labels only), ``AVVP_val_pd.csv``,
     ``AVVP_test_pd.csv``, ``AVVP_eval_audio.csv``, ``AVVP_eval_visual.csv`` (val and test clips) and
-    ``classes.txt`` (the vocabulary, for ``--classes``)."""
+    ``classes.txt`` (the vocabulary, for ``--classes``). ``features``: also per-clip ``.npy`` features in LLP's
+    layout (:func:`xmodal.tasks.avvp.write_official_features`)."""
     out = Path(root)
     counts, jobs = make_jobs(out, n, seed, LLP_CONFIG, _llp_view,
                          lambda sid: {"video": f"LLP_dataset/video/{sid}_0_10.mp4"})
@@ -120,9 +127,14 @@ def build_llp(root: str | Path, n: int = 100, seed: int = 0, workers: int = 1) -
     avvp.write_avvp_events(out / "AVVP_eval_visual.csv", [e for r in dense for e in r["visual"]])
     avvp.write_avvp_classes(out / "classes.txt", [avvp_name(c) for c in LLP_CONFIG.classes])
     write_scenes(out, results)
-    write_card(out, "LLP (AVVP)", counts, LLP_CONFIG,
-               ["AVVP_train.csv", "AVVP_val_pd.csv", "AVVP_test_pd.csv", "AVVP_eval_audio.csv",
-                "AVVP_eval_visual.csv", "classes.txt", "LLP_dataset/video/<filename>.mp4", "scenes.jsonl"],
+    files = ["AVVP_train.csv", "AVVP_val_pd.csv", "AVVP_test_pd.csv", "AVVP_eval_audio.csv", "AVVP_eval_visual.csv",
+             "classes.txt", "LLP_dataset/video/<filename>.mp4", "scenes.jsonl"]
+    if features:  # imported here: the features come from the encoders of the task layer
+        from xmodal.tasks.avvp import write_official_features
+
+        write_official_features(out)
+        files += ["features/{vggish,res152,r2plus1d_18}/<filename>.npy"]
+    write_card(out, "LLP (AVVP)", counts, LLP_CONFIG, files,
                "Several classes per clip with audio-only (off-screen), visual-only (silent) and overlapping "
                "events. Training clips carry video-level labels only. A class is audible (visible) in a segment "
                "when one of its objects sounds (is on screen) for more than half of it.")
