@@ -20,7 +20,6 @@ head_hidden, acoustic, loss, evidence, dropout}``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -35,7 +34,7 @@ from xmodal.config.schema import parse_section
 from xmodal.data.benchmarks import ave
 from xmodal.data.synth import vocabulary
 from xmodal.errors import ConfigError, DataError
-from xmodal.tasks import av_segments
+from xmodal.tasks import av_segments, pipeline
 from xmodal.tasks.base import TaskBundle
 
 SPLIT_FILES = {"train": "trainSet.txt", "val": "valSet.txt", "test": "testSet.txt"}
@@ -199,9 +198,7 @@ def baselines(dataset: Dataset, *, train_set: Dataset, classes: list[str]) -> di
 
 def write_predictions(model: nn.Module, dataset: Dataset, path: Path, *, classes: list[str]) -> Path:
     """``{"<VideoID>": [10 labels]}`` as ``xmodal eval ave --predictions`` reads it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(predicted_labels(model, dataset, classes), indent=1) + "\n", encoding="utf-8")
-    return path
+    return pipeline.write_json(path, predicted_labels(model, dataset, classes), indent=1)
 
 
 def build_data(cfg: dict[str, Any]) -> tuple[av_segments.SegmentDataset, av_segments.SegmentDataset, list[str]]:

@@ -23,7 +23,6 @@ question_layers, question_len, acoustic, match_weight}``.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 from functools import partial
@@ -38,7 +37,7 @@ from torch.utils.data import Dataset
 from xmodal.config.schema import parse_section
 from xmodal.data.benchmarks.music_avqa import AVQA_TYPES, AVQARecord, read_avqa
 from xmodal.errors import ConfigError, DataError
-from xmodal.tasks import av_segments, avqa_features
+from xmodal.tasks import av_segments, avqa_features, pipeline
 from xmodal.tasks.base import TaskBundle
 
 PAD, UNK = "<pad>", "<unk>"
@@ -316,9 +315,7 @@ def baselines(dataset: QuestionDataset, *, train_set: QuestionDataset, words: li
 
 def write_predictions(model: nn.Module, dataset: QuestionDataset, path: Path, *, answers: list[str]) -> Path:
     """``{"<question_id>": "<answer>"}`` as ``xmodal eval avqa --predictions`` reads it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(predicted_answers(model, dataset, answers), indent=1) + "\n", encoding="utf-8")
-    return path
+    return pipeline.write_json(path, predicted_answers(model, dataset, answers), indent=1)
 
 
 def build(cfg: dict[str, Any]) -> TaskBundle:

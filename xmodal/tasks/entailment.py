@@ -21,7 +21,6 @@ entailment`` reads.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -171,9 +170,7 @@ def baselines(dataset: EntailmentDataset, *, train_set: EntailmentDataset) -> di
 
 def write_predictions(model: nn.Module, dataset: EntailmentDataset, path: Path, batch_size: int = 256) -> Path:
     """``{"<pairID>": "entailment" | "neutral" | "contradiction"}``, as ``xmodal eval entailment`` reads it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(predicted_labels(model, dataset, batch_size)) + "\n", encoding="utf-8")
-    return path
+    return pipeline.write_json(path, predicted_labels(model, dataset, batch_size))
 
 
 # ----------------------------------------------------------------------------------------------- the task

@@ -31,7 +31,6 @@ in COCO pixels, the file ``xmodal eval grounding`` reads.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -329,9 +328,7 @@ def baselines(dataset: GroundingDataset, *, train_set: GroundingDataset) -> dict
 def write_predictions(model: nn.Module, dataset: GroundingDataset, path: Path, batch_size: int = 256) -> Path:
     """``{"<sent_id>": [x, y, w, h]}`` (COCO pixels), as ``xmodal eval grounding --predictions`` reads it."""
     boxes = predicted_boxes(model, dataset, batch_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({str(k): [round(v, 3) for v in b] for k, b in boxes.items()}) + "\n", encoding="utf-8")
-    return path
+    return pipeline.write_json(path, {str(k): [round(v, 3) for v in b] for k, b in boxes.items()})
 
 
 # ----------------------------------------------------------------------------------------------- the task

@@ -135,6 +135,13 @@ def retrieval_baselines(dataset: Dataset, *, modalities: Sequence[str], dim: int
     return {"random": metrics}
 
 
+def write_json(path: Path, doc: Any, indent: int | None = None) -> Path:
+    """A task's prediction file: ``doc`` as JSON and a final newline, the parent folder made if needed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=indent) + "\n", encoding="utf-8")
+    return path
+
+
 def write_retrieval(model: nn.Module, dataset: Dataset, path: Path, *, collate: Callable,
                     modalities: Sequence[str], batch_size: int = 256) -> Path:
     """Embeddings of every modality (``.safetensors``, with ids in its metadata) or, for ``.json``, ids,

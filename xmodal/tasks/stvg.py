@@ -337,9 +337,7 @@ def write_predictions(model: nn.Module, dataset: TubeDataset, path: Path, batch_
     tubes = predicted_tubes(model, dataset, batch_size)
     doc = {key: {"boxes": {str(f): [round(c, 3) for c in box] for f, box in boxes.items()}}
            for key, boxes in tubes.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc) + "\n", encoding="utf-8")
-    return path
+    return pipeline.write_json(path, doc)
 
 
 # ----------------------------------------------------------------------------------------------- the task

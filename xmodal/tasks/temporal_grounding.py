@@ -22,7 +22,6 @@ temporal-grounding`` reads, ``{"video", "segments": [[start, end]], "scores": [1
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import pairwise
@@ -212,9 +211,7 @@ def write_predictions(model: nn.Module, dataset: MomentDataset, path: Path, batc
     moments = predicted_moments(model, dataset, batch_size)
     doc = [{"video": q.video, "segments": [[round(s, 4), round(e, 4)]], "scores": [1.0]}
            for q, (s, e) in zip(dataset.queries, moments)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc) + "\n", encoding="utf-8")
-    return path
+    return pipeline.write_json(path, doc)
 
 
 # ----------------------------------------------------------------------------------------------- the task
