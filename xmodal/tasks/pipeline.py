@@ -348,5 +348,6 @@ def assemble(*, kind: str, model: nn.Module, modalities: Mapping[str, str], trai
         primary = primary or PRIMARY_OF_KIND[kind]
         higher = primary not in ("mae", "rmse")
     return TaskBundle(model=model, loss=objective, train_set=train_set, collate=collate, val_set=val_set,
-                      evaluate=evaluate, coupled_loss=objective.coupled, primary=primary, higher_is_better=higher,
+                      evaluate=evaluate, coupled_loss=bool(getattr(objective, "coupled", False)), primary=primary,
+                      higher_is_better=higher,
                       baselines=baselines, predict=predict, artifacts=dict(artifacts or {}), split=split)
