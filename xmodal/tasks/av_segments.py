@@ -19,7 +19,8 @@ gets:
   sounding classes, in one order (:func:`class_evidence`): which classes the sound encoder hears (sigmoid) and
   which the sprite encoder sees in some cell (the cell's softmax, maximum over cells). Being aligned, their
   product says which class is both heard and seen, the question AVE asks; they stay probabilities
-  (:class:`Scaler` leaves ``*_classes`` unscaled).
+  (:class:`Scaler` leaves ``*_classes`` unscaled). :func:`stacked_evidence` gives the models both, and their
+  product, per class; :func:`evidence_columns` finds a task's classes among them.
 
 Every clip's features are cached with :class:`xmodal.transforms.cache.TransformCache`, keyed by the file's bytes,
 the extraction parameters and the encoder's weights. :func:`standardise` scales each feature by statistics of the training split.
@@ -45,6 +46,10 @@ FRAMES_PER_SEGMENT = 8  # LLP's 8-fps frame features
 PARAMS = {"version": 2, "segments": 10, "sample_rate": SAMPLE_RATE, "audio": "sound_encoder", "grid": GRID,
           "visual": "sprite_encoder", "frames_per_segment": FRAMES_PER_SEGMENT}
 AUDIO_DIM, ACOUSTIC_DIM = 2 * 64, 9
+EVIDENCE_FEATURES = 3  # heard and seen, heard, seen
+# probabilities in [0, 1] scaled to the size of logits, so that a linear evidence classifier reaches decisive
+# logits within a short training, before the models' other paths have memorised the training clips
+EVIDENCE_SCALE = 10.0
 
 
 def _visual_segments(frames: np.ndarray, segments: int, encoder: torch.nn.Module) -> tuple[np.ndarray, np.ndarray]:
@@ -137,6 +142,22 @@ def clip_features(paths: Sequence[Path], cache_dir: str | None = None) -> list[d
     if out and not encoders:
         encoders.append(load_encoders())
     return [{**clip, **class_evidence(clip, encoders[0])} for clip in out]
+
+
+def stacked_evidence(batch: dict[str, Any]) -> torch.Tensor:
+    """``(N, T, 3, K)``: per vocabulary class, heard and seen (the product), heard, seen; scaled by
+    ``EVIDENCE_SCALE``."""
+    heard, seen = batch["audio_classes"], batch["visual_classes"]
+    return EVIDENCE_SCALE * torch.stack([heard * seen, heard, seen], dim=2)
+
+
+def evidence_columns(classes: Sequence[str], spell: Callable[[str], str]) -> list[int]:
+    """Each class's column in the class evidence (the vocabulary's sounding classes, named by ``spell`` as the
+    task's files spell them), -1 for a class without one (background, a class the vocabulary does not have)."""
+    from xmodal.data.synth.sound_encoder import SOUND_CLASSES
+
+    column = {spell(c): k for k, c in enumerate(SOUND_CLASSES)}
+    return [column.get(c, -1) for c in classes]
 
 
 @dataclass

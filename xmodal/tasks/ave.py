@@ -39,9 +39,6 @@ from xmodal.tasks.base import TaskBundle
 
 SPLIT_FILES = {"train": "trainSet.txt", "val": "valSet.txt", "test": "testSet.txt"}
 EVIDENCE_CLASSES = len(vocabulary.SOUNDING)
-# probabilities in [0, 1] scaled to the size of logits, so that the linear evidence classifier reaches decisive
-# logits within a short training, before the BiLSTM path has memorised the training clips
-EVIDENCE_SCALE = 10.0
 
 
 @dataclass
@@ -60,6 +57,8 @@ class ModelConfig:
     acoustic: bool = True
     loss: Literal["reference", "cross_entropy"] = "cross_entropy"
     evidence: bool = True  # the encoders' aligned class evidence beside the BiLSTMs (raw scene clips only)
+    # "tied": one weight per evidence feature shared by every class (TiedEvidenceHead); "linear": per class
+    evidence_head: Literal["linear", "tied"] = "linear"
     dropout: float = 0.0
 
 
@@ -76,6 +75,13 @@ def _configs(cfg: dict[str, Any]) -> tuple[DataConfig, ModelConfig]:
 
 def check(cfg: dict[str, Any]) -> None:
     _configs(cfg)
+
+
+def evidence_columns(classes: list[str]) -> list[int]:
+    """Each class's column in the encoders' class evidence as the scene builder spells AVE classes."""
+    from xmodal.data.synth.scene_benchmarks_av import ave_name
+
+    return av_segments.evidence_columns(classes, ave_name)
 
 
 def class_names(annotations: list[ave.AVEAnnotation]) -> list[str]:
@@ -115,22 +121,26 @@ def load_split(d: DataConfig, split: str) -> tuple[list[ave.AVEAnnotation], list
 class AVEModel(nn.Module):
     """The batch interface of :class:`AVEAttentionNet`: ``batch -> {"logits": (N, 10, classes)}``."""
 
-    def __init__(self, classes: int, audio_dim: int, visual_dim: int, grid_cells: int, m: ModelConfig) -> None:
+    def __init__(self, classes: list[str], audio_dim: int, visual_dim: int, grid_cells: int, m: ModelConfig) -> None:
         super().__init__()
         from xmodal.tasks.models.ave_attention import AVEAttentionNet
 
-        self.acoustic, self.evidence = m.acoustic, m.evidence
+        self.acoustic, self.evidence, self.tied = m.acoustic, m.evidence, m.evidence_head == "tied"
+        features = av_segments.EVIDENCE_FEATURES
+        evidence_dim = (features if self.tied else features * EVIDENCE_CLASSES) if m.evidence else 0
         self.net = AVEAttentionNet(audio_dim=audio_dim, visual_dim=visual_dim, grid_cells=grid_cells,
-                                   attention_dim=m.attention_dim, hidden=m.hidden, num_classes=classes,
+                                   attention_dim=m.attention_dim, hidden=m.hidden, num_classes=len(classes),
                                    head_hidden=m.head_hidden,
                                    acoustic_dim=av_segments.ACOUSTIC_DIM if m.acoustic else 0,
-                                   evidence_dim=3 * EVIDENCE_CLASSES if m.evidence else 0, dropout=m.dropout)
+                                   evidence_dim=evidence_dim, dropout=m.dropout,
+                                   evidence_columns=evidence_columns(classes) if self.tied else None)
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         evidence = None
         if self.evidence:  # heard and seen (the product), heard, seen: per class of the vocabulary
-            heard, seen = batch["audio_classes"], batch["visual_classes"]
-            evidence = EVIDENCE_SCALE * torch.cat([heard * seen, heard, seen], dim=-1)
+            evidence = av_segments.stacked_evidence(batch)  # (N, T, 3, classes)
+            if not self.tied:
+                evidence = evidence.flatten(2)
         return self.net(batch["audio"], batch["visual"], batch.get("acoustic") if self.acoustic else None,
                         evidence)
 
@@ -230,7 +240,9 @@ def build(cfg: dict[str, Any]) -> TaskBundle:
     if m.evidence and "audio_classes" not in first:
         raise ConfigError("model.evidence: the precomputed features hold no encoder class evidence; set it false")
     visual = first["visual"]
-    model = AVEModel(len(classes), first["audio"].shape[-1], visual.shape[-1], visual.shape[1] * visual.shape[2], m)
+    if m.evidence and m.evidence_head == "tied" and max(evidence_columns(classes)) < 0:
+        raise ConfigError("model.evidence_head: no class of Annotations.txt is in the scene vocabulary; use linear")
+    model = AVEModel(classes, first["audio"].shape[-1], visual.shape[-1], visual.shape[1] * visual.shape[2], m)
     return TaskBundle(model=model, loss=partial(ave_objective, kind=m.loss), train_set=train_set,
                       collate=av_segments.collate, val_set=eval_set, evaluate=partial(evaluate, classes=classes),
                       primary="accuracy", baselines=partial(baselines, train_set=train_set, classes=classes),

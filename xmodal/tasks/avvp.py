@@ -9,15 +9,19 @@ else the 25 official classes), read with :mod:`xmodal.data.benchmarks.avvp`, wit
 evaluation split are only read for evaluation. Model: the hybrid attention network with attentive MMIL pooling
 (:class:`xmodal.tasks.models.han.HANParser`) and its loss; from raw clips its 2-D stream is the sprite encoder's
 pooled vector of 8 frames per segment and its spatio-temporal stream the segment grid's per-channel mean and
-max. Predictions are
+max; with ``model.evidence`` (raw scene clips only) each modality's segment logits also get the encoders'
+class evidence (heard, seen, both; :func:`xmodal.tasks.av_segments.stacked_evidence`) through weights shared by
+every class. Predictions are
 thresholded at 0.5 and filtered by the video-level probability as the official pipeline
 (:func:`xmodal.metrics.avvp.avvp_postprocess`); metrics are the official segment- and event-level F-scores.
 Baselines on the held-out split: chance (every cell on with probability one half), majority (the most frequent
 training class everywhere) and audio-only / visual-only (one stream's segment classifier, trained on the video
-labels, predicting both tracks; the visual one sees the grid's per-channel mean and max).
+labels, predicting both tracks; the audio one sees the sound embedding, acoustic descriptors and the heard
+evidence, the visual one the grid's per-channel mean and max and the seen evidence, each stream that the
+features hold).
 
 Recipe sections: ``data: {root, eval_split, features, cache}`` and ``model: {dim, ff_dim, heads, layers,
-dropout, acoustic}``.
+dropout, acoustic, evidence}``.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ class ModelConfig:
     layers: int = 1
     dropout: float = 0.1
     acoustic: bool = True
+    evidence: bool = False  # the encoders' class evidence, tied across classes (raw scene clips only)
 
 
 def _configs(cfg: dict[str, Any]) -> tuple[DataConfig, ModelConfig]:
@@ -77,12 +82,20 @@ def class_names(root: Path) -> list[str]:
         else list(avvp.AVVP_CLASSES)
 
 
+def evidence_columns(classes: list[str]) -> list[int]:
+    """Each class's column in the encoders' class evidence as the scene builder spells AVVP classes."""
+    from xmodal.data.synth.scene_benchmarks_av import avvp_name
+
+    return av_segments.evidence_columns(classes, avvp_name)
+
+
 def _streams(clip: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """HAN's inputs from the raw-clip features: audio, the encoder's pooled vector of 8 frames per segment (the
     2-D stream, as LLP's 8-fps ResNet features) and the segment grid's per-channel mean and max."""
     v = clip["visual"]  # (T, 7, 7, C)
     return {"audio": clip["audio"], "visual": clip["frames"],
-            "motion": torch.cat([v.mean((1, 2)), v.amax((1, 2))], -1), "acoustic": clip["acoustic"]}
+            "motion": torch.cat([v.mean((1, 2)), v.amax((1, 2))], -1), "acoustic": clip["acoustic"],
+            "audio_classes": clip["audio_classes"], "visual_classes": clip["visual_classes"]}
 
 
 def load_clips(d: DataConfig, filenames: list[str]) -> list[dict[str, torch.Tensor]]:
@@ -100,19 +113,22 @@ class AVVPModel(nn.Module):
     """The batch interface of :class:`HANParser`: ``batch -> {"video_prob", "audio_prob", "visual_prob",
     "frame_prob"}``."""
 
-    def __init__(self, classes: int, dims: dict[str, int], visual_pool: int, m: ModelConfig) -> None:
+    def __init__(self, classes: list[str], dims: dict[str, int], visual_pool: int, m: ModelConfig) -> None:
         super().__init__()
         from xmodal.tasks.models.han import HANParser
 
-        self.acoustic = m.acoustic
-        self.net = HANParser(num_classes=classes, audio_dim=dims["audio"], visual_dim=dims["visual"],
+        self.acoustic, self.evidence = m.acoustic, m.evidence
+        self.net = HANParser(num_classes=len(classes), audio_dim=dims["audio"], visual_dim=dims["visual"],
                              motion_dim=dims["motion"], dim=m.dim, heads=m.heads, ff_dim=m.ff_dim, layers=m.layers,
                              dropout=m.dropout, visual_pool=visual_pool,
-                             acoustic_dim=av_segments.ACOUSTIC_DIM if m.acoustic else 0)
+                             acoustic_dim=av_segments.ACOUSTIC_DIM if m.acoustic else 0,
+                             evidence_dim=av_segments.EVIDENCE_FEATURES if m.evidence else 0,
+                             evidence_columns=evidence_columns(classes) if m.evidence else None)
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         return self.net(batch["audio"], batch["visual"], batch["motion"],
-                        batch.get("acoustic") if self.acoustic else None)
+                        batch.get("acoustic") if self.acoustic else None,
+                        av_segments.stacked_evidence(batch) if self.evidence else None)
 
 
 def objective(outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
@@ -157,7 +173,8 @@ def baselines(dataset: Dataset, *, train_set: Dataset) -> dict[str, dict[str, fl
     table = {"chance": avvp_scores(gt_a, gt_v, chance, chance_v),
              "majority": avvp_scores(gt_a, gt_v, [majority] * len(gt_a), [majority] * len(gt_a))}
     segments = shape[1]
-    for name, keys in (("audio_only", ["audio", "acoustic"]), ("visual_only", ["motion"])):
+    for name, keys in (("audio_only", ["audio", "acoustic", "audio_classes"]),
+                       ("visual_only", ["motion", "visual_classes"])):
         keys = [k for k in keys if k in train_set.clips[0]]
 
         def rows(ds: Dataset, keys: list[str] = keys) -> np.ndarray:
@@ -214,9 +231,13 @@ def build(cfg: dict[str, Any]) -> TaskBundle:
     first = train_set.clips[0]
     if m.acoustic and "acoustic" not in first:
         raise ConfigError("model.acoustic: the precomputed features hold no acoustic descriptors; set it false")
+    if m.evidence and "audio_classes" not in first:
+        raise ConfigError("model.evidence: the precomputed features hold no encoder class evidence; set it false")
+    if m.evidence and max(evidence_columns(classes)) < 0:
+        raise ConfigError("model.evidence: no class of the vocabulary is a scene class; set it false")
     segments = first["audio"].shape[0]
     dims = {k: first[k].shape[-1] for k in ("audio", "visual", "motion")}
-    model = AVVPModel(len(classes), dims, first["visual"].shape[0] // segments, m)
+    model = AVVPModel(classes, dims, first["visual"].shape[0] // segments, m)
     return TaskBundle(model=model, loss=objective, train_set=train_set, collate=av_segments.collate,
                       val_set=eval_set, evaluate=evaluate, primary="segment_type",
                       baselines=partial(baselines, train_set=train_set),

@@ -14,10 +14,15 @@ descriptors (pitch, spectral shape, onsets) to the audio stream.
 ``evidence_dim > 0`` (not in the reference) adds the logits of a linear classifier of a per-segment evidence
 vector to the BiLSTM classifier's (from raw scene clips: the encoders' aligned class evidence, see
 :mod:`xmodal.tasks.ave`): a direct path that a few hundred clips suffice to fit, where the BiLSTM path alone
-memorises them. ``dropout`` applies to the BiLSTM classifier's input.
+memorises them. With ``evidence_columns`` the evidence is ``(N, T, F, K)``, ``F`` features of each of ``K``
+evidence classes, and :class:`xmodal.tasks.models.evidence.TiedEvidenceHead` scores it with one weight vector for every class: what makes an
+event is learnt once, not per class, so that a class seen in a few training clips (or none) is still found.
+``dropout`` applies to the BiLSTM classifier's input.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -26,17 +31,18 @@ from torch import nn
 from xmodal.errors import ShapeError
 from xmodal.nn.encoders.rnn import BiLSTM
 from xmodal.nn.heads import SegmentClassifierHead
+from xmodal.tasks.models.evidence import TiedEvidenceHead
 
 __all__ = ["AVEAttentionNet", "ave_loss"]
 
 
 class AVEAttentionNet(nn.Module):
     """``forward(audio (N, T, audio_dim), visual (N, T, H, W, visual_dim), acoustic (N, T, acoustic_dim) | None,
-    evidence (N, T, evidence_dim) | None)`` -> ``{"logits": (N, T, num_classes), "attention": (N, T, H * W)}``."""
+    evidence (N, T, evidence_dim) | (N, T, evidence_dim, K) with evidence_columns | None)`` -> ``{"logits": (N, T, num_classes), "attention": (N, T, H * W)}``."""
 
     def __init__(self, audio_dim: int = 128, visual_dim: int = 512, grid_cells: int = 49, attention_dim: int = 512,
                  hidden: int = 128, num_classes: int = 29, head_hidden: int = 64, acoustic_dim: int = 0,
-                 evidence_dim: int = 0, dropout: float = 0.0) -> None:
+                 evidence_dim: int = 0, dropout: float = 0.0, evidence_columns: Sequence[int] | None = None) -> None:
         super().__init__()
         self.audio_dim, self.visual_dim, self.grid_cells, self.acoustic_dim = audio_dim, visual_dim, grid_cells, acoustic_dim
         self.affine_audio = nn.Linear(audio_dim, attention_dim)
@@ -50,7 +56,16 @@ class AVEAttentionNet(nn.Module):
         self.evidence_dim = evidence_dim
         self.dropout = nn.Dropout(dropout)
         self.head = SegmentClassifierHead(4 * hidden, num_classes, hidden=head_hidden)
-        self.evidence_head = nn.Linear(evidence_dim, num_classes) if evidence_dim else None
+        self.evidence_columns = 0  # tied: the evidence needs more columns than the highest one named
+        self.evidence_head: nn.Module | None = None
+        if evidence_dim and evidence_columns is not None:
+            if len(evidence_columns) != num_classes:
+                raise ShapeError(f"evidence_columns: one per class ({num_classes}), got {len(evidence_columns)}",
+                                 source="AVEAttentionNet")
+            tied = TiedEvidenceHead(evidence_dim, evidence_columns)
+            self.evidence_columns, self.evidence_head = tied.width, tied
+        elif evidence_dim:
+            self.evidence_head = nn.Linear(evidence_dim, num_classes)
         for layer in (self.affine_audio, self.affine_video, self.affine_v, self.affine_g, self.affine_h):
             nn.init.xavier_uniform_(layer.weight)
 
@@ -76,8 +91,11 @@ class AVEAttentionNet(nn.Module):
         video_seq, _ = self.lstm_video.forward_all(attended)
         logits = self.head(self.dropout(F.relu(torch.cat([audio_seq, video_seq], dim=-1))))
         if self.evidence_head is not None:
-            if evidence is None or evidence.shape != (n, t, self.evidence_dim):
-                raise ShapeError(f"expected evidence (N, T, {self.evidence_dim})", source="evidence")
+            tied = self.evidence_columns > 0
+            if evidence is None or evidence.shape[:3] != (n, t, self.evidence_dim) or evidence.dim() != 3 + tied \
+                    or (tied and evidence.shape[3] < self.evidence_columns):
+                shape = f"{self.evidence_dim}, >= {self.evidence_columns}" if tied else f"{self.evidence_dim}"
+                raise ShapeError(f"expected evidence (N, T, {shape})", source="evidence")
             logits = logits + self.evidence_head(evidence)
         return {"logits": logits, "attention": attention.reshape(n, t, self.grid_cells)}
 

@@ -10,6 +10,10 @@
 - A shared classifier gives per-segment, per-modality probabilities ``(N, T, 2, C)``; attentive MMIL pooling
   weighs them by a softmax over time and a softmax over the two modalities into the video-level probability.
 
+``evidence_columns`` (not in the reference; scene clips) adds per-segment class evidence ``(N, T, F, K)`` to each
+modality's segment logits through a :class:`xmodal.tasks.models.evidence.TiedEvidenceHead` per modality (one weight
+vector shared by all classes), before the sigmoid; the pooling and the loss are unchanged.
+
 :func:`han_loss` is the reference's objective: BCE on the video label plus BCE of each modality's pooled
 probability, the visual target label-smoothed to ``0.9 y + 0.05``. :func:`xmodal.metrics.avvp.avvp_postprocess`
 turns ``frame_prob`` and ``video_prob`` into the predictions the official evaluation scores.
@@ -17,11 +21,14 @@ turns ``frame_prob`` and ``video_prob`` into the predictions the official evalua
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from xmodal.errors import ShapeError
+from xmodal.tasks.models.evidence import TiedEvidenceHead
 
 __all__ = ["HANLayer", "HANParser", "han_loss"]
 
@@ -45,7 +52,8 @@ class HANLayer(nn.Module):
 
 
 class HANParser(nn.Module):
-    """``forward(audio (N, T, audio_dim), visual (N, T * pool, visual_dim), motion (N, T, motion_dim))`` ->
+    """``forward(audio (N, T, audio_dim), visual (N, T * pool, visual_dim), motion (N, T, motion_dim), acoustic,
+    evidence (N, T, evidence_dim, K) | None)`` ->
     ``{"video_prob": (N, C), "audio_prob": (N, C), "visual_prob": (N, C), "frame_prob": (N, T, 2, C)}``
     (index 0 of the modality axis is audio). ``acoustic_dim > 0`` adds per-segment acoustic descriptors
     (:func:`xmodal.data.acoustic.segment_acoustic_features`) to the
@@ -53,7 +61,8 @@ class HANParser(nn.Module):
 
     def __init__(self, num_classes: int = 25, audio_dim: int = 128, visual_dim: int = 2048, motion_dim: int = 512,
                  dim: int = 512, heads: int = 1, ff_dim: int = 512, layers: int = 1, dropout: float = 0.1,
-                 visual_pool: int = 8, acoustic_dim: int = 0) -> None:
+                 visual_pool: int = 8, acoustic_dim: int = 0, evidence_dim: int = 0,
+                 evidence_columns: Sequence[int] | None = None) -> None:
         super().__init__()
         self.visual_pool, self.acoustic_dim = visual_pool, acoustic_dim
         self.dims = (audio_dim, visual_dim, motion_dim)
@@ -65,9 +74,15 @@ class HANParser(nn.Module):
         self.fc_prob = nn.Linear(dim, num_classes)
         self.fc_frame_att = nn.Linear(dim, num_classes)
         self.fc_av_att = nn.Linear(dim, num_classes)
+        self.evidence_heads: nn.ModuleList | None = None
+        if evidence_dim:
+            if evidence_columns is None or len(evidence_columns) != num_classes:
+                raise ShapeError(f"evidence_columns: one per class ({num_classes}) with evidence_dim > 0",
+                                 source="HANParser")
+            self.evidence_heads = nn.ModuleList(TiedEvidenceHead(evidence_dim, evidence_columns) for _ in range(2))
 
     def forward(self, audio: torch.Tensor, visual: torch.Tensor, motion: torch.Tensor,
-                acoustic: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                acoustic: torch.Tensor | None = None, evidence: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         n, t = audio.shape[:2]
         if (audio.shape[2], visual.shape[2], motion.shape[2]) != self.dims or visual.shape[:2] != (
                 n, t * self.visual_pool) or motion.shape[:2] != (n, t):
@@ -85,7 +100,12 @@ class HANParser(nn.Module):
         for layer in self.layers:
             x_a, x_v = layer(x_a, x_v), layer(x_v, x_a)
         x = torch.stack([x_a, x_v], dim=2)  # (N, T, 2, d)
-        frame_prob = torch.sigmoid(self.fc_prob(x))
+        logits = self.fc_prob(x)
+        if self.evidence_heads is not None:
+            if evidence is None or evidence.shape[:2] != (n, t):
+                raise ShapeError("expected evidence (N, T, F, K)", source="evidence")
+            logits = logits + torch.stack([head(evidence) for head in self.evidence_heads], dim=2)
+        frame_prob = torch.sigmoid(logits)
         frame_att = torch.softmax(self.fc_frame_att(x), dim=1)  # over time
         av_att = torch.softmax(self.fc_av_att(x), dim=2)  # over the two modalities
         temporal = frame_att * frame_prob
