@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from xmodal.cli import app, main
@@ -102,3 +103,88 @@ def test_recipe_parses_and_refuses_bad_settings(tmp_path: Path) -> None:
         build_task(load_recipe(recipe, ["data.eval_split=train"]))
     with pytest.raises(DataError, match="avqa-train.json"):
         build_task(load_recipe(recipe, [f"data.root={tmp_path}"]))
+
+
+def test_official_feature_rows_are_every_sixth_of_sixty_channels_last(tmp_path: Path) -> None:
+    import numpy as np
+
+    from xmodal.tasks.avqa import read_official_features
+
+    (tmp_path / "vggish").mkdir()
+    (tmp_path / "res18_14x14").mkdir()
+    audio = np.arange(60 * 4, dtype=np.float32).reshape(60, 4)  # 60 s, one row a second, as distributed
+    visual = np.arange(60 * 3 * 2 * 2, dtype=np.float32).reshape(60, 3, 2, 2)  # (T, C, H, W)
+    np.save(tmp_path / "vggish" / "v1.npy", audio)
+    np.save(tmp_path / "res18_14x14" / "v1.npy", visual)
+    out = read_official_features(tmp_path, "v1")
+    # the official loader's audio[::6, :] and visual_posi[::6, :]: rows 0, 6, ..., 54
+    assert out["audio"].tolist() == audio[::6].tolist()
+    assert tuple(out["visual"].shape) == (10, 2, 2, 3)
+    assert out["visual"][1, 0, 1].tolist() == [visual[6, c, 0, 1] for c in range(3)]
+    np.save(tmp_path / "vggish" / "v2.npy", audio[:59])
+    np.save(tmp_path / "res18_14x14" / "v2.npy", visual)
+    with pytest.raises(DataError, match=r"v2\.npy"):
+        read_official_features(tmp_path, "v2")
+    with pytest.raises(DataError, match=r"v3\.npy"):
+        read_official_features(tmp_path, "v3")
+
+
+def test_segment_evidence_reads_the_named_classes_hand_worked() -> None:
+    import torch
+
+    from xmodal.tasks.avqa_evidence import named_classes, segment_evidence
+
+    classes = ("violin", "piano", "drum")
+    assert named_classes("Which sounds first the drum or the violin".split(), classes) == [2, 0]
+    assert named_classes("How many sound sources can be heard".split(), classes) == [3, 3]
+    heard = torch.tensor([[[0.9, 0.0, 0.5]]])  # (B=1, T=1, K=3)
+    seen = torch.zeros(1, 1, 1, 2, 3)  # one row of two cells: violin on the left cell, drum over both
+    seen[0, 0, 0, 0] = torch.tensor([0.8, 0.0, 0.2])
+    seen[0, 0, 0, 1] = torch.tensor([0.0, 0.0, 0.6])
+    out = segment_evidence(torch.tensor([[2, 3]]), heard, seen)  # the drum, then nothing
+    assert out["audio"][0, 0].tolist() == pytest.approx([0.5, 0.0, 1.4])
+    # drum: mass 0.8, peak 0.6, centroid (0.2 * -0.25 + 0.6 * 0.25) / (0.8 + eps); none: zeros
+    v = out["visual"][0, 0].tolist()
+    assert v[:6] == pytest.approx([0.8, 0.0, 0.6, 0.0, 0.1 / 0.801, 0.0])
+    assert v[6:] == pytest.approx([1.6, 0.8 + 0.6])  # all instrument mass; violin's and drum's peaks
+    j = out["joint"][0, 0].tolist()
+    # sounding map: left 0.9 * 0.8 + 0.5 * 0.2 = 0.82, right 0.5 * 0.6 = 0.3
+    assert j == pytest.approx([0.5 * 0.6, 0.0, 0.9 * 0.8 + 0.5 * 0.6, 1.12, (0.3 - 0.82) * 0.25 / 1.121])
+
+
+@pytest.mark.slow  # builds and decodes 20 clips
+def test_scene_build_writes_the_benchmark_features_equal_to_the_raw_clip_path(tmp_path: Path) -> None:
+    import numpy as np
+
+    from xmodal.data.benchmarks.music_avqa import read_avqa
+    from xmodal.tasks.base import build_task
+
+    root = tmp_path / "avqa"
+    res = CliRunner().invoke(app, ["data", "build", "music-avqa-scenes", "--out", str(root), "--n", "20",
+                                   "--seed", "3", "--workers", "2", "-o", "features=true"])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    videos = sorted({r.video_id for s in ("train", "val", "test") for r in read_avqa(root / f"avqa-{s}.json")})
+    for folder, shape in (("vggish", (10, 192)), ("res18_14x14", (10, 64, 7, 7))):
+        files = sorted((root / "feats" / folder).iterdir())
+        assert [f.stem for f in files] == videos  # one file a video, no partial files left
+        assert np.load(files[0]).shape == shape and np.load(files[0]).dtype == np.float32
+    assert "feats/vggish/<video_id>.npy" in (root / "README.md").read_text(encoding="utf-8")
+
+    common = [f"data.root={root}", "model.acoustic=false", "model.evidence=false"]  # the build filled the cache
+    recipe = REPO / "recipes" / "avqa.yaml"
+    official = build_task(load_recipe(recipe, [*common, f"data.features={root / 'feats'}"]))
+    raw = build_task(load_recipe(recipe, common))
+    for split in ("train_set", "val_set"):
+        a, b = getattr(official, split), getattr(raw, split)
+        assert a.ids == b.ids and len(a.clips) == len(b.clips)
+        for ca, cb in zip(a.clips, b.clips, strict=True):
+            assert set(ca) == {"audio", "visual"}
+            for key in ca:
+                assert ca[key].shape == cb[key].shape
+                assert torch.allclose(ca[key], cb[key], atol=1e-6)
+        assert torch.equal(a.questions, b.questions) and torch.equal(a.answers, b.answers)
+    with pytest.raises(ConfigError, match=r"model\.acoustic"):
+        build_task(load_recipe(recipe, [f"data.root={root}", f"data.features={root / 'feats'}",
+                                        "model.evidence=false"]))
+    with pytest.raises(ConfigError, match=r"model\.evidence"):
+        build_task(load_recipe(recipe, [f"data.root={root}", "data.visual=pixels"]))

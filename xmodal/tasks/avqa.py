@@ -176,9 +176,12 @@ def write_official_features(root: Path, cache_dir: str | None = None, videos: st
     for name in (AUDIO_FEATURES, VISUAL_FEATURES):
         (out / name).mkdir(parents=True, exist_ok=True)
     for video_id, clip in zip(ids, clips, strict=True):
-        np.save(out / AUDIO_FEATURES / f"{video_id}.npy", clip["audio"].numpy().astype(np.float32))
-        np.save(out / VISUAL_FEATURES / f"{video_id}.npy",
-                clip["visual"].permute(0, 3, 1, 2).numpy().astype(np.float32))
+        for name, array in ((AUDIO_FEATURES, clip["audio"]), (VISUAL_FEATURES, clip["visual"].permute(0, 3, 1, 2))):
+            path = out / name / f"{video_id}.npy"
+            partial_path = path.with_name(f".{path.name}.partial")  # renamed when complete: no half files
+            with partial_path.open("wb") as f:
+                np.save(f, array.numpy().astype(np.float32))
+            partial_path.replace(path)
     return out
 
 

@@ -29,9 +29,10 @@ one set of weights per machine, shared with :mod:`xmodal.tasks.av_segments`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from itertools import pairwise
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -39,12 +40,16 @@ import torch
 from xmodal.data.synth import vocabulary
 from xmodal.errors import DataError
 
-Encoders = tuple[torch.nn.Module, torch.nn.Module]  # (sound encoder, sprite encoder)
+if TYPE_CHECKING:
+    from xmodal.data.synth.sound_encoder import SoundEncoder
+    from xmodal.data.synth.sprite_encoder import SpriteEncoder
+
+Encoders = tuple["SoundEncoder", "SpriteEncoder"]
 
 SAMPLE_RATE = 16000
-GRID, CELL, MELS = 7, 8, 64
-PARAMS = {"version": 2, "segments": 10, "sample_rate": SAMPLE_RATE, "n_mels": MELS, "n_fft": 1024, "hop": 256,
-          "grid": GRID, "cell": CELL, "stereo": "mid+ild"}
+GRID, CELL, MELS, N_FFT, HOP, SEGMENTS = 7, 8, 64, 1024, 256, 10
+PARAMS: dict[str, Any] = {"version": 2, "segments": SEGMENTS, "sample_rate": SAMPLE_RATE, "n_mels": MELS,
+                          "n_fft": N_FFT, "hop": HOP, "grid": GRID, "cell": CELL, "stereo": "mid+ild"}
 AUDIO_DIM, VISUAL_DIM, ACOUSTIC_DIM = 3 * MELS, 3 * CELL * CELL, 9
 EVIDENCE_CLASSES: tuple[str, ...] = vocabulary.INSTRUMENTS
 
@@ -52,7 +57,7 @@ EVIDENCE_CLASSES: tuple[str, ...] = vocabulary.INSTRUMENTS
 def _log_mel(y: np.ndarray) -> np.ndarray:
     import librosa
 
-    mel = librosa.feature.melspectrogram(y=y, sr=SAMPLE_RATE, n_fft=PARAMS["n_fft"], hop_length=PARAMS["hop"],
+    mel = librosa.feature.melspectrogram(y=y, sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP,
                                          n_mels=MELS)
     return np.log(mel + 1e-6).T  # (frames, mels)
 
@@ -75,7 +80,7 @@ def visual_segments(frames: np.ndarray, segments: int = 10) -> np.ndarray:
     return torch.stack([cells[a:max(b, a + 1)].mean(0) for a, b in pairwise(edges)]).numpy()
 
 
-def encoder_segments(encoder: torch.nn.Module, frames: np.ndarray, segments: int = 10
+def encoder_segments(encoder: SpriteEncoder, frames: np.ndarray, segments: int = 10
                      ) -> tuple[np.ndarray, np.ndarray]:
     """The sprite encoder's maps ``(segments, 7, 7, 64)`` of uint8 ``(F, H, W, 3)`` frames and its cells' class
     probabilities over :data:`EVIDENCE_CLASSES` ``(segments, 7, 7, 8)``, both averaged per segment."""
@@ -92,7 +97,7 @@ def _segment_means(per_frame: torch.Tensor, segments: int) -> np.ndarray:
     return torch.stack([per_frame[a:max(b, a + 1)].mean(0) for a, b in pairwise(edges)]).numpy()
 
 
-def heard_segments(encoder: torch.nn.Module, mono: np.ndarray, segments: int = 10) -> np.ndarray:
+def heard_segments(encoder: SoundEncoder, mono: np.ndarray, segments: int = 10) -> np.ndarray:
     """``(segments, 8)``: the sound encoder's probability that each of :data:`EVIDENCE_CLASSES` sounds in each
     segment of a mono 16-kHz waveform."""
     from xmodal.data.synth.sound_encoder import SOUND_CLASSES, encode_segments
@@ -103,9 +108,10 @@ def heard_segments(encoder: torch.nn.Module, mono: np.ndarray, segments: int = 1
 
 def load_encoders() -> Encoders:
     """The sound and sprite encoders from the default cache (each trained there on first use)."""
-    from xmodal.tasks.av_segments import load_encoders as load
+    from xmodal.data.synth.sound_encoder import load_sound_encoder
+    from xmodal.data.synth.sprite_encoder import load_sprite_encoder
 
-    return load()
+    return load_sound_encoder(), load_sprite_encoder()
 
 
 def extract_clip(path: Path, segments: int = 10, encoders: Encoders | None = None
@@ -126,6 +132,7 @@ def extract_clip(path: Path, segments: int = 10, encoders: Encoders | None = Non
         raise DataError(f"expected a mono or stereo audio track, got {audio.shape[0]} channels", path)
     if len(clip.frames) == 0:
         raise DataError("the clip has no video frames", path)
+    assert clip.sample_rate is not None  # read_video sets it with the audio
     stereo = np.stack([resample(ch, int(clip.sample_rate), SAMPLE_RATE) for ch in audio]).astype(np.float32)
     mid = stereo.mean(axis=0)
     out = {"audio": torch.from_numpy(audio_segments(stereo, segments)),
@@ -155,12 +162,12 @@ def clip_features(paths: Sequence[Path], cache_dir: str | None = None,
     def compute(path: Path) -> dict[str, torch.Tensor]:
         if visual == "sprite_encoder" and not encoders:
             encoders.append(load_encoders())
-        return extract_clip(path, PARAMS["segments"], encoders[0] if encoders else None)
+        return extract_clip(path, SEGMENTS, encoders[0] if encoders else None)
 
     out = []
     for path in paths:
         if not Path(path).is_file():
             raise DataError("clip not found", path)
         key = make_key(file_digest(path), "avqa_segment_features", params)
-        out.append(cache.get_or_compute(key, lambda p=Path(path): compute(p)))
+        out.append(cache.get_or_compute(key, partial(compute, Path(path))))
     return out
