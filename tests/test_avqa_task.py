@@ -2,7 +2,7 @@
 recipe, reduced with ``--set``) -> ``xmodal predict`` -> ``xmodal eval avqa``. ``metrics.json`` holds the model
 and every baseline on the held-out split; chance and majority equal their values worked out from the files; the
 official evaluation of the written predictions reproduces the run's number for the best checkpoint; the model
-beats the prior baselines (chance, majority). Bad configuration and missing files are typed errors."""
+beats every baseline by 5 points Overall. Bad configuration and missing files are typed errors."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def test_avqa_build_train_predict_eval(tmp_path: Path, monkeypatch, capsys) -> N
     from xmodal.data.synth.scene_benchmarks_av import build_music_avqa
 
     root = build_music_avqa(tmp_path / "avqa", n=48, seed=4, workers=2)
-    run = _train(tmp_path, root, "data.visual=pixels", "train.epochs=40", "train.eval_every=40", "model.dim=32")
+    run = _train(tmp_path, root, "train.epochs=40", "train.eval_every=40", "model.dim=32")
     doc = json.loads((run / "metrics.json").read_text())
     test = read_avqa(root / "avqa-test.json")
     train = read_avqa(root / "avqa-train.json")
@@ -83,10 +83,9 @@ def test_avqa_build_train_predict_eval(tmp_path: Path, monkeypatch, capsys) -> N
     scores = json.loads(out.out)
     best = json.loads((run / "best" / "best.json").read_text())
     assert scores == pytest.approx(best["metrics"], abs=1e-9)
-    # The prior baselines, on the held-out questions. On so few clips (about 50 test questions, balanced within
-    # each small split) the learned baselines are noisy, and the model is not asserted above them here; the
-    # full recipe's comparison is in docs/tasks.md.
-    for name in ("chance", "majority"):
+    # Every baseline, on the 53 held-out questions (the run is seeded; the model led the best baseline,
+    # question-only, by 13 points when this was written); the full recipe's comparison is in docs/tasks.md.
+    for name in ("chance", "majority", "question_only", "audio_only", "visual_only"):
         assert scores["Overall"] > doc["baselines"][name]["Overall"] + 5, (name, scores, doc["baselines"])
 
 

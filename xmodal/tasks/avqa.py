@@ -17,8 +17,13 @@ held-out split: chance, the majority answer per question type, and small network
 question alone, of the question with the audio and of the question with the frames. Predictions:
 ``{"<question_id>": "<answer>"}``, the file ``xmodal eval avqa`` reads.
 
-Recipe sections: ``data: {root, eval_split, videos, visual, cache}`` and ``model: {dim, heads, question_encoder,
-question_layers, question_len, acoustic, match_weight}``.
+Precomputed features: ``data.features`` names a folder in the benchmark's layout (``vggish/<video_id>.npy``,
+``res18_14x14/<video_id>.npy``: :func:`read_official_features`; :func:`write_official_features` writes it from
+the clips). Additions to AVST (switches): ``model.counting``, ``model.evidence`` (:mod:`xmodal.tasks.avqa_evidence`)
+and ``model.pointer`` (a logit per named object for the answers that name it).
+
+Recipe sections: ``data: {root, eval_split, videos, visual, features, cache}`` and ``model: {dim, heads,
+question_encoder, question_layers, question_len, acoustic, counting, evidence, pointer, match_weight}``.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ class ModelConfig:
     acoustic: bool = True
     counting: bool = True  # question-guided counting over the map's cells
     evidence: bool = True  # the encoders' class evidence for the question's named objects (avqa_evidence)
+    pointer: bool = True  # answers naming one of the question's objects also get a logit per named object
     match_weight: float = 0.5
 
 
@@ -239,7 +245,10 @@ def question_encoder(kind: str, vocab_size: int, m: ModelConfig) -> nn.Module:
 class AVQAModel(nn.Module):
     """``batch -> AVST outputs`` with a two-layer CNN over each segment's ``(7, 7, C)`` grid first."""
 
-    def __init__(self, vocab_size: int, answers: int, audio_dim: int, visual_dim: int, m: ModelConfig) -> None:
+    answer_of_class: torch.Tensor
+
+    def __init__(self, vocab_size: int, answers: list[str], audio_dim: int, visual_dim: int, m: ModelConfig
+                 ) -> None:
         super().__init__()
         from xmodal.tasks import avqa_evidence as ev
         from xmodal.tasks.models.avst import AVST
@@ -247,10 +256,15 @@ class AVQAModel(nn.Module):
         self.acoustic, self.evidence, self.dim = m.acoustic, m.evidence, m.dim
         self.stem = nn.Sequential(nn.Conv2d(visual_dim, m.dim, 3, padding=1), nn.ReLU(),
                                   nn.Conv2d(m.dim, m.dim, 3, padding=1), nn.ReLU())
-        self.net = AVST(vocab_size, answers, audio_dim, m.dim, m.dim, m.heads,
+        self.net = AVST(vocab_size, len(answers), audio_dim, m.dim, m.dim, m.heads,
                         avqa_features.ACOUSTIC_DIM if m.acoustic else 0,
                         question_encoder(m.question_encoder, vocab_size, m), counting=m.counting,
                         evidence_dim=ev.AUDIO_DIM + ev.VISUAL_DIM + ev.JOINT_DIM if m.evidence else 0)
+        # the pointer: the answer index of each evidence class (-1: not an answer; the last entry is "none")
+        classes = avqa_features.EVIDENCE_CLASSES
+        self.pointer = nn.Linear(m.dim, ev.NAMED) if m.pointer else None
+        self.register_buffer("answer_of_class", torch.tensor(
+            [answers.index(c) if c in answers else -1 for c in classes] + [-1], dtype=torch.long))
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         v = batch["visual"]  # (B, T, 7, 7, C)
@@ -264,8 +278,13 @@ class AVQAModel(nn.Module):
 
             streams = segment_evidence(batch["named"], batch["audio_classes"], batch["visual_classes"])
             evidence = torch.cat([streams["audio"], streams["visual"], streams["joint"]], dim=-1)
-        return self.net(batch["audio"], v, batch["question"], negative,
-                        batch.get("acoustic") if self.acoustic else None, evidence)
+        out = self.net(batch["audio"], v, batch["question"], negative,
+                       batch.get("acoustic") if self.acoustic else None, evidence)
+        if self.pointer is not None:  # "which sounds first, the A or the B?": a logit for A and one for B
+            target = self.answer_of_class[batch["named"]]  # (B, 2) answer indices or -1
+            scores = self.pointer(out["joint"]) * (target >= 0)
+            out["answer_logits"] = out["answer_logits"].scatter_add(1, target.clamp_min(0), scores)
+        return out
 
 
 def avqa_objective(outputs: dict[str, torch.Tensor], batch: dict[str, Any], match_weight: float = 0.5
@@ -394,11 +413,11 @@ def baselines(dataset: QuestionDataset, *, train_set: QuestionDataset, words: li
         rows_train, rows_eval = _segment_rows(train_set, stream), _segment_rows(dataset, stream)
         pca = PCA(components, random_state=0).fit(rows_train.reshape(-1, rows_train.shape[-1]))
         a_train, a_eval = _clip_streams(rows_train, pca), _clip_streams(rows_eval, pca)
-        x_train, x_eval = [q_train, a_train[train_set.clip_of]], [q_eval, a_eval[dataset.clip_of]]
+        parts_train, parts_eval = [q_train, a_train[train_set.clip_of]], [q_eval, a_eval[dataset.clip_of]]
         e_train, e_eval = _question_evidence(train_set, stream), _question_evidence(dataset, stream)
         if e_train is not None and e_eval is not None:
-            x_train, x_eval = [*x_train, e_train], [*x_eval, e_eval]
-        inputs[name] = (np.concatenate(x_train, 1), np.concatenate(x_eval, 1))
+            parts_train, parts_eval = [*parts_train, e_train], [*parts_eval, e_eval]
+        inputs[name] = (np.concatenate(parts_train, 1), np.concatenate(parts_eval, 1))
     for name, (x_train, x_eval) in inputs.items():
         pred = _mlp_answers(x_train, y_train, x_eval)
         table[name] = avqa_accuracy(dataset.records, {q: answers[int(k)] for q, k in zip(dataset.ids, pred)})
@@ -414,7 +433,7 @@ def build(cfg: dict[str, Any]) -> TaskBundle:
     d, m = _configs(cfg)
     train_set, eval_set, vocab = build_data(cfg)
     first = train_set.clips[0]
-    model = AVQAModel(len(vocab["words"]), len(vocab["answers"]), first["audio"].shape[-1],
+    model = AVQAModel(len(vocab["words"]), vocab["answers"], first["audio"].shape[-1],
                       first["visual"].shape[-1], m)
     return TaskBundle(model=model, loss=partial(avqa_objective, match_weight=m.match_weight), train_set=train_set,
                       collate=av_segments.collate, val_set=eval_set,

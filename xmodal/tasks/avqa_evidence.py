@@ -8,13 +8,15 @@ every 1-s segment, the class evidence of ``audio_classes`` ``(B, T, K)`` (heard,
 ``visual_classes`` ``(B, T, H, W, K)`` (each cell's softmax) for those classes and over all classes:
 
 - ``audio`` (3): how strongly each named class is heard, and the sum over classes (how many are heard);
-- ``visual`` (8): for each named class its mass (the sum of its cells' probabilities: a count of cells, which
-  grows with the number of instances, where a softmax-weighted mean over cells does not), its peak cell and
-  its horizontal centroid (-0.5 left edge .. 0.5 right edge); the mass of every instrument and the number of
-  classes present (the sum over classes of each class's peak cell);
-- ``joint`` (5): each named class heard times seen, the sum over classes of heard times seen (how many sound
-  while on screen), and the mass and centroid of the map of cells weighted by how strongly their class is heard
-  (where the sounding objects are).
+- ``visual`` (10): for each named class its mass (the sum of its cells' probabilities: a count of cells, which
+  grows with the number of instances, where a softmax-weighted mean over cells does not), its peak cell, its
+  horizontal centroid (-0.5 left edge .. 0.5 right edge) and that centroid weighted by the probability that
+  the class first appears in this segment (:func:`first_fire`; summed over segments: where it first appears);
+  the mass of every instrument and the number of classes present (the sum over classes of each class's peak);
+- ``joint`` (6): each named class heard times seen, the sum over classes of heard times seen (how many sound
+  while on screen), the mass and centroid of the map of cells weighted by how strongly their class is heard
+  (where the sounding objects are), and that centroid weighted by the probability that something first sounds
+  on screen in this segment.
 
 :func:`xmodal.tasks.models.avst.clip_summary` pools them over the clip (mean, maximum, soft onset).
 """
@@ -31,7 +33,7 @@ from xmodal.tasks.models.avst import clip_summary
 __all__ = ["AUDIO_DIM", "JOINT_DIM", "VISUAL_DIM", "clip_summary", "named_classes", "segment_evidence"]
 
 NAMED = 2  # a MUSIC-AVQA template names at most two objects
-AUDIO_DIM, VISUAL_DIM, JOINT_DIM = NAMED + 1, 3 * NAMED + 2, NAMED + 3
+AUDIO_DIM, VISUAL_DIM, JOINT_DIM = NAMED + 1, 4 * NAMED + 2, NAMED + 4
 EPS = 1e-3
 
 
@@ -40,6 +42,14 @@ def named_classes(tokens: Sequence[str], classes: Sequence[str]) -> list[int]:
     (none) fills the rest."""
     found = [classes.index(w) for w in tokens if w in classes][:NAMED]
     return found + [len(classes)] * (NAMED - len(found))
+
+
+def first_fire(fires: torch.Tensor) -> torch.Tensor:
+    """``(B, T, ...)`` values in [0, 1] -> the probability that each segment is the first to fire:
+    ``f_t * prod_{s < t} (1 - f_s)``."""
+    f = fires.clamp(0, 1)
+    before = torch.cumprod(1 - f, dim=1)
+    return f * torch.cat([torch.ones_like(before[:, :1]), before[:, :-1]], dim=1)
 
 
 def _columns(width: int, height: int, device: torch.device) -> torch.Tensor:
@@ -75,11 +85,12 @@ def segment_evidence(named: torch.Tensor, audio_classes: torch.Tensor | None = N
         mass, centre = _centroid(maps, x)
         peak = maps.amax(-1)
         class_peak = cells.amax(2)  # (B, T, K)
-        out["visual"] = torch.cat([mass, peak, centre, cells.sum((2, 3))[..., None],
+        out["visual"] = torch.cat([mass, peak, centre, first_fire(peak) * centre, cells.sum((2, 3))[..., None],
                                    class_peak.sum(-1, keepdim=True)], -1)
         if audio_classes is not None:
             sounding = (cells * audio_classes[:, :, None]).sum(-1)  # (B, T, N)
             s_mass, s_centre = _centroid(sounding, x)
-            out["joint"] = torch.cat([heard * peak, (audio_classes * class_peak).sum(-1, keepdim=True),
-                                      s_mass[..., None], s_centre[..., None]], -1)
+            on_screen = (audio_classes * class_peak).sum(-1, keepdim=True)
+            out["joint"] = torch.cat([heard * peak, on_screen, s_mass[..., None], s_centre[..., None],
+                                      first_fire(on_screen) * s_centre[..., None]], -1)
     return out

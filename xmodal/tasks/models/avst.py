@@ -22,7 +22,8 @@ Additions (both optional, off by default, so the module with its defaults is the
 - ``evidence_dim``: per-segment evidence ``(B, T, E)`` given by the caller (for MUSIC-AVQA, the encoders' class
   evidence for the objects the question names: :mod:`xmodal.tasks.avqa_evidence`).
 
-The count and the evidence form one more stream: projected per segment, it gets its own question-guided
+The count and the evidence form one more stream: batch-normalised per feature (masses count cells, the rest
+are probabilities), projected per segment, it gets its own question-guided
 temporal attention (plus its mean, as the other two), and its :func:`clip_summary` (mean, maximum and soft
 onset over the segments: what ``which sounds first`` needs) another projection; both join the fusion.
 
@@ -68,7 +69,8 @@ class AVST(nn.Module):
     """``forward(audio (B, T, audio_dim), visual (B, T, C, H, W), question (B, L), visual_negative=None,
     acoustic=None, evidence=None)`` ->
     (``question_encoder`` replaces the reference's LSTM by any ``(B, L) ids -> (B, dim)`` module)
-    ``{"answer_logits": (B, num_answers), "match_positive": (B*T, 2), "match_negative": (B*T, 2),
+    ``{"answer_logits": (B, num_answers), "joint": (B, dim) (what the answer layer reads),
+    "match_positive": (B*T, 2), "match_negative": (B*T, 2),
     "spatial_attention": (B, T, H*W)}``."""
 
     def __init__(self, vocab_size: int, num_answers: int = 42, audio_dim: int = 128, visual_dim: int = 512,
@@ -90,6 +92,8 @@ class AVST(nn.Module):
         if counting:
             self.count_query = nn.Linear(dim, dim)
         if stream:
+            self.evidence_norm = nn.BatchNorm1d(stream)
+            self.summary_norm = nn.BatchNorm1d(3 * stream)
             self.evidence_proj = nn.Sequential(nn.Linear(stream, dim), nn.ReLU(), nn.Linear(dim, dim))
             self.summary_proj = nn.Sequential(nn.Linear(3 * stream, dim), nn.ReLU(), nn.Linear(dim, dim))
             self.attend_evidence = CrossModalAttention(dim, dim, heads)
@@ -145,10 +149,12 @@ class AVST(nn.Module):
             streams.append(torch.sigmoid(scores).sum(-1, keepdim=True))
         if streams:
             e_in = torch.cat(streams, dim=-1)
-            e = self.evidence_proj(e_in)
-            parts += [self.attend_evidence(q[:, None], e)[:, 0] + e.mean(dim=1), self.summary_proj(clip_summary(e_in))]
+            e = self.evidence_proj(self.evidence_norm(e_in.flatten(0, 1)).reshape(e_in.shape))
+            summary = self.summary_proj(self.summary_norm(clip_summary(e_in)))
+            parts += [self.attend_evidence(q[:, None], e)[:, 0] + e.mean(dim=1), summary]
         fused = self.fc_fusion(torch.tanh(torch.cat(parts, dim=-1)))
-        return {"answer_logits": self.answer(torch.tanh(fused * q)), "match_positive": match_pos,
+        joint = torch.tanh(fused * q)
+        return {"answer_logits": self.answer(joint), "joint": joint, "match_positive": match_pos,
                 "match_negative": match_neg, "spatial_attention": weights.reshape(b, t, -1)}
 
 
