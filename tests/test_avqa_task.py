@@ -145,10 +145,14 @@ def test_segment_evidence_reads_the_named_classes_hand_worked() -> None:
     # drum: mass 0.8, peak 0.6, centroid (0.2 * -0.25 + 0.6 * 0.25) / (0.8 + eps); none: zeros
     v = out["visual"][0, 0].tolist()
     assert v[:6] == pytest.approx([0.8, 0.0, 0.6, 0.0, 0.1 / 0.801, 0.0])
-    assert v[6:] == pytest.approx([1.6, 0.8 + 0.6])  # all instrument mass; violin's and drum's peaks
+    # where the drum first appears: its first-fire probability (its peak, in the only segment) times its centroid
+    assert v[6:8] == pytest.approx([0.6 * 0.1 / 0.801, 0.0])
+    assert v[8:] == pytest.approx([1.6, 0.8 + 0.6])  # all instrument mass; violin's and drum's peaks
     j = out["joint"][0, 0].tolist()
     # sounding map: left 0.9 * 0.8 + 0.5 * 0.2 = 0.82, right 0.5 * 0.6 = 0.3
-    assert j == pytest.approx([0.5 * 0.6, 0.0, 0.9 * 0.8 + 0.5 * 0.6, 1.12, (0.3 - 0.82) * 0.25 / 1.121])
+    centre = (0.3 - 0.82) * 0.25 / 1.121
+    # the last: that centroid where something first sounds on screen (1.02, clipped to 1, in the only segment)
+    assert j == pytest.approx([0.5 * 0.6, 0.0, 0.9 * 0.8 + 0.5 * 0.6, 1.12, centre, centre])
 
 
 @pytest.mark.slow  # builds and decodes 20 clips
@@ -184,6 +188,6 @@ def test_scene_build_writes_the_benchmark_features_equal_to_the_raw_clip_path(tm
         assert torch.equal(a.questions, b.questions) and torch.equal(a.answers, b.answers)
     with pytest.raises(ConfigError, match=r"model\.acoustic"):
         build_task(load_recipe(recipe, [f"data.root={root}", f"data.features={root / 'feats'}",
-                                        "model.evidence=false"]))
+                                        "model.evidence=false", "model.acoustic=true"]))
     with pytest.raises(ConfigError, match=r"model\.evidence"):
         build_task(load_recipe(recipe, [f"data.root={root}", "data.visual=pixels"]))
