@@ -2,7 +2,7 @@
 recipe, reduced with ``--set``) -> ``xmodal predict`` -> ``xmodal eval avqa``. ``metrics.json`` holds the model
 and every baseline on the held-out split; chance and majority equal their values worked out from the files; the
 official evaluation of the written predictions reproduces the run's number for the best checkpoint; the model
-beats the prior baselines (chance, majority). Bad configuration and missing files are typed errors."""
+beats every baseline by 5 points Overall. Bad configuration and missing files are typed errors."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from xmodal.cli import app, main
@@ -55,7 +56,7 @@ def test_avqa_build_train_predict_eval(tmp_path: Path, monkeypatch, capsys) -> N
     from xmodal.data.synth.scene_benchmarks_av import build_music_avqa
 
     root = build_music_avqa(tmp_path / "avqa", n=48, seed=4, workers=2)
-    run = _train(tmp_path, root, "data.visual=pixels", "train.epochs=40", "train.eval_every=40", "model.dim=32")
+    run = _train(tmp_path, root, "train.epochs=40", "train.eval_every=40", "model.dim=32")
     doc = json.loads((run / "metrics.json").read_text())
     test = read_avqa(root / "avqa-test.json")
     train = read_avqa(root / "avqa-train.json")
@@ -82,10 +83,9 @@ def test_avqa_build_train_predict_eval(tmp_path: Path, monkeypatch, capsys) -> N
     scores = json.loads(out.out)
     best = json.loads((run / "best" / "best.json").read_text())
     assert scores == pytest.approx(best["metrics"], abs=1e-9)
-    # The prior baselines, on the held-out questions. On so few clips (about 50 test questions, balanced within
-    # each small split) the learned baselines are noisy, and the model is not asserted above them here; the
-    # full recipe's comparison is in docs/tasks.md.
-    for name in ("chance", "majority"):
+    # Every baseline, on the 53 held-out questions (the run is seeded; the model led the best baseline,
+    # question-only, by 13 points when this was written); the full recipe's comparison is in docs/tasks.md.
+    for name in ("chance", "majority", "question_only", "audio_only", "visual_only"):
         assert scores["Overall"] > doc["baselines"][name]["Overall"] + 5, (name, scores, doc["baselines"])
 
 
@@ -102,3 +102,92 @@ def test_recipe_parses_and_refuses_bad_settings(tmp_path: Path) -> None:
         build_task(load_recipe(recipe, ["data.eval_split=train"]))
     with pytest.raises(DataError, match="avqa-train.json"):
         build_task(load_recipe(recipe, [f"data.root={tmp_path}"]))
+
+
+def test_official_feature_rows_are_every_sixth_of_sixty_channels_last(tmp_path: Path) -> None:
+    import numpy as np
+
+    from xmodal.tasks.avqa import read_official_features
+
+    (tmp_path / "vggish").mkdir()
+    (tmp_path / "res18_14x14").mkdir()
+    audio = np.arange(60 * 4, dtype=np.float32).reshape(60, 4)  # 60 s, one row a second, as distributed
+    visual = np.arange(60 * 3 * 2 * 2, dtype=np.float32).reshape(60, 3, 2, 2)  # (T, C, H, W)
+    np.save(tmp_path / "vggish" / "v1.npy", audio)
+    np.save(tmp_path / "res18_14x14" / "v1.npy", visual)
+    out = read_official_features(tmp_path, "v1")
+    # the official loader's audio[::6, :] and visual_posi[::6, :]: rows 0, 6, ..., 54
+    assert out["audio"].tolist() == audio[::6].tolist()
+    assert tuple(out["visual"].shape) == (10, 2, 2, 3)
+    assert out["visual"][1, 0, 1].tolist() == [visual[6, c, 0, 1] for c in range(3)]
+    np.save(tmp_path / "vggish" / "v2.npy", audio[:59])
+    np.save(tmp_path / "res18_14x14" / "v2.npy", visual)
+    with pytest.raises(DataError, match=r"v2\.npy"):
+        read_official_features(tmp_path, "v2")
+    with pytest.raises(DataError, match=r"v3\.npy"):
+        read_official_features(tmp_path, "v3")
+
+
+def test_segment_evidence_reads_the_named_classes_hand_worked() -> None:
+    import torch
+
+    from xmodal.tasks.avqa_evidence import named_classes, segment_evidence
+
+    classes = ("violin", "piano", "drum")
+    assert named_classes("Which sounds first the drum or the violin".split(), classes) == [2, 0]
+    assert named_classes("How many sound sources can be heard".split(), classes) == [3, 3]
+    heard = torch.tensor([[[0.9, 0.0, 0.5]]])  # (B=1, T=1, K=3)
+    seen = torch.zeros(1, 1, 1, 2, 3)  # one row of two cells: violin on the left cell, drum over both
+    seen[0, 0, 0, 0] = torch.tensor([0.8, 0.0, 0.2])
+    seen[0, 0, 0, 1] = torch.tensor([0.0, 0.0, 0.6])
+    out = segment_evidence(torch.tensor([[2, 3]]), heard, seen)  # the drum, then nothing
+    assert out["audio"][0, 0].tolist() == pytest.approx([0.5, 0.0, 1.4])
+    # drum: mass 0.8, peak 0.6, centroid (0.2 * -0.25 + 0.6 * 0.25) / (0.8 + eps); none: zeros
+    v = out["visual"][0, 0].tolist()
+    assert v[:6] == pytest.approx([0.8, 0.0, 0.6, 0.0, 0.1 / 0.801, 0.0])
+    # where the drum first appears: its first-fire probability (its peak, in the only segment) times its centroid
+    assert v[6:8] == pytest.approx([0.6 * 0.1 / 0.801, 0.0])
+    assert v[8:] == pytest.approx([1.6, 0.8 + 0.6])  # all instrument mass; violin's and drum's peaks
+    j = out["joint"][0, 0].tolist()
+    # sounding map: left 0.9 * 0.8 + 0.5 * 0.2 = 0.82, right 0.5 * 0.6 = 0.3
+    centre = (0.3 - 0.82) * 0.25 / 1.121
+    # the last: that centroid where something first sounds on screen (1.02, clipped to 1, in the only segment)
+    assert j == pytest.approx([0.5 * 0.6, 0.0, 0.9 * 0.8 + 0.5 * 0.6, 1.12, centre, centre])
+
+
+@pytest.mark.slow  # builds and decodes 20 clips
+def test_scene_build_writes_the_benchmark_features_equal_to_the_raw_clip_path(tmp_path: Path) -> None:
+    import numpy as np
+
+    from xmodal.data.benchmarks.music_avqa import read_avqa
+    from xmodal.tasks.base import build_task
+
+    root = tmp_path / "avqa"
+    res = CliRunner().invoke(app, ["data", "build", "music-avqa-scenes", "--out", str(root), "--n", "20",
+                                   "--seed", "3", "--workers", "2", "-o", "features=true"])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    videos = sorted({r.video_id for s in ("train", "val", "test") for r in read_avqa(root / f"avqa-{s}.json")})
+    for folder, shape in (("vggish", (10, 192)), ("res18_14x14", (10, 64, 7, 7))):
+        files = sorted((root / "feats" / folder).iterdir())
+        assert [f.stem for f in files] == videos  # one file a video, no partial files left
+        assert np.load(files[0]).shape == shape and np.load(files[0]).dtype == np.float32
+    assert "feats/vggish/<video_id>.npy" in (root / "README.md").read_text(encoding="utf-8")
+
+    common = [f"data.root={root}", "model.acoustic=false", "model.evidence=false"]  # the build filled the cache
+    recipe = REPO / "recipes" / "avqa.yaml"
+    official = build_task(load_recipe(recipe, [*common, f"data.features={root / 'feats'}"]))
+    raw = build_task(load_recipe(recipe, common))
+    for split in ("train_set", "val_set"):
+        a, b = getattr(official, split), getattr(raw, split)
+        assert a.ids == b.ids and len(a.clips) == len(b.clips)
+        for ca, cb in zip(a.clips, b.clips, strict=True):
+            assert set(ca) == {"audio", "visual"}
+            for key in ca:
+                assert ca[key].shape == cb[key].shape
+                assert torch.allclose(ca[key], cb[key], atol=1e-6)
+        assert torch.equal(a.questions, b.questions) and torch.equal(a.answers, b.answers)
+    with pytest.raises(ConfigError, match=r"model\.acoustic"):
+        build_task(load_recipe(recipe, [f"data.root={root}", f"data.features={root / 'feats'}",
+                                        "model.evidence=false", "model.acoustic=true"]))
+    with pytest.raises(ConfigError, match=r"model\.evidence"):
+        build_task(load_recipe(recipe, [f"data.root={root}", "data.visual=pixels"]))

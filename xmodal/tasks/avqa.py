@@ -17,8 +17,13 @@ held-out split: chance, the majority answer per question type, and small network
 question alone, of the question with the audio and of the question with the frames. Predictions:
 ``{"<question_id>": "<answer>"}``, the file ``xmodal eval avqa`` reads.
 
-Recipe sections: ``data: {root, eval_split, videos, visual, cache}`` and ``model: {dim, heads, question_encoder,
-question_layers, question_len, acoustic, match_weight}``.
+Precomputed features: ``data.features`` names a folder in the benchmark's layout (``vggish/<video_id>.npy``,
+``res18_14x14/<video_id>.npy``: :func:`read_official_features`; :func:`write_official_features` writes it from
+the clips). Additions to AVST (switches): ``model.counting``, ``model.evidence`` (:mod:`xmodal.tasks.avqa_evidence`)
+and ``model.pointer`` (a logit per named object for the answers that name it).
+
+Recipe sections: ``data: {root, eval_split, videos, visual, features, cache}`` and ``model: {dim, heads,
+question_encoder, question_layers, question_len, acoustic, counting, evidence, pointer, match_weight}``.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ class DataConfig:
     eval_split: Literal["val", "test"] = "test"
     videos: str = "MUSIC-AVQA-videos"  # folder of <video_id>.mp4 under root
     visual: Literal["pixels", "sprite_encoder"] = "sprite_encoder"  # frame features (see avqa_features)
+    features: str | None = None  # precomputed features: a folder with vggish/ and res18_14x14/ (data/feats)
     cache: str | None = None  # feature cache folder; default $XMODAL_CACHE/features
 
 
@@ -60,6 +66,9 @@ class ModelConfig:
     question_layers: int = 1
     question_len: int = 16  # tokens, padded as the official loader pads (it uses 14; a scene question has 15)
     acoustic: bool = True
+    counting: bool = True  # question-guided counting over the map's cells
+    evidence: bool = True  # the encoders' class evidence for the question's named objects (avqa_evidence)
+    pointer: bool = True  # answers naming one of the question's objects also get a logit per named object
     match_weight: float = 0.5
 
 
@@ -73,6 +82,11 @@ def _configs(cfg: dict[str, Any]) -> tuple[DataConfig, ModelConfig]:
         raise ConfigError(f"model.heads: must divide model.dim ({m.dim}), got {m.heads}")
     if m.match_weight < 0:
         raise ConfigError(f"model.match_weight: must be >= 0, got {m.match_weight}")
+    if d.features is not None and m.acoustic:
+        raise ConfigError("model.acoustic: the precomputed features hold no acoustic descriptors; set it false")
+    if m.evidence and (d.features is not None or d.visual != "sprite_encoder"):
+        raise ConfigError("model.evidence: class evidence comes from the encoders (data.visual=sprite_encoder on "
+                          "raw clips, no data.features); set it false")
     return d, m
 
 
@@ -83,21 +97,26 @@ def check(cfg: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- data
 
 class QuestionDataset(Dataset):
-    """Samples ``{"id", "audio", "visual", "acoustic", "question", "answer"}``: one per question entry; the
-    clip features are shared by the questions of a clip."""
+    """Samples ``{"id", "audio", "visual", "acoustic", "question", "named", "answer"}`` (and the clip's class
+    evidence when it has it): one per question entry; the clip features are shared by the questions of a clip.
+    ``named`` holds the evidence classes the question names (:func:`xmodal.tasks.avqa_evidence.named_classes`)."""
 
     def __init__(self, records: list[AVQARecord], clips: list[dict[str, torch.Tensor]], clip_of: list[int],
                  questions: torch.Tensor, answers: torch.Tensor) -> None:
+        from xmodal.tasks.avqa_evidence import named_classes
+
         self.records, self.clips, self.clip_of = records, clips, clip_of
         self.questions, self.answers = questions, answers  # (N, question_len) ids, (N,) answer index or -1
         self.ids = [str(r.question_id) for r in records]
+        self.named = torch.tensor([named_classes(r.question_tokens(), avqa_features.EVIDENCE_CLASSES)
+                                   for r in records], dtype=torch.long).reshape(len(records), -1)
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         return {"id": self.ids[index], **self.clips[self.clip_of[index]], "question": self.questions[index],
-                "answer": self.answers[index]}
+                "named": self.named[index], "answer": self.answers[index]}
 
 
 def _encode(records: list[AVQARecord], vocab: dict[str, int], length: int, path: Path) -> torch.Tensor:
@@ -117,9 +136,59 @@ def _load_split(d: DataConfig, split: str) -> tuple[list[AVQARecord], list[str],
     if not records:
         raise DataError("the split holds no questions", path)
     videos = sorted({r.video_id for r in records})
+    if d.features is not None:
+        return records, videos, [read_official_features(Path(d.features), v) for v in videos]
     clips = avqa_features.clip_features([Path(d.root) / d.videos / f"{v}.mp4" for v in videos], d.cache,
                                         d.visual)
     return records, videos, clips
+
+
+# the benchmark's feature folders (data/feats): VGGish (T, 128) and ResNet-18 maps (T, 512, 14, 14), one row a
+# second; the official loader keeps every sixth of the 60 rows, one per 1-s segment of its 10 segments
+AUDIO_FEATURES, VISUAL_FEATURES = "vggish", "res18_14x14"
+SEGMENTS = 10
+
+
+def _rows(path: Path, ndim: int) -> np.ndarray:
+    """The ``SEGMENTS`` evenly spaced rows of a feature file (every sixth of 60, as the official loader)."""
+    if not path.is_file():
+        raise DataError("feature file not found", path)
+    x = np.load(path)
+    if x.ndim != ndim or len(x) == 0 or len(x) % SEGMENTS:
+        raise DataError(f"expected {ndim} dimensions and a multiple of {SEGMENTS} rows, got shape {x.shape}", path)
+    return np.ascontiguousarray(x[:: len(x) // SEGMENTS], dtype=np.float32)
+
+
+def read_official_features(folder: Path, video_id: str) -> dict[str, torch.Tensor]:
+    """``{"audio": (10, D), "visual": (10, H, W, C)}`` of one video from the benchmark's layout:
+    ``<folder>/vggish/<video_id>.npy`` ``(R, D)`` and ``<folder>/res18_14x14/<video_id>.npy`` ``(R, C, H, W)``
+    (R a multiple of 10: 60 on MUSIC-AVQA, one row a second; every ``R / 10``-th row is kept)."""
+    audio = _rows(folder / AUDIO_FEATURES / f"{video_id}.npy", 2)
+    visual = _rows(folder / VISUAL_FEATURES / f"{video_id}.npy", 4)
+    return {"audio": torch.from_numpy(audio), "visual": torch.from_numpy(visual).permute(0, 2, 3, 1).contiguous()}
+
+
+def write_official_features(root: Path, cache_dir: str | None = None, videos: str = "MUSIC-AVQA-videos") -> Path:
+    """The benchmark's feature layout computed from the clips under ``root`` (a scene build or any folder in the
+    official layout), for every video of ``avqa-{train,val,test}.json``: ``feats/vggish/<video_id>.npy``
+    ``(10, 192)`` (the stereo log-mel stream of :mod:`xmodal.tasks.avqa_features`, where the benchmark has
+    VGGish's 128) and ``feats/res18_14x14/<video_id>.npy`` ``(10, 64, 7, 7)`` (the sprite encoder's maps,
+    channels first as the benchmark's ResNet-18 maps), float32, one row per second of the 10-s clips. A recipe
+    reads them with ``data.features=<root>/feats model.acoustic=false model.evidence=false``."""
+    root = Path(root)
+    ids = sorted({r.video_id for s in ("train", "val", "test") for r in read_avqa(root / f"avqa-{s}.json")})
+    clips = avqa_features.clip_features([root / videos / f"{v}.mp4" for v in ids], cache_dir, "sprite_encoder")
+    out = root / "feats"
+    for name in (AUDIO_FEATURES, VISUAL_FEATURES):
+        (out / name).mkdir(parents=True, exist_ok=True)
+    for video_id, clip in zip(ids, clips, strict=True):
+        for name, array in ((AUDIO_FEATURES, clip["audio"]), (VISUAL_FEATURES, clip["visual"].permute(0, 3, 1, 2))):
+            path = out / name / f"{video_id}.npy"
+            partial_path = path.with_name(f".{path.name}.partial")  # renamed when complete: no half files
+            with partial_path.open("wb") as f:
+                np.save(f, array.numpy().astype(np.float32))
+            partial_path.replace(path)
+    return out
 
 
 def build_data(cfg: dict[str, Any]) -> tuple[QuestionDataset, QuestionDataset, dict[str, Any]]:
@@ -176,16 +245,26 @@ def question_encoder(kind: str, vocab_size: int, m: ModelConfig) -> nn.Module:
 class AVQAModel(nn.Module):
     """``batch -> AVST outputs`` with a two-layer CNN over each segment's ``(7, 7, C)`` grid first."""
 
-    def __init__(self, vocab_size: int, answers: int, audio_dim: int, visual_dim: int, m: ModelConfig) -> None:
+    answer_of_class: torch.Tensor
+
+    def __init__(self, vocab_size: int, answers: list[str], audio_dim: int, visual_dim: int, m: ModelConfig
+                 ) -> None:
         super().__init__()
+        from xmodal.tasks import avqa_evidence as ev
         from xmodal.tasks.models.avst import AVST
 
-        self.acoustic, self.dim = m.acoustic, m.dim
+        self.acoustic, self.evidence, self.dim = m.acoustic, m.evidence, m.dim
         self.stem = nn.Sequential(nn.Conv2d(visual_dim, m.dim, 3, padding=1), nn.ReLU(),
                                   nn.Conv2d(m.dim, m.dim, 3, padding=1), nn.ReLU())
-        self.net = AVST(vocab_size, answers, audio_dim, m.dim, m.dim, m.heads,
+        self.net = AVST(vocab_size, len(answers), audio_dim, m.dim, m.dim, m.heads,
                         avqa_features.ACOUSTIC_DIM if m.acoustic else 0,
-                        question_encoder(m.question_encoder, vocab_size, m))
+                        question_encoder(m.question_encoder, vocab_size, m), counting=m.counting,
+                        evidence_dim=ev.AUDIO_DIM + ev.VISUAL_DIM + ev.JOINT_DIM if m.evidence else 0)
+        # the pointer: the answer index of each evidence class (-1: not an answer; the last entry is "none")
+        classes = avqa_features.EVIDENCE_CLASSES
+        self.pointer = nn.Linear(m.dim, ev.NAMED) if m.pointer else None
+        self.register_buffer("answer_of_class", torch.tensor(
+            [answers.index(c) if c in answers else -1 for c in classes] + [-1], dtype=torch.long))
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         v = batch["visual"]  # (B, T, 7, 7, C)
@@ -193,8 +272,19 @@ class AVQAModel(nn.Module):
         v = self.stem(v.reshape(b * t, h, w, c).permute(0, 3, 1, 2)).reshape(b, t, self.dim, h, w)
         # a lone sample has no other clip to mismatch: its match logits are then unused (evaluation only)
         negative = v if b == 1 else None
-        return self.net(batch["audio"], v, batch["question"], negative,
-                        batch.get("acoustic") if self.acoustic else None)
+        evidence = None
+        if self.evidence:
+            from xmodal.tasks.avqa_evidence import segment_evidence
+
+            streams = segment_evidence(batch["named"], batch["audio_classes"], batch["visual_classes"])
+            evidence = torch.cat([streams["audio"], streams["visual"], streams["joint"]], dim=-1)
+        out = self.net(batch["audio"], v, batch["question"], negative,
+                       batch.get("acoustic") if self.acoustic else None, evidence)
+        if self.pointer is not None:  # "which sounds first, the A or the B?": a logit for A and one for B
+            target = self.answer_of_class[batch["named"]]  # (B, 2) answer indices or -1
+            scores = self.pointer(out["joint"]) * (target >= 0)
+            out["answer_logits"] = out["answer_logits"].scatter_add(1, target.clamp_min(0), scores)
+        return out
 
 
 def avqa_objective(outputs: dict[str, torch.Tensor], batch: dict[str, Any], match_weight: float = 0.5
@@ -265,6 +355,21 @@ def _clip_streams(rows: np.ndarray, pca: Any) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
+def _question_evidence(dataset: QuestionDataset, stream: str) -> np.ndarray | None:
+    """``(N, T * F + 3F)``: one modality's evidence for each question's named objects
+    (:func:`xmodal.tasks.avqa_evidence.segment_evidence`, ``audio`` or ``visual``), its segments in order and
+    its clip summary; None when the clips hold no class evidence."""
+    from xmodal.tasks.avqa_evidence import segment_evidence
+    from xmodal.tasks.models.avst import clip_summary
+
+    key = f"{stream}_classes"
+    if key not in dataset.clips[0]:
+        return None
+    classes = torch.stack([c[key] for c in dataset.clips])[dataset.clip_of]
+    e = segment_evidence(dataset.named, **{key: classes})[stream]
+    return torch.cat([e.flatten(1), clip_summary(e)], 1).numpy()
+
+
 def _mlp_answers(x_train: np.ndarray, y_train: np.ndarray, x_eval: np.ndarray) -> np.ndarray:
     """A one-hidden-layer MLP (scikit-learn, standardised inputs, fixed seed) fitted on the training questions."""
     from sklearn.neural_network import MLPClassifier
@@ -283,7 +388,10 @@ def baselines(dataset: QuestionDataset, *, train_set: QuestionDataset, words: li
     majority (the commonest training answer of the question's type), and MLPs of the question alone, of the
     question with the clip's audio (``audio_only``: 16 principal components of each segment's audio and
     acoustic features, in order) and of the question with the clip's frames (``visual_only``: 8 principal
-    components of each grid cell, averaged over time per cell and pooled over cells per segment)."""
+    components of each grid cell, averaged over time per cell and pooled over cells per segment). Where the
+    clips hold the encoders' class evidence, each single-modality baseline also gets its modality's evidence for
+    the question's named objects, per segment and summarised, as the model does
+    (:mod:`xmodal.tasks.avqa_evidence`)."""
     from sklearn.decomposition import PCA
 
     from xmodal.metrics.avqa import avqa_accuracy
@@ -305,8 +413,11 @@ def baselines(dataset: QuestionDataset, *, train_set: QuestionDataset, words: li
         rows_train, rows_eval = _segment_rows(train_set, stream), _segment_rows(dataset, stream)
         pca = PCA(components, random_state=0).fit(rows_train.reshape(-1, rows_train.shape[-1]))
         a_train, a_eval = _clip_streams(rows_train, pca), _clip_streams(rows_eval, pca)
-        inputs[name] = (np.concatenate([q_train, a_train[train_set.clip_of]], 1),
-                        np.concatenate([q_eval, a_eval[dataset.clip_of]], 1))
+        parts_train, parts_eval = [q_train, a_train[train_set.clip_of]], [q_eval, a_eval[dataset.clip_of]]
+        e_train, e_eval = _question_evidence(train_set, stream), _question_evidence(dataset, stream)
+        if e_train is not None and e_eval is not None:
+            parts_train, parts_eval = [*parts_train, e_train], [*parts_eval, e_eval]
+        inputs[name] = (np.concatenate(parts_train, 1), np.concatenate(parts_eval, 1))
     for name, (x_train, x_eval) in inputs.items():
         pred = _mlp_answers(x_train, y_train, x_eval)
         table[name] = avqa_accuracy(dataset.records, {q: answers[int(k)] for q, k in zip(dataset.ids, pred)})
@@ -322,7 +433,7 @@ def build(cfg: dict[str, Any]) -> TaskBundle:
     d, m = _configs(cfg)
     train_set, eval_set, vocab = build_data(cfg)
     first = train_set.clips[0]
-    model = AVQAModel(len(vocab["words"]), len(vocab["answers"]), first["audio"].shape[-1],
+    model = AVQAModel(len(vocab["words"]), vocab["answers"], first["audio"].shape[-1],
                       first["visual"].shape[-1], m)
     return TaskBundle(model=model, loss=partial(avqa_objective, match_weight=m.match_weight), train_set=train_set,
                       collate=av_segments.collate, val_set=eval_set,

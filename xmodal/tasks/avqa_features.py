@@ -13,35 +13,51 @@ From an MP4 with an audio track (decoded with :func:`xmodal.data.io.read_video`)
   :mod:`xmodal.data.synth.sprite_encoder`, a frame CNN trained here on the vocabulary's sprites (the stand-in
   for the ImageNet CNN whose maps the benchmark distributes: no pretrained weights can be downloaded here);
 - ``acoustic`` ``(T, 9)``: :func:`xmodal.data.acoustic.segment_acoustic_features` of the mid channel (pitch,
-  spectral shape, onsets).
+  spectral shape, onsets);
+- with ``visual="sprite_encoder"``, the encoders' class evidence over :data:`EVIDENCE_CLASSES` (the
+  instruments, in the vocabulary's order): ``audio_classes`` ``(T, 8)``, which instruments the sound encoder
+  (:mod:`xmodal.data.synth.sound_encoder`) hears in the mid channel (sigmoid), and ``visual_classes``
+  ``(T, 7, 7, 8)``, each cell's class probabilities from the sprite encoder's classifier (softmax), averaged
+  over the segment's frames. Summed over cells, a class's probabilities count its cells: the objectness that
+  counting questions need, which a softmax-weighted mean over cells loses.
 
-Features are cached with :class:`xmodal.transforms.cache.TransformCache`, keyed by the file's bytes and
-:data:`PARAMS`.
+Features are cached with :class:`xmodal.transforms.cache.TransformCache`, keyed by the file's bytes,
+:data:`PARAMS` and the encoders' weights. The encoders come from the default cache (trained there on first use,
+one set of weights per machine, shared with :mod:`xmodal.tasks.av_segments`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from itertools import pairwise
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 
+from xmodal.data.synth import vocabulary
 from xmodal.errors import DataError
 
+if TYPE_CHECKING:
+    from xmodal.data.synth.sound_encoder import SoundEncoder
+    from xmodal.data.synth.sprite_encoder import SpriteEncoder
+
+Encoders = tuple["SoundEncoder", "SpriteEncoder"]
+
 SAMPLE_RATE = 16000
-GRID, CELL, MELS = 7, 8, 64
-PARAMS = {"version": 1, "segments": 10, "sample_rate": SAMPLE_RATE, "n_mels": MELS, "n_fft": 1024, "hop": 256,
-          "grid": GRID, "cell": CELL, "stereo": "mid+ild"}
+GRID, CELL, MELS, N_FFT, HOP, SEGMENTS = 7, 8, 64, 1024, 256, 10
+PARAMS: dict[str, Any] = {"version": 2, "segments": SEGMENTS, "sample_rate": SAMPLE_RATE, "n_mels": MELS,
+                          "n_fft": N_FFT, "hop": HOP, "grid": GRID, "cell": CELL, "stereo": "mid+ild"}
 AUDIO_DIM, VISUAL_DIM, ACOUSTIC_DIM = 3 * MELS, 3 * CELL * CELL, 9
+EVIDENCE_CLASSES: tuple[str, ...] = vocabulary.INSTRUMENTS
 
 
 def _log_mel(y: np.ndarray) -> np.ndarray:
     import librosa
 
-    mel = librosa.feature.melspectrogram(y=y, sr=SAMPLE_RATE, n_fft=PARAMS["n_fft"], hop_length=PARAMS["hop"],
+    mel = librosa.feature.melspectrogram(y=y, sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP,
                                          n_mels=MELS)
     return np.log(mel + 1e-6).T  # (frames, mels)
 
@@ -64,20 +80,45 @@ def visual_segments(frames: np.ndarray, segments: int = 10) -> np.ndarray:
     return torch.stack([cells[a:max(b, a + 1)].mean(0) for a, b in pairwise(edges)]).numpy()
 
 
-def encoder_segments(encoder: torch.nn.Module, frames: np.ndarray, segments: int = 10) -> np.ndarray:
-    """``(segments, 7, 7, 64)``: the sprite encoder's maps of uint8 ``(F, H, W, 3)`` frames, averaged per
-    segment."""
-    from xmodal.data.synth.sprite_encoder import encode_frames
+def encoder_segments(encoder: SpriteEncoder, frames: np.ndarray, segments: int = 10
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The sprite encoder's maps ``(segments, 7, 7, 64)`` of uint8 ``(F, H, W, 3)`` frames and its cells' class
+    probabilities over :data:`EVIDENCE_CLASSES` ``(segments, 7, 7, 8)``, both averaged per segment."""
+    from xmodal.data.synth.sprite_encoder import CLASS_NAMES, encode_frames
 
-    maps = encode_frames(encoder, frames)["map"]  # (F, 7, 7, 64)
-    edges = np.linspace(0, len(maps), segments + 1).round().astype(int)
-    return torch.stack([maps[a:max(b, a + 1)].mean(0) for a, b in pairwise(edges)]).numpy()
+    out = encode_frames(encoder, frames)
+    maps, probs = out["map"], out["probs"][..., [CLASS_NAMES.index(c) for c in EVIDENCE_CLASSES]]
+    return _segment_means(maps, segments), _segment_means(probs, segments)
 
 
-def extract_clip(path: Path, segments: int = 10, encoder: torch.nn.Module | None = None
+def _segment_means(per_frame: torch.Tensor, segments: int) -> np.ndarray:
+    """``(segments, ...)``: the mean of each segment's frames (at least one frame each)."""
+    edges = np.linspace(0, len(per_frame), segments + 1).round().astype(int)
+    return torch.stack([per_frame[a:max(b, a + 1)].mean(0) for a, b in pairwise(edges)]).numpy()
+
+
+def heard_segments(encoder: SoundEncoder, mono: np.ndarray, segments: int = 10) -> np.ndarray:
+    """``(segments, 8)``: the sound encoder's probability that each of :data:`EVIDENCE_CLASSES` sounds in each
+    segment of a mono 16-kHz waveform."""
+    from xmodal.data.synth.sound_encoder import SOUND_CLASSES, encode_segments
+
+    probs = encode_segments(encoder, mono, segments)["probs"]
+    return probs[:, [SOUND_CLASSES.index(c) for c in EVIDENCE_CLASSES]].numpy()
+
+
+def load_encoders() -> Encoders:
+    """The sound and sprite encoders from the default cache (each trained there on first use)."""
+    from xmodal.data.synth.sound_encoder import load_sound_encoder
+    from xmodal.data.synth.sprite_encoder import load_sprite_encoder
+
+    return load_sound_encoder(), load_sprite_encoder()
+
+
+def extract_clip(path: Path, segments: int = 10, encoders: Encoders | None = None
                  ) -> dict[str, torch.Tensor]:
-    """``{"audio", "visual", "acoustic"}`` of one clip; ``encoder`` (a sprite encoder) gives the visual maps,
-    else the pixel cells."""
+    """``{"audio", "visual", "acoustic"}`` of one clip, with ``{"audio_classes", "visual_classes"}`` when
+    ``encoders`` (sound, sprite) are given: the sprite encoder's maps are then the visual stream, else the
+    pixel cells are."""
     from xmodal.data.acoustic import segment_acoustic_features
     from xmodal.data.io import read_video, resample
 
@@ -89,31 +130,44 @@ def extract_clip(path: Path, segments: int = 10, encoder: torch.nn.Module | None
         audio = np.concatenate([audio, audio])
     elif audio.shape[0] != 2:
         raise DataError(f"expected a mono or stereo audio track, got {audio.shape[0]} channels", path)
+    if len(clip.frames) == 0:
+        raise DataError("the clip has no video frames", path)
+    assert clip.sample_rate is not None  # read_video sets it with the audio
     stereo = np.stack([resample(ch, int(clip.sample_rate), SAMPLE_RATE) for ch in audio]).astype(np.float32)
-    return {"audio": torch.from_numpy(audio_segments(stereo, segments)),
-            "visual": torch.from_numpy(visual_segments(clip.frames, segments) if encoder is None
-                                       else encoder_segments(encoder, clip.frames, segments)),
-            "acoustic": torch.from_numpy(segment_acoustic_features(stereo.mean(axis=0), SAMPLE_RATE, segments))}
+    mid = stereo.mean(axis=0)
+    out = {"audio": torch.from_numpy(audio_segments(stereo, segments)),
+           "acoustic": torch.from_numpy(segment_acoustic_features(mid, SAMPLE_RATE, segments))}
+    if encoders is None:
+        return {**out, "visual": torch.from_numpy(visual_segments(clip.frames, segments))}
+    sound, sprite = encoders
+    maps, seen = encoder_segments(sprite, clip.frames, segments)
+    return {**out, "visual": torch.from_numpy(maps), "visual_classes": torch.from_numpy(seen),
+            "audio_classes": torch.from_numpy(heard_segments(sound, mid, segments))}
 
 
 def clip_features(paths: Sequence[Path], cache_dir: str | None = None,
                   visual: Literal["pixels", "sprite_encoder"] = "pixels") -> list[dict[str, torch.Tensor]]:
     """The features of every clip, from the cache when the file's bytes (and, for ``sprite_encoder``, the
-    encoder's weights key) were seen before. The sprite encoder is trained on first use and cached too."""
+    encoders' weights) were seen before. The encoders are loaded only when a clip is not in the cache."""
     from xmodal.transforms.cache import TransformCache, file_digest, make_key
 
     cache = TransformCache(cache_dir)
     params: dict = {**PARAMS, "visual": visual}
-    encoder = None
+    encoders: list[Encoders] = []
     if visual == "sprite_encoder":
-        from xmodal.data.synth import sprite_encoder
+        from xmodal.tasks.av_segments import encoders_key
 
-        params["encoder"] = sprite_encoder.weights_key()
-        encoder = sprite_encoder.load_sprite_encoder(cache_dir)
+        params["encoders"] = encoders_key()
+
+    def compute(path: Path) -> dict[str, torch.Tensor]:
+        if visual == "sprite_encoder" and not encoders:
+            encoders.append(load_encoders())
+        return extract_clip(path, SEGMENTS, encoders[0] if encoders else None)
+
     out = []
     for path in paths:
         if not Path(path).is_file():
             raise DataError("clip not found", path)
         key = make_key(file_digest(path), "avqa_segment_features", params)
-        out.append(cache.get_or_compute(key, lambda p=path: extract_clip(Path(p), PARAMS["segments"], encoder)))
+        out.append(cache.get_or_compute(key, partial(compute, Path(path))))
     return out

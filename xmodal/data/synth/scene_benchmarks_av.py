@@ -253,10 +253,12 @@ def _avqa_view(scene: scenes.Scene, info: dict[str, Any]) -> dict[str, Any]:
     return {**scene_record(scene, info), "questions": [{**q, "video_id": scene.id} for q in qs]}
 
 
-def build_music_avqa(root: str | Path, n: int = 100, seed: int = 0, workers: int = 1) -> Path:
+def build_music_avqa(root: str | Path, n: int = 100, seed: int = 0, workers: int = 1, features: bool = False
+                     ) -> Path:
     """``MUSIC-AVQA-videos/<video_id>.mp4`` (stereo: every instrument panned by its position, so left and right
     can be heard) and ``avqa-{train,val,test}.json`` with answers balanced per question family within each
-    split."""
+    split. ``features``: also the per-video ``.npy`` features in the benchmark's layout
+    (:func:`xmodal.tasks.avqa.write_official_features`)."""
     out = Path(root)
     counts, jobs = make_jobs(out, n, seed, AVQA_CONFIG, _avqa_view,
                          lambda sid: {"video": f"MUSIC-AVQA-videos/{sid}.mp4", "stereo": True})
@@ -274,9 +276,14 @@ def build_music_avqa(root: str | Path, n: int = 100, seed: int = 0, workers: int
             qid += 1
         music_avqa.write_avqa(out / f"avqa-{split}.json", records)
     write_scenes(out, results)
-    write_card(out, "MUSIC-AVQA", counts, AVQA_CONFIG,
-               ["avqa-train.json", "avqa-val.json", "avqa-test.json", "MUSIC-AVQA-videos/<video_id>.mp4",
-                "scenes.jsonl"],
+    files = ["avqa-train.json", "avqa-val.json", "avqa-test.json", "MUSIC-AVQA-videos/<video_id>.mp4",
+             "scenes.jsonl"]
+    if features:  # imported here: the features come from the encoders of the task layer
+        from xmodal.tasks.avqa import write_official_features
+
+        write_official_features(out)
+        files += ["feats/vggish/<video_id>.npy", "feats/res18_14x14/<video_id>.npy"]
+    write_card(out, "MUSIC-AVQA", counts, AVQA_CONFIG, files,
                "Instruments only. Questions of the nine MUSIC-AVQA families; within each split every answer of a "
                "family is kept equally often (answers rarer than a quarter of the commonest are dropped, but a "
                "family keeps at least its two commonest answers; the temporal family, whose question names "

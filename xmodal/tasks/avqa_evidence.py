@@ -1,0 +1,96 @@
+"""The encoders' class evidence read for the objects a question names (MUSIC-AVQA): per-segment streams for
+AVST's evidence branch and for the single-modality baselines.
+
+A question names up to two instruments (``Is the <Object> in the video making sound?``, ``Which sounds first,
+the <Object> or the <Object>?``); :func:`named_classes` finds them among its tokens by the encoders' class
+names (:data:`xmodal.tasks.avqa_features.EVIDENCE_CLASSES`), in order. :func:`segment_evidence` reads, for
+every 1-s segment, the class evidence of ``audio_classes`` ``(B, T, K)`` (heard, sigmoid) and
+``visual_classes`` ``(B, T, H, W, K)`` (each cell's softmax) for those classes and over all classes:
+
+- ``audio`` (3): how strongly each named class is heard, and the sum over classes (how many are heard);
+- ``visual`` (10): for each named class its mass (the sum of its cells' probabilities: a count of cells, which
+  grows with the number of instances, where a softmax-weighted mean over cells does not), its peak cell, its
+  horizontal centroid (-0.5 left edge .. 0.5 right edge) and that centroid weighted by the probability that
+  the class first appears in this segment (:func:`first_fire`; summed over segments: where it first appears);
+  the mass of every instrument and the number of classes present (the sum over classes of each class's peak);
+- ``joint`` (6): each named class heard times seen, the sum over classes of heard times seen (how many sound
+  while on screen), the mass and centroid of the map of cells weighted by how strongly their class is heard
+  (where the sounding objects are), and that centroid weighted by the probability that something first sounds
+  on screen in this segment.
+
+:func:`xmodal.tasks.models.avst.clip_summary` pools them over the clip (mean, maximum, soft onset).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from xmodal.tasks.models.avst import clip_summary
+
+__all__ = ["AUDIO_DIM", "JOINT_DIM", "VISUAL_DIM", "clip_summary", "named_classes", "segment_evidence"]
+
+NAMED = 2  # a MUSIC-AVQA template names at most two objects
+AUDIO_DIM, VISUAL_DIM, JOINT_DIM = NAMED + 1, 4 * NAMED + 2, NAMED + 4
+EPS = 1e-3
+
+
+def named_classes(tokens: Sequence[str], classes: Sequence[str]) -> list[int]:
+    """The indices in ``classes`` of the first two tokens that are class names, in order; ``len(classes)``
+    (none) fills the rest."""
+    found = [classes.index(w) for w in tokens if w in classes][:NAMED]
+    return found + [len(classes)] * (NAMED - len(found))
+
+
+def first_fire(fires: torch.Tensor) -> torch.Tensor:
+    """``(B, T, ...)`` values in [0, 1] -> the probability that each segment is the first to fire:
+    ``f_t * prod_{s < t} (1 - f_s)``."""
+    f = fires.clamp(0, 1)
+    before = torch.cumprod(1 - f, dim=1)
+    return f * torch.cat([torch.ones_like(before[:, :1]), before[:, :-1]], dim=1)
+
+
+def _columns(width: int, height: int, device: torch.device) -> torch.Tensor:
+    """``(H * W,)``: each cell's horizontal centre, -0.5 at the left edge to 0.5 at the right, row-major."""
+    x = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) / width - 0.5
+    return x.repeat(height)
+
+
+def _centroid(maps: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mass and horizontal centroid of ``(..., N)`` non-negative maps over cells at positions ``x``."""
+    mass = maps.sum(-1)
+    return mass, (maps * x).sum(-1) / (mass + EPS)
+
+
+def segment_evidence(named: torch.Tensor, audio_classes: torch.Tensor | None = None,
+                     visual_classes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """``{"audio": (B, T, 3), "visual": (B, T, 8), "joint": (B, T, 5)}`` (see the module docstring); a stream
+    is present when its inputs are. ``named`` ``(B, 2)`` holds class indices, ``K`` for none."""
+    k = (audio_classes if audio_classes is not None else visual_classes)
+    if k is None:
+        return {}
+    classes = k.shape[-1]
+    chosen = F.one_hot(named.long(), classes + 1)[..., :classes].float()  # (B, 2, K); none is all zero
+    out: dict[str, torch.Tensor] = {}
+    if audio_classes is not None:
+        heard = torch.einsum("btk,bjk->btj", audio_classes, chosen)
+        out["audio"] = torch.cat([heard, audio_classes.sum(-1, keepdim=True)], -1)
+    if visual_classes is not None:
+        b, t, h, w, _ = visual_classes.shape
+        cells = visual_classes.reshape(b, t, h * w, classes)
+        x = _columns(w, h, cells.device)
+        maps = torch.einsum("btnk,bjk->btjn", cells, chosen)  # (B, T, 2, N)
+        mass, centre = _centroid(maps, x)
+        peak = maps.amax(-1)
+        class_peak = cells.amax(2)  # (B, T, K)
+        out["visual"] = torch.cat([mass, peak, centre, first_fire(peak) * centre, cells.sum((2, 3))[..., None],
+                                   class_peak.sum(-1, keepdim=True)], -1)
+        if audio_classes is not None:
+            sounding = (cells * audio_classes[:, :, None]).sum(-1)  # (B, T, N)
+            s_mass, s_centre = _centroid(sounding, x)
+            on_screen = (audio_classes * class_peak).sum(-1, keepdim=True)
+            out["joint"] = torch.cat([heard * peak, on_screen, s_mass[..., None], s_centre[..., None],
+                                      first_fire(on_screen) * s_centre[..., None]], -1)
+    return out
