@@ -27,7 +27,8 @@ unsupervised | supervised | semi), each with the acoustic branch when ``model.ac
 (injected): ``model.visual: sprite``, the frozen sprite encoder's per-cell class probabilities on its 7 x 7 grid
 (:mod:`xmodal.data.synth.sprite_encoder`, the stand-in for the papers' ImageNet trunks) through a learned 1 x 1
 projection, or ``cnn``, a small CNN on the frame trained end to end; ``model.audio: mlp``, an MLP on the
-log-mel's per-band mean and deviation, or ``cnn`` on the spectrogram.
+log-mel's per-band mean and deviation, ``cnn`` on the spectrogram, or ``sound``, an MLP on the frozen sound
+encoder's per-second embeddings (:mod:`xmodal.data.synth.sound_encoder`, the stand-in for VGGish).
 
 The written heatmap: the model's map resized to 224 x 224 as the LVS test does (OpenCV bilinear), then every
 value below ``model.floor`` of the way from its minimum to its maximum set to the minimum. LVS binarises at the
