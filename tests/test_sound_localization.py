@@ -213,3 +213,21 @@ def test_build_train_predict_eval_beats_baselines(tmp_path: Path, monkeypatch, c
                    "--predictions", str(tmp_path / "heatmaps.npz"))
     best = json.loads((run / "best" / "best.json").read_text())["metrics"]
     assert scores == pytest.approx({k: best[k] for k in ("ciou", "auc", "mean_ciou")}, abs=1e-9)
+
+
+def test_sound_encoder_audio_branch_reads_the_embeddings():
+    """``model.audio: sound``: the frozen sound encoder's per-second embeddings, pooled by mean and maximum over
+    the seconds (checked by hand against the MLP's input), are what the models see of the audio."""
+    cfg = load_recipe(REPO / "recipes" / "sound_localization.yaml", ["model.name=lvs", "model.audio=sound"])
+    _, m = sl._configs(cfg)
+    model = sl.LocalisationModel(m)
+    assert isinstance(model.net.audio_encoder, sl.EmbeddingMLP)
+    emb = torch.randn(4, 3, 128)
+    seen = {}
+    first = model.net.audio_encoder.net[0]
+    first.register_forward_hook(lambda mod, args, out: seen.update(x=args[0]))  # returns None: output kept
+    batch = {"visual_map": torch.rand(4, 27, 7, 7), "sound_embedding": emb, "acoustic": torch.randn(4, 18),
+             "spectrogram": torch.full((4, 1, 64, 10), float("nan"))}  # never read with this branch
+    out = model(batch)
+    assert out["heatmap"].shape == (4, 7, 7) and torch.isfinite(out["logits"]).all()
+    assert torch.equal(seen["x"], torch.cat([emb.mean(1), emb.amax(1)], -1))

@@ -27,7 +27,8 @@ unsupervised | supervised | semi), each with the acoustic branch when ``model.ac
 (injected): ``model.visual: sprite``, the frozen sprite encoder's per-cell class probabilities on its 7 x 7 grid
 (:mod:`xmodal.data.synth.sprite_encoder`, the stand-in for the papers' ImageNet trunks) through a learned 1 x 1
 projection, or ``cnn``, a small CNN on the frame trained end to end; ``model.audio: mlp``, an MLP on the
-log-mel's per-band mean and deviation, or ``cnn`` on the spectrogram.
+log-mel's per-band mean and deviation, ``cnn`` on the spectrogram, or ``sound``, an MLP on the frozen sound
+encoder's per-second embeddings (:mod:`xmodal.data.synth.sound_encoder`, the stand-in for VGGish).
 
 The written heatmap: the model's map resized to 224 x 224 as the LVS test does (OpenCV bilinear), then every
 value below ``model.floor`` of the way from its minimum to its maximum set to the minimum. LVS binarises at the
@@ -95,7 +96,9 @@ class DataConfig:
 class ModelConfig:
     name: Literal["lvs", "attention"] = "lvs"
     visual: Literal["sprite", "cnn"] = "sprite"  # frozen sprite-encoder maps + a learned projection, or a CNN
-    audio: Literal["mlp", "cnn"] = "mlp"  # an MLP on the log-mel's per-band mean and deviation, or a CNN
+    # an MLP on the log-mel's per-band mean and deviation, a CNN on it, or an MLP on the frozen sound encoder's
+    # embeddings
+    audio: Literal["mlp", "cnn", "sound"] = "mlp"
     hidden: int = 128  # the audio MLP's hidden width
     visual_hidden: int = 0  # the projection's hidden width (0: one linear 1 x 1 convolution)
     channels: list[int] = field(default_factory=lambda: [16, 32, 64, 64])
@@ -201,33 +204,62 @@ def _log_mel(signal: np.ndarray) -> np.ndarray:
     return np.log(mel + 1e-6).astype(np.float32)  # (mels, frames)
 
 
-def extract_sample(frame: Path, audio: Path, image_size: int, seconds: float) -> dict[str, torch.Tensor]:
-    """``{"image": (3, S, S) uint8, "spectrogram": (1, 64, frames), "acoustic": (18,)}`` of one clip."""
-    from xmodal.data.acoustic import segment_acoustic_features
-    from xmodal.data.io import read_audio, read_image
+def audio_window(audio: Path, seconds: float) -> np.ndarray:
+    """The ``seconds`` of 16-kHz mono audio centred on the annotated frame (zero-padded past the end)."""
+    from xmodal.data.io import read_audio
 
-    image = read_image(frame, size=(image_size, image_size))
     signal, _ = read_audio(audio, SAMPLE_RATE)
     length = round(seconds * SAMPLE_RATE)
     start = max(0, min(round(FRAME_TIME * SAMPLE_RATE) - length // 2, signal.size - length))
     window = np.zeros(length, np.float32)
     part = signal[start:start + length]
     window[:part.size] = part
+    return window
+
+
+def extract_sample(frame: Path, audio: Path, image_size: int, seconds: float) -> dict[str, torch.Tensor]:
+    """``{"image": (3, S, S) uint8, "spectrogram": (1, 64, frames), "acoustic": (18,)}`` of one clip."""
+    from xmodal.data.acoustic import segment_acoustic_features
+    from xmodal.data.io import read_image
+
+    image = read_image(frame, size=(image_size, image_size))
+    window = audio_window(audio, seconds)
     acoustic = segment_acoustic_features(window, SAMPLE_RATE, PARAMS["acoustic_parts"])
     return {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "spectrogram": torch.from_numpy(_log_mel(window))[None],
             "acoustic": torch.from_numpy(np.concatenate([acoustic.mean(0), acoustic.max(0)]))}
 
 
-def load_features(root: Path, ids: list[str], d: DataConfig, sprite_maps: bool) -> list[dict[str, torch.Tensor]]:
+def _sprite_probs(encoder: nn.Module, image: np.ndarray) -> dict[str, torch.Tensor]:
+    from xmodal.data.synth.sprite_encoder import SpriteEncoder, encode_frames
+
+    assert isinstance(encoder, SpriteEncoder)
+    return {"probs": encode_frames(encoder, image[None])["probs"]}  # (1, 7, 7, classes + 1)
+
+
+def _sound_embedding(encoder: nn.Module, audio: Path, seconds: float) -> dict[str, torch.Tensor]:
+    from xmodal.data.synth.sound_encoder import SoundEncoder, encode_segments
+
+    assert isinstance(encoder, SoundEncoder)
+    parts = max(1, round(seconds))  # the encoder was trained on 1-s patches
+    return {"embedding": encode_segments(encoder, audio_window(audio, seconds), parts)["embedding"]}
+
+
+def load_features(root: Path, ids: list[str], d: DataConfig, sprite_maps: bool,
+                  sound_embedding: bool = False) -> list[dict[str, torch.Tensor]]:
     """Every clip's features (cached); with ``sprite_maps``, also the frame's sprite-encoder map
     ``"visual_map"``: its per-cell class probabilities ``(classes + background, 7, 7)``
-    (:mod:`xmodal.data.synth.sprite_encoder`, trained once and cached)."""
+    (:mod:`xmodal.data.synth.sprite_encoder`, trained once and cached); with ``sound_embedding``, also
+    ``"sound_embedding"`` ``(seconds, 128)``: the sound encoder's embedding of each second of the window
+    (:mod:`xmodal.data.synth.sound_encoder`, the stand-in for VGGish, trained once and cached). The encoders
+    are pretrained weights, kept in the default cache whatever ``data.cache`` says."""
+    from xmodal.data.synth import sound_encoder, sprite_encoder
     from xmodal.transforms.cache import TransformCache, file_digest, make_key
 
     cache = TransformCache(d.cache)
     params = {**PARAMS, "image_size": d.image_size, "seconds": d.audio_seconds}
-    encoder, weights = None, None
+    sprite = sprite_encoder.load_sprite_encoder() if sprite_maps and ids else None
+    sound = sound_encoder.load_sound_encoder() if sound_embedding and ids else None
     out = []
     for i in ids:
         frame, audio = root / "frames" / f"{i}.jpg", root / "audio" / f"{i}.wav"
@@ -235,19 +267,18 @@ def load_features(root: Path, ids: list[str], d: DataConfig, sprite_maps: bool) 
             if not path.is_file():
                 raise DataError(f"clip {i!r}: file not found", path)
         key = make_key(file_digest(frame) + file_digest(audio), "sound_localization", params)
-        sample = dict(cache.get_or_compute(key, lambda f=frame, a=audio: extract_sample(f, a, d.image_size,
-                                                                                        d.audio_seconds)))
-        if sprite_maps:
-            from xmodal.data.synth import sprite_encoder
-
-            if encoder is None:
-                # the encoder is pretrained weights, kept in the default cache whatever data.cache says
-                encoder, weights = sprite_encoder.load_sprite_encoder(), sprite_encoder.weights_key()
-            image = sample["image"].permute(1, 2, 0).numpy()[None]
+        sample = dict(cache.get_or_compute(key, partial(extract_sample, frame, audio, d.image_size,
+                                                        d.audio_seconds)))
+        if sprite is not None:
+            image = sample["image"].permute(1, 2, 0).numpy()
             maps = cache.get_or_compute(make_key(file_digest(frame), "sound_localization_sprite_probs", params,
-                                                 weights),
-                                        lambda im=image, e=encoder: {"probs": sprite_encoder.encode_frames(e, im)["probs"]})
+                                                 sprite_encoder.weights_key()), partial(_sprite_probs, sprite, image))
             sample["visual_map"] = maps["probs"][0].permute(2, 0, 1).contiguous()  # (classes + 1, 7, 7)
+        if sound is not None:
+            emb = cache.get_or_compute(make_key(file_digest(audio), "sound_localization_sound_embedding", params,
+                                                sound_encoder.weights_key()),
+                                       partial(_sound_embedding, sound, audio, d.audio_seconds))
+            sample["sound_embedding"] = emb["embedding"]
         out.append(sample)
     return out
 
@@ -273,6 +304,8 @@ class LocalisationDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         f, s = self.features[index], self.stats
         visual = {"image": f["image"].float() / 255.0} if self.with_image else {"visual_map": f["visual_map"]}
+        if "sound_embedding" in f:
+            visual["sound_embedding"] = (f["sound_embedding"] - s["emb_mean"]) / s["emb_std"]
         return {"id": self.ids[index], **visual,
                 "spectrogram": (f["spectrogram"] - s["spec_mean"]) / s["spec_std"],
                 "acoustic": (f["acoustic"] - s["ac_mean"]) / s["ac_std"],
@@ -283,15 +316,19 @@ class LocalisationDataset(Dataset):
 def audio_stats(features: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     spec = torch.stack([f["spectrogram"] for f in features])
     ac = torch.stack([f["acoustic"] for f in features])
-    return {"spec_mean": spec.mean(), "spec_std": spec.std().clamp_min(1e-4),
-            "ac_mean": ac.mean(0), "ac_std": ac.std(0).clamp_min(1e-4)}
+    stats = {"spec_mean": spec.mean(), "spec_std": spec.std().clamp_min(1e-4),
+             "ac_mean": ac.mean(0), "ac_std": ac.std(0).clamp_min(1e-4)}
+    if features and "sound_embedding" in features[0]:
+        emb = torch.cat([f["sound_embedding"] for f in features])  # (clips x parts, 128)
+        stats |= {"emb_mean": emb.mean(0), "emb_std": emb.std(0).clamp_min(1e-4)}
+    return stats
 
 
 def build_data(cfg: dict[str, Any]) -> tuple[LocalisationDataset, LocalisationDataset, LocalisationDataset | None,
                                              str]:
     """Training, evaluated and (when ``model.floor`` is null) floor-choosing datasets, and the benchmark."""
     d, m = _configs(cfg)
-    sprite = m.visual == "sprite"
+    sprite, sound = m.visual == "sprite", m.audio == "sound"
     root = Path(d.root)
     benchmark = benchmark_of(root, d.benchmark)
     if benchmark == "flickr" and d.eval_split != "test":
@@ -302,14 +339,14 @@ def build_data(cfg: dict[str, Any]) -> tuple[LocalisationDataset, LocalisationDa
     held = read_split(root, benchmark, d.eval_split, annotated=True)
     if not [i for i in train.ids if i not in train.silent]:
         raise DataError("the training split lists no sounding clip", root)
-    train_features = load_features(root, train.ids, d, sprite)
+    train_features = load_features(root, train.ids, d, sprite, sound)
     stats = audio_stats(train_features)
     tune = None
     if m.floor is None:
         val = read_split(root, benchmark, "val", annotated=True)
-        tune = LocalisationDataset(val, load_features(root, val.ids, d, sprite), stats, d.image_size)
+        tune = LocalisationDataset(val, load_features(root, val.ids, d, sprite, sound), stats, d.image_size)
     return (LocalisationDataset(train, train_features, stats, d.image_size),
-            LocalisationDataset(held, load_features(root, held.ids, d, sprite), stats, d.image_size), tune, benchmark)
+            LocalisationDataset(held, load_features(root, held.ids, d, sprite, sound), stats, d.image_size), tune, benchmark)
 
 
 # ------------------------------------------------------------------------------------------------- models
@@ -339,31 +376,52 @@ class SpectrumMLP(nn.Module):
         return self.net(stats)[:, :, None, None], None
 
 
+class EmbeddingMLP(nn.Module):
+    """An MLP on the mean and maximum over seconds of frozen sound-encoder embeddings ``(N, parts, dim)``,
+    giving ``(N, width, 1, 1)``: the trainable top of a pretrained audio encoder."""
+
+    def __init__(self, dim: int, hidden: int, width: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2 * dim, hidden), nn.GELU(), nn.Linear(hidden, width))
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return self.net(torch.cat([x.mean(1), x.amax(1)], -1))[:, :, None, None], None
+
+
 class LocalisationModel(nn.Module):
     """The batch interface of both models: ``batch -> outputs`` with ``"heatmap" (N, h, w)`` and ``"score"``."""
 
     def __init__(self, m: ModelConfig) -> None:
         super().__init__()
+        from xmodal.data.synth.sound_encoder import EMBEDDING
         from xmodal.data.synth.sprite_encoder import CLASS_NAMES
+        from xmodal.tasks.models.lvs import FeatureEncoder
 
         acoustic_dim = ACOUSTIC_DIM if m.acoustic else 0
         width = m.channels[-1]
-        encoders = {"image_encoder": MapProjection(len(CLASS_NAMES), m.visual_hidden, width) if m.visual == "sprite" else None,
-                    "audio_encoder": SpectrumMLP(PARAMS["n_mels"], m.hidden, width) if m.audio == "mlp" else None}
+        audio: FeatureEncoder | None = None  # None: the model's own CNN
+        if m.audio == "mlp":
+            audio = SpectrumMLP(PARAMS["n_mels"], m.hidden, width)
+        elif m.audio == "sound":
+            audio = EmbeddingMLP(EMBEDDING, m.hidden, width)
+        image: FeatureEncoder | None = MapProjection(len(CLASS_NAMES), m.visual_hidden, width) if m.visual == "sprite" else None
         if m.name == "lvs":
             from xmodal.tasks.models.lvs import LVSNet
 
             self.net: nn.Module = LVSNet(m.channels, m.audio_channels, trimap=m.trimap,
-                                         hard_negative=m.hard_negative, acoustic_dim=acoustic_dim, **encoders)
+                                         hard_negative=m.hard_negative, acoustic_dim=acoustic_dim,
+                                         image_encoder=image, audio_encoder=audio)
         else:
             from xmodal.tasks.models.attention_localiser import AttentionLocaliser
 
             self.net = AttentionLocaliser(m.channels, m.audio_channels, embed_dim=m.embed_dim,
-                                          temperature=m.temperature, acoustic_dim=acoustic_dim, **encoders)
+                                          temperature=m.temperature, acoustic_dim=acoustic_dim,
+                                          image_encoder=image, audio_encoder=audio)
         self.acoustic, self.visual = m.acoustic, "visual_map" if m.visual == "sprite" else "image"
+        self.audio = "sound_embedding" if m.audio == "sound" else "spectrogram"
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        return self.net(batch[self.visual], batch["spectrogram"], batch["acoustic"] if self.acoustic else None)
+        return self.net(batch[self.visual], batch[self.audio], batch["acoustic"] if self.acoustic else None)
 
 
 def objective(outputs: dict[str, torch.Tensor], batch: dict[str, Any], m: ModelConfig) -> torch.Tensor:
@@ -481,7 +539,7 @@ def baselines(dataset: LocalisationDataset, *, train_set: LocalisationDataset, r
     sizes = [(b[2] - b[0], b[3] - b[1]) for boxes in train_set.split.boxes.values() for b in boxes]
     mean_size = tuple(np.mean(sizes, 0)) if sizes else (0.5, 0.5)
     rng = np.random.default_rng(0)
-    table = {"centre": score_maps({k: _centre_map(mean_size) for k in truth}, truth),  # type: ignore[arg-type]
+    table = {"centre": score_maps({k: _centre_map(mean_size) for k in truth}, truth),
              "random": score_maps({k: floored(rng.random((LVS_SIZE, LVS_SIZE)), floor) for k in truth}, truth)}
     table["random"]["floor"] = floor
     objects = scene_boxes(root)
@@ -508,7 +566,7 @@ def write_heatmaps(model: nn.Module, dataset: LocalisationDataset, path: Path, *
     maps, _ = model_maps(model, dataset, floor if floor is not None else choose_floor(model, _required(tune_set)))
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as fh:  # a file object: np.savez would append .npz to a name without it
-        np.savez(fh, **maps)
+        np.savez(fh, allow_pickle=False, **maps)
     return path
 
 

@@ -33,6 +33,7 @@ from torch import nn
 
 from xmodal.errors import ConfigError, ShapeError
 from xmodal.nn.encoders.cnn import CNN2d
+from xmodal.tasks.models.lvs import FeatureEncoder
 
 __all__ = ["AttentionLocaliser", "attention_loss"]
 
@@ -42,9 +43,12 @@ class AttentionLocaliser(nn.Module):
     ``{"heatmap": (N, h, w) attention, "cosine": (N, h, w), "sound": (N, D), "visual_pos": (N, D),
     "visual_neg": (N, D), "score": (N,) peak cosine}``; the negative frame of clip i is clip i + 1's (mod N)."""
 
+    image_encoder: FeatureEncoder
+    audio_encoder: FeatureEncoder
+
     def __init__(self, channels: Sequence[int] = (32, 64, 128, 256), audio_channels: Sequence[int] | None = None,
                  embed_dim: int = 128, temperature: float = 0.1, acoustic_dim: int = 0,
-                 image_encoder: nn.Module | None = None, audio_encoder: nn.Module | None = None) -> None:
+                 image_encoder: FeatureEncoder | None = None, audio_encoder: FeatureEncoder | None = None) -> None:
         super().__init__()
         audio_channels = tuple(channels) if audio_channels is None else tuple(audio_channels)
         if audio_channels[-1] != channels[-1]:
@@ -116,7 +120,7 @@ def attention_loss(outputs: dict[str, torch.Tensor], target: torch.Tensor | None
         if mode in ("supervised", "semi"):
             if target is None:
                 raise ConfigError(f"mode {mode!r} needs ground-truth box maps")
-            gt = F.adaptive_avg_pool2d(target[keep].float()[:, None], alpha.shape[-2:])[:, 0].flatten(1)
+            gt = F.adaptive_avg_pool2d(target[keep].float()[:, None], (alpha.shape[-2], alpha.shape[-1]))[:, 0].flatten(1)
             gt = gt / gt.sum(-1, keepdim=True).clamp_min(1e-12)
             ce = -(gt * alpha[keep].flatten(1).clamp_min(1e-12).log()).sum(-1).mean()
             loss = loss + (supervised_weight if mode == "semi" else 1.0) * ce

@@ -20,6 +20,7 @@ strongly something in the frame sounds.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -28,17 +29,27 @@ from torch import nn
 from xmodal.errors import ShapeError
 from xmodal.nn.encoders.cnn import CNN2d
 
-__all__ = ["LVSNet", "lvs_loss"]
+__all__ = ["FeatureEncoder", "LVSNet", "lvs_loss"]
+
+
+class FeatureEncoder(Protocol):
+    """What the localisation models need of an encoder (an ``nn.Module``): ``forward_features(x)`` giving
+    ``((N, C, ...) feature map, anything)``, as :class:`CNN2d` does."""
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, Any]: ...
 
 
 class LVSNet(nn.Module):
     """``forward(image (N, 3, H, W), spectrogram (N, 1, F, T), acoustic (N, acoustic_dim) | None)`` ->
     ``{"heatmap": (N, h, w) cosine map, "logits": (N, N + 2), "pos": (N, h, w), "neg": (N, h, w), "score": (N,)}``."""
 
+    image_encoder: FeatureEncoder
+    audio_encoder: FeatureEncoder
+
     def __init__(self, channels: Sequence[int] = (32, 64, 128, 256), audio_channels: Sequence[int] | None = None,
                  epsilon: float = 0.65, epsilon2: float = 0.4, tau: float = 0.03, temperature: float = 0.07,
                  trimap: bool = True, hard_negative: bool = True, acoustic_dim: int = 0,
-                 image_encoder: nn.Module | None = None, audio_encoder: nn.Module | None = None) -> None:
+                 image_encoder: FeatureEncoder | None = None, audio_encoder: FeatureEncoder | None = None) -> None:
         super().__init__()
         audio_channels = tuple(channels) if audio_channels is None else tuple(audio_channels)
         if audio_channels[-1] != channels[-1]:
