@@ -62,6 +62,7 @@ class DataConfig:
 
 
 KINDS = ("ranking", "transvg", "weakly_supervised")
+VISUAL = ("cnn", "sprite_encoder")
 
 
 @dataclass
@@ -77,6 +78,8 @@ class ModelConfig:
     l1_weight: float = 5.0  # transvg: DETR-style weights of L1 and GIoU
     giou_weight: float = 2.0
     temperature: float = 0.1  # weakly_supervised: of the image-expression InfoNCE
+    visual: str = "cnn"  # weakly_supervised: one of VISUAL (the CNN trained here, or frozen sprite-encoder maps)
+    hard_negatives: float = 0.0  # weakly_supervised: weight of the same-image, other-object contrast
 
 
 def check(cfg: dict[str, Any]) -> None:
@@ -91,6 +94,10 @@ def check(cfg: dict[str, Any]) -> None:
         raise ConfigError("model: channels, dim, depth, heads, stem_stride and pool_size must be >= 1")
     if m.temperature <= 0:
         raise ConfigError(f"model.temperature: {m.temperature}, expected > 0")
+    if m.visual not in VISUAL:
+        raise ConfigError(f"model.visual: {m.visual!r}, expected one of {', '.join(VISUAL)}")
+    if m.hard_negatives < 0:
+        raise ConfigError(f"model.hard_negatives: {m.hard_negatives}, expected >= 0")
 
 
 # ------------------------------------------------------------------------------------------------ features
@@ -103,6 +110,7 @@ class Sentence:
     candidates: list[tuple[float, float, float, float]]  # every annotated object of the image
     target: int  # the index of the referred object in candidates
     segmentation: Any  # the referred annotation's COCO segmentation (polygons or RLE)
+    ref_id: int = -1  # the ref the sentence belongs to (sentences of one ref name one object)
 
 
 @dataclass
@@ -148,7 +156,7 @@ def load_store(d: DataConfig) -> GroundingStore:
         index = [a.id for a in objects].index(r.ann_id)
         for s in r.sentences:
             sentences.append(Sentence(s.sent_id, s.sent, slot[r.image_id], tuple(target.bbox),
-                                      [tuple(a.bbox) for a in objects], index, target.segmentation))
+                                      [tuple(a.bbox) for a in objects], index, target.segmentation, r.ref_id))
             split_of.append(r.split)
     cache = TransformCache(d.cache)
     pixels = xfields.cached_images([root / d.images / images[i].file_name for i in used], cache)
@@ -350,7 +358,7 @@ def build(cfg: dict[str, Any]) -> TaskBundle:
     if m.kind == "weakly_supervised":
         from xmodal.tasks import grounding_weak
 
-        return grounding_weak.bundle(m, size, train_set, val_set, d.eval_split, bs)
+        return grounding_weak.bundle(m, size, train_set, val_set, d.eval_split, bs, cache=d.cache)
     model = RankingModel(m, size) if m.kind == "ranking" else GroundingModel(m, size, max_tokens=d.max_tokens)
     return TaskBundle(model=model, loss=make_loss(m), train_set=train_set,
                       collate=collate, val_set=val_set, evaluate=partial(evaluate, batch_size=bs), primary=PRIMARY,

@@ -2,10 +2,17 @@
 model trained from image-expression pairs alone, no boxes, scored by the pointing game.
 
 Data and features are those of :mod:`xmodal.tasks.grounding` (RefCOCO-format files, the frozen MiniLM token
-states). Model: the CNN feature map and :class:`xmodal.nn.vl.TextRegionAttention`; the expression attends over
-the map's cells and the attended feature must match the expression better than other images of the batch do
-(symmetric InfoNCE, :func:`xmodal.nn.vl.image_expression_loss`; pairs showing one image are not negatives of
-each other). Training reads neither boxes nor masks.
+states). Region features (``model.visual``): ``cnn``, the map of a CNN trained end to end from the pixels, or
+``sprite_encoder``, frozen maps computed once per image (:func:`sprite_regions`): the map of
+:class:`xmodal.data.synth.sprite_encoder.SpriteEncoder` (trained here on the vocabulary's sprites, the stand-in
+for a pretrained detector backbone), run at the object scale it was trained at, with its per-cell class
+probabilities and each cell's mean colour. Model: :class:`xmodal.nn.vl.TextRegionAttention`; the expression
+attends over the map's cells and the attended feature must match the expression better than other images of the
+batch do (symmetric InfoNCE, :func:`xmodal.nn.vl.image_expression_loss`; pairs showing one image are not
+negatives of each other). With ``model.hard_negatives`` > 0, expressions of the same image that belong to other
+refs (RefCOCO has one ref per object, so they name other objects) are hard negatives
+(:func:`xmodal.nn.vl.referent_contrast_loss`): each expression's attention must land where the others' does not.
+Training reads neither boxes nor masks, only which sentences share an image and which share a ref.
 
 Evaluation: the pointing game as TorchRay (:func:`xmodal.metrics.grounding.pointing_game`, tolerance 15 px),
 the heatmap being the attention upsampled bilinearly to the image's size, the mask that of the referred
@@ -20,6 +27,7 @@ split's sentences.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -34,34 +42,110 @@ from xmodal.tasks.grounding import GroundingDataset, ModelConfig, _backbone, col
 
 PRIMARY = "accuracy"
 TOLERANCE = 15  # pixels, TorchRay's default
+COLOUR_CHANNELS = 3
 
 
+# ------------------------------------------------------------------------------------------ region features
+def sprite_regions(images: torch.Tensor, cache_dir: str | None = None) -> torch.Tensor:
+    """``(N, 64 + classes + 3, h, w)`` float32 region features of uint8 images ``(N, 3, H, W)``: the frozen
+    sprite encoder's map, its class probabilities per cell and each cell's mean colour (the encoder learnt
+    classes, while expressions also name colours). Frames are resized by ``INPUT / recipe.size``, the factor
+    the encoder's training frames were resized by, so objects keep the scale it learnt: a 160-px frame runs at
+    140 px and gives a 9 x 9 map. Kept in the transform cache under the images' bytes and the encoder's weights
+    key; the encoder itself comes from the default cache (trained once per machine)."""
+    import hashlib
+
+    from xmodal.data.synth import sprite_encoder as se
+    from xmodal.transforms.cache import TransformCache, make_key
+
+    recipe = se.EncoderRecipe()
+    h, w = images.shape[2:]
+    size = (round(h * se.INPUT / recipe.size), round(w * se.INPUT / recipe.size))
+    digest = hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()
+    key = make_key(digest, "grounding_weak.sprite_regions", {"shape": list(images.shape), "size": list(size)},
+                   weights=se.weights_key(recipe))
+
+    def compute() -> dict[str, torch.Tensor]:
+        encoder = se.load_sprite_encoder(None, recipe)
+        rows = []
+        with torch.no_grad():
+            for a in range(0, len(images), 64):
+                x = images[a: a + 64].float() / 255.0
+                out = encoder(x, size=size)
+                colour = nn.functional.adaptive_avg_pool2d(x, out["map"].shape[2:])
+                rows.append(torch.cat([out["map"], out["logits"].softmax(1), colour], dim=1))
+        return {"regions": torch.cat(rows)}
+
+    return TransformCache(cache_dir).get_or_compute(key, compute)["regions"]
+
+
+def region_channels() -> int:
+    """The channels of :func:`sprite_regions`."""
+    from xmodal.data.synth import sprite_encoder as se
+
+    return se.CHANNELS + len(se.CLASS_NAMES) + COLOUR_CHANNELS
+
+
+class WeakGroundingDataset(GroundingDataset):
+    """The samples of ``base`` (same store and split) with ``"referent"`` (the sentence's ref id) and, when
+    ``regions`` ``(n_images, C, h, w)`` is given, ``"regions"`` (C, h, w): the precomputed map of its image."""
+
+    def __init__(self, base: GroundingDataset, regions: torch.Tensor | None = None) -> None:
+        self.store, self.indices, self.max_candidates = base.store, base.indices, base.max_candidates
+        self.regions = regions
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = super().__getitem__(index)
+        s = self.sentence(index)
+        sample["referent"] = torch.tensor(s.ref_id)
+        if self.regions is not None:
+            sample["regions"] = self.regions[s.image]
+        return sample
+
+
+# --------------------------------------------------------------------------------------------------- model
 class WeakGroundingModel(nn.Module):
     """``batch -> {"heatmap": (b, H', W')}`` at the feature map's size and, in training, ``"scores"`` ``(b, b)``
-    (every expression against every image of the batch)."""
+    (every expression against every image of the batch) and ``"similarity"`` ``(b, H'*W')``. The map is the CNN's
+    of ``batch["image"]`` (``model.visual: cnn``) or the precomputed ``batch["regions"]``."""
 
     def __init__(self, m: ModelConfig, image_size: tuple[int, int], text_dim: int = 384) -> None:
         super().__init__()
         from xmodal.nn.vl import TextRegionAttention
 
-        self.backbone, _ = _backbone(m, image_size)
-        self.attention = TextRegionAttention(m.channels[-1], text_dim, dim=m.dim, heads=m.heads)
+        self.backbone: nn.Module | None = None
+        if m.visual == "cnn":
+            self.backbone, _ = _backbone(m, image_size)
+        channels = m.channels[-1] if m.visual == "cnn" else region_channels()
+        self.attention = TextRegionAttention(channels, text_dim, dim=m.dim, heads=m.heads)
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        feats, _ = self.backbone.forward_features(batch["image"])
+        if self.backbone is None:
+            feats = batch["regions"]
+        else:
+            feats, _ = self.backbone.forward_features(batch["image"])
         out = self.attention(feats, batch["text"], batch["text_mask"])
         if not self.training:  # (b, b) is not per sample: evaluation gathers per-sample outputs only
             return {"heatmap": out["heatmap"]}
-        return {"heatmap": out["heatmap"], "scores": out["scores"]}
+        return out
 
 
-def make_loss(m: ModelConfig):
-    from xmodal.nn.vl import image_expression_loss
+def make_loss(m: ModelConfig) -> Callable[[dict[str, torch.Tensor], dict[str, Any]], torch.Tensor]:
+    from xmodal.nn.vl import image_expression_loss, referent_contrast_loss
 
     def loss(outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
-        """Symmetric InfoNCE of expressions and images; two rows of one image are not each other's negatives."""
+        """Symmetric InfoNCE of expressions and images (two rows of one image are not each other's negatives),
+        plus ``hard_negatives`` times the same-image contrast of expressions naming other objects."""
         image = batch["image_index"]
-        return image_expression_loss(outputs["scores"], m.temperature, image[:, None] == image[None, :])
+        same = image[:, None] == image[None, :]
+        total = image_expression_loss(outputs["scores"], m.temperature, same)
+        if m.hard_negatives > 0:
+            ref = batch["referent"]
+            other = same & (ref[:, None] != ref[None, :])
+            attention = outputs["heatmap"].flatten(1)
+            total = total + m.hard_negatives * referent_contrast_loss(outputs["similarity"], attention, other,
+                                                                      m.temperature)
+        return total
 
     return loss
 
@@ -149,9 +233,18 @@ def write_predictions(model: nn.Module, dataset: GroundingDataset, path: Path, b
 
 
 def bundle(m: ModelConfig, image_size: tuple[int, int], train_set: GroundingDataset, val_set: GroundingDataset,
-           split: str, batch_size: int) -> TaskBundle:
-    """The TaskBundle of the weakly supervised model on the grounding task's datasets."""
-    return TaskBundle(model=WeakGroundingModel(m, image_size), loss=make_loss(m), train_set=train_set,
-                      collate=collate, val_set=val_set, evaluate=partial(evaluate, batch_size=batch_size),
-                      primary=PRIMARY, baselines=baselines,
+           split: str, batch_size: int, cache: str | None = None) -> TaskBundle:
+    """The TaskBundle of the weakly supervised model on the grounding task's datasets (``cache``: the transform
+    cache of the region features)."""
+    artifacts: dict[str, Any] = {}
+    regions = None
+    if m.visual == "sprite_encoder":
+        from xmodal.data.synth import sprite_encoder as se
+
+        regions = sprite_regions(train_set.store.images, cache)
+        artifacts["region_features"] = se.describe()
+    return TaskBundle(model=WeakGroundingModel(m, image_size), loss=make_loss(m),
+                      train_set=WeakGroundingDataset(train_set, regions), collate=collate,
+                      val_set=WeakGroundingDataset(val_set, regions), evaluate=partial(evaluate, batch_size=batch_size),
+                      primary=PRIMARY, baselines=baselines, artifacts=artifacts,
                       predict=partial(write_predictions, batch_size=batch_size), split=split)

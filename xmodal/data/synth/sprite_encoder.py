@@ -75,8 +75,11 @@ class SpriteEncoder(nn.Module):
         self.trunk = nn.Sequential(*layers)
         self.classifier = nn.Conv2d(channels, num_classes, 1)
 
-    def forward(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = F.interpolate(frames, size=(INPUT, INPUT), mode="bilinear", antialias=True, align_corners=False)
+    def forward(self, frames: torch.Tensor, size: tuple[int, int] = (INPUT, INPUT)) -> dict[str, torch.Tensor]:
+        """``size`` (height, width) the frames are resized to; other sizes than the default keep the network's
+        stride of 16 and give a larger or smaller map (objects keep the scale of training when a frame is
+        resized by ``INPUT / recipe.size``)."""
+        x = F.interpolate(frames, size=size, mode="bilinear", antialias=True, align_corners=False)
         feature_map = self.trunk(x - 0.5)
         return {"map": feature_map, "logits": self.classifier(feature_map)}
 

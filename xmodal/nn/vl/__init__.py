@@ -13,7 +13,7 @@ from xmodal.nn.vl.ranking import CandidateRanker, PhraseAttention, candidate_los
 from xmodal.nn.vl.transvg import TransVG
 from xmodal.nn.vl.tube_ranker import TubeRanker, expected_boxes, ranking_stvg_loss
 from xmodal.nn.vl.tubedetr import SpaceTimeDecoder, stvg_loss
-from xmodal.nn.vl.weak import TextRegionAttention, image_expression_loss
+from xmodal.nn.vl.weak import TextRegionAttention, image_expression_loss, referent_contrast_loss
 
 __all__ = [
     "CTRL",
@@ -35,6 +35,7 @@ __all__ = [
     "image_expression_loss",
     "max_margin_ranking_loss",
     "ranking_stvg_loss",
+    "referent_contrast_loss",
     "roi_align",
     "stvg_loss",
 ]

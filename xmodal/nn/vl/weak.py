@@ -53,12 +53,14 @@ class TextRegionAttention(nn.Module):
 
     def forward(self, visual: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """Paired rows: ``{"heatmap": (b, H, W)`` (each expression's attention over its own image, sums to 1),
-        ``"scores": (b, b)`` (expression t against image i: the attention-weighted mean cosine)}."""
+        ``"scores": (b, b)`` (expression t against image i: the attention-weighted mean cosine),
+        ``"similarity": (b, H*W)`` (each expression's cosine with the cells of its own image)}."""
         sims = self.similarities(visual, text, text_mask)  # (b_txt, b_img, P)
         attn = (sims * self.log_sharpness.exp()).softmax(-1)
         scores = (attn * sims).sum(-1)
         own = torch.arange(len(sims), device=visual.device)
-        return {"heatmap": attn[own, own].reshape(-1, *visual.shape[2:]), "scores": scores}
+        return {"heatmap": attn[own, own].reshape(-1, *visual.shape[2:]), "scores": scores,
+                "similarity": sims[own, own]}
 
 
 def image_expression_loss(scores: torch.Tensor, temperature: float = 0.1,
@@ -71,3 +73,23 @@ def image_expression_loss(scores: torch.Tensor, temperature: float = 0.1,
         logits = logits.masked_fill(off, float("-inf"))
     labels = torch.arange(len(scores), device=scores.device)
     return (nn.functional.cross_entropy(logits, labels) + nn.functional.cross_entropy(logits.T, labels)) / 2
+
+
+def referent_contrast_loss(similarity: torch.Tensor, attention: torch.Tensor, other_referent: torch.Tensor,
+                           temperature: float = 0.1) -> torch.Tensor:
+    """Hard negatives from the same image. ``similarity`` and ``attention`` ``(b, P)`` are each expression's
+    cosines with its own image's cells and its attention over them; ``other_referent`` ``(b, b)`` bool marks
+    pairs (t, t') showing one image where t' names another object. Expression t's cosines pooled by its own
+    attention must beat those pooled by the attention of every such t' (cross-entropy over the candidates
+    {t, t'...}); rows without such a t' do not count. Image-level contrast alone is met by attending to any
+    object of the named class; this term asks that expressions of different objects of one image land on
+    different cells. Zero (with gradients) when no row has a hard negative."""
+    b = len(similarity)
+    pooled = similarity @ attention.T  # [t, t'] = sum_p similarity_t[p] attention_t'[p]
+    eye = torch.eye(b, dtype=torch.bool, device=similarity.device)
+    logits = (pooled / temperature).masked_fill(~(other_referent | eye), float("-inf"))
+    rows = other_referent.any(1)
+    if not bool(rows.any()):
+        return pooled.sum() * 0.0
+    labels = torch.arange(b, device=similarity.device)
+    return nn.functional.cross_entropy(logits[rows], labels[rows])
