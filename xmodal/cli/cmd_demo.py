@@ -58,7 +58,7 @@ def demo(
     train_set, test_set = bundle.train_set, bundle.val_set
     assert isinstance(train_set, TrimodalDataset) and isinstance(test_set, TrimodalDataset)  # the task's views
     console.print(f"data ready in {t_data:.1f} s: {len(train_set)} train / {len(test_set)} held-out items "
-                  f"({train_set.store.root})")
+                  f"({train_set.items.root})")
 
     result = train(bundle, cfg, out_dir=out / "train")
     model = bundle.model.cpu().eval()
@@ -69,12 +69,12 @@ def demo(
     n = len(test_set)
     baseline = {pair: random_baseline(n, dim=embeddings["image"].shape[1], seed=s)
                 for s, pair in enumerate(trained)}
-    store = train_set.store
-    items = [Item(store.ids[i], store.captions[i], store.root / store.image_paths[i], store.root / store.audio_paths[i])
+    data = train_set.items
+    items = [Item(data.ids[i], data.captions[i], data.root / data.image_paths[i], data.root / data.audio_paths[i])
              for i in test_set.indices]
     info = {
-        "dataset": str(store.root), "train_items": len(train_set), "test_items": n,
-        "voices": len(store.mels[0]), "steps": result.steps, "epochs": round(result.epochs, 2),
+        "dataset": str(data.root), "train_items": len(train_set), "test_items": n,
+        "voices": data.voices, "steps": result.steps, "epochs": round(result.epochs, 2),
         "batch_size": tc.batch_size, "final_loss": result.final_loss,
         "train_seconds": round(result.train_seconds, 1), "samples_per_second": round(result.samples_per_second, 1),
         "data_seconds": round(t_data, 1), "torch_threads": torch.get_num_threads(),

@@ -133,6 +133,9 @@ def _symmetric_ce(
 ) -> torch.Tensor:
     """``(CE(s * a @ all_b.T, i + offset) + CE(s * b @ all_a.T, i + offset)) / 2`` over this rank's rows ``i``."""
     labels = torch.arange(a.shape[0], device=a.device) + offset
+    if all_a is a and all_b is b:  # nothing gathered: the second logits matrix is the first one transposed
+        logits = logit_scale * a @ b.T  # (n, n)
+        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
     logits_a = logit_scale * a @ all_b.T  # (n, world * n)
     logits_b = logit_scale * b @ all_a.T  # (n, world * n)
     return (F.cross_entropy(logits_a, labels) + F.cross_entropy(logits_b, labels)) / 2

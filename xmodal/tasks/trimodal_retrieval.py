@@ -12,7 +12,7 @@ Evaluation: on the held-out split (emoji never seen in training), every ordered 
 (query -> gallery) is scored with R@1/5/10, MedR and MeanR (:mod:`xmodal.metrics.retrieval`); the test audio
 query is voice 0.
 
-The task is a dataset view (the decoded feature store and its augmentation) on the generic pipeline
+The task is a dataset view (features from the transform cache, and their augmentation) on the generic pipeline
 (:mod:`xmodal.tasks.pipeline`): the model is built from a plan by :func:`xmodal.models.build_model`, the loss
 comes from the losses registry, and evaluation, baselines and the prediction writer are the pipeline's.
 
@@ -22,11 +22,10 @@ Recipe sections: ``data:`` (see :class:`DataConfig`), ``model:`` (see :class:`Mo
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -34,10 +33,11 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from xmodal.config.schema import parse_section
-from xmodal.errors import ConfigError
-from xmodal.tasks import fields as xfields
+from xmodal.errors import ConfigError, DataError
 from xmodal.tasks import pipeline
 from xmodal.tasks.base import TaskBundle
+from xmodal.transforms import Transform, TransformCache, file_digest, make_key, transform_for
+from xmodal.transforms.text import MiniLMEmbedding
 
 MODALITIES = ("image", "audio", "text")
 FIELD_MODALITIES = {"image": "image", "audio": "spectrogram", "text": "caption"}  # text: MiniLM embeddings
@@ -55,6 +55,7 @@ class DataConfig:
     builder: str = "emoji_speech"  # a registered builder (`xmodal data list`)
     root: str | None = None  # cache directory of built datasets; null: default_data_root()
     options: dict[str, Any] = field(default_factory=dict)  # passed to the builder (e.g. max_groups)
+    cache: str | None = None  # the transform cache's directory; null: $XMODAL_CACHE/features or ~/.cache/xmodal
     n_mels: int = 64
     n_fft: int = 1024
     hop_length: int = 441  # 20 ms at 22.05 kHz
@@ -93,90 +94,106 @@ def check(cfg: dict[str, Any]) -> None:
 
 # ------------------------------------------------------------------------------------------------ features
 @dataclass
-class FeatureStore:
-    """Every item of the dataset decoded once and kept in memory (the demo set is ~100 MB this way).
+class TrimodalItems:
+    """The manifest's items and their features, every one decoded once through :mod:`xmodal.transforms` and
+    kept in its content-keyed cache (the demo set is ~100 MB in memory).
 
-    images: (N, 3, H, W) uint8; mels: N lists (one per voice) of (n_mels, frames) float16 log-mels,
-    standardised with the training set's mean and std; text: (N, 384) MiniLM embeddings.
+    images: (N, 3, H, W) uint8; log-mels of item ``i``, voice ``v``: rows ``mel_offsets[i * voices + v]`` up to
+    the next offset of ``mel_frames`` (total_frames, n_mels) float16, standardised per mel bin with the training
+    items' mean and std; text: (N, 384) MiniLM embeddings.
     """
 
     ids: list[str]
     captions: list[str]
     splits: list[str]
-    images: torch.Tensor
-    mels: list[list[torch.Tensor]]
-    text: torch.Tensor
     root: Path
     audio_paths: list[str]  # voice-0 recording of each item, relative to root (for reports)
     image_paths: list[str]
     sample_rate: int
+    voices: int
+    images: torch.Tensor
+    mel_frames: torch.Tensor
+    mel_offsets: list[int]
+    text: torch.Tensor
+
+    def mel(self, item: int, voice: int) -> torch.Tensor:
+        """``(n_mels, frames)`` float16 log-mel of one recording."""
+        k = item * self.voices + voice
+        return self.mel_frames[self.mel_offsets[k]: self.mel_offsets[k + 1]].T
 
 
-def _decode_chunk(root: Path, rows: list[dict[str, Any]], audio_fields: list[str], cfg: DataConfig,
-                  sample_rate: int | None) -> tuple[torch.Tensor, list[list[torch.Tensor]]]:
-    """Worker: images (n, 3, H, W) uint8 and per-voice float16 log-mels of ``rows``."""
-    from xmodal.data import io
+def _media_transforms(cfg: DataConfig, sample_rate: int) -> tuple[Transform, Transform]:
+    """The registered image (uint8 RGB at the stored size) and log-mel transforms of the recipe's settings."""
+    image = transform_for("image", size=None, mean=None, uint8=True)
+    mel = transform_for("spectrogram", sample_rate=sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
+                        n_mels=cfg.n_mels, fmax=cfg.fmax, top_db=80.0)
+    return image, mel
 
+
+def _decode_chunk(files: list[tuple[Path, list[Path]]], cfg: DataConfig,
+                  sample_rate: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Worker: images (n, 3, H, W) uint8 and every recording's float16 log-mel (n_mels, frames) of ``files``."""
     torch.set_num_threads(1)  # many tiny STFTs: threads only contend
-    images, mels = [], []
-    for r in rows:
-        images.append(xfields.image_uint8(root / r["image"]))
-        wavs = []
-        for f in audio_fields:
-            wav, rate = io.read_audio(root / r[f], sample_rate)
-            wavs.append(torch.from_numpy(wav))
-            sample_rate = rate  # the others must match: one batched STFT below
-        mel = xfields.mel_module(int(sample_rate), cfg.n_fft, cfg.hop_length, cfg.n_mels, cfg.fmax)
-        mels.append(xfields.log_mels(wavs, mel, cfg.hop_length))
+    image, mel = _media_transforms(cfg, sample_rate)
+    images = [cast(torch.Tensor, image(im)) for im, _ in files]  # both transforms return one tensor
+    mels = [cast(torch.Tensor, mel(a)).to(torch.float16) for _, recordings in files for a in recordings]
     return torch.stack(images), mels
 
 
-def _decode_parallel(root: Path, rows: list[dict[str, Any]], audio_fields: list[str], cfg: DataConfig,
-                     sample_rate: int | None, progress: bool) -> tuple[torch.Tensor, list[list[torch.Tensor]]]:
-    """Decode every item in chunks over ``os.cpu_count()`` processes (at most 4)."""
+def _decode_media(files: list[tuple[Path, list[Path]]], cfg: DataConfig, sample_rate: int,
+                  progress: bool) -> dict[str, torch.Tensor]:
+    """Every item decoded in chunks over ``os.cpu_count()`` processes (at most 4): ``images``, and the log-mels
+    as ``mel_frames`` (total_frames, n_mels) with ``mel_offsets`` (N * voices + 1) boundaries."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     from tqdm import tqdm
 
     chunk = 64
-    parts = [rows[i:i + chunk] for i in range(0, len(rows), chunk)]
+    parts = [files[i:i + chunk] for i in range(0, len(files), chunk)]
     workers = max(1, min(4, os.cpu_count() or 1, len(parts)))
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        futures = [pool.submit(_decode_chunk, root, p, audio_fields, cfg, sample_rate) for p in parts]
+        futures = [pool.submit(_decode_chunk, p, cfg, sample_rate) for p in parts]
         results = [f.result() for f in tqdm(futures, desc="decoding media", unit="chunk", disable=not progress)]
-    return torch.cat([r[0] for r in results]), [m for r in results for m in r[1]]
+    mels = [m for r in results for m in r[1]]
+    offsets = torch.tensor([0, *np.cumsum([m.shape[1] for m in mels])], dtype=torch.int64)
+    return {"images": torch.cat([r[0] for r in results]), "mel_frames": torch.cat([m.T for m in mels]),
+            "mel_offsets": offsets}
 
 
-def _features(cache: Path, root: Path, rows: list[dict[str, Any]], audio_fields: list[str], meta: dict[str, Any],
-              cfg: DataConfig, progress: bool) -> tuple[torch.Tensor, list[list[torch.Tensor]], torch.Tensor]:
-    """Read the feature cache, or decode everything and write it."""
-    from safetensors.torch import load_file, save_file
+def _cached_features(files: list[tuple[Path, list[Path]]], captions: list[str], cfg: DataConfig,
+                     sample_rate: int, cache: TransformCache, progress: bool) -> dict[str, torch.Tensor]:
+    """Images, log-mels and MiniLM caption embeddings, from the transform cache or computed and stored there.
 
-    if cache.is_file():
-        t = load_file(str(cache))
-        n_voices = len(audio_fields)
-        offsets = t["mel_offsets"].tolist()  # flat (N * V + 1) boundaries into the concatenated frames
-        flat = t["mel_frames"]  # (total_frames, n_mels)
-        mels = [[flat[offsets[i * n_voices + v]: offsets[i * n_voices + v + 1]].T for v in range(n_voices)]
-                for i in range(len(rows))]
-        images, text = t["images"], t["text"]
-    else:
-        images, mels = _decode_parallel(root, rows, audio_fields, cfg, meta.get("sample_rate"), progress)
-        text = xfields.sentence_embeddings([str(r["caption"]) for r in rows], batch_size=cfg.text_batch)
-        lengths = [m.shape[1] for per in mels for m in per]
-        offsets_t = torch.tensor([0, *np.cumsum(lengths)], dtype=torch.int64)
-        flat = torch.cat([m.T for per in mels for m in per])  # (total_frames, n_mels)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(cache.name + ".tmp")
-        save_file({"images": images.contiguous(), "mel_frames": flat.contiguous(), "mel_offsets": offsets_t,
-                   "text": text.contiguous()}, str(tmp))
-        os.replace(tmp, cache)
-    return images, mels, text
+    Two entries: the media stack under the bytes of every file (names included) and the transforms' parameters,
+    and the caption embeddings under the captions and the MiniLM weights."""
+    from xmodal.data.synth.emoji_speech import file_lock
+
+    for path in (p for image, recordings in files for p in (image, *recordings)):
+        if not path.is_file():
+            raise DataError(f"{path.name} is missing", source=path)
+    image, mel = _media_transforms(cfg, sample_rate)
+    content = hashlib.sha256("".join(f"{p.name}:{file_digest(p)};" for image_file, recordings in files
+                                     for p in (image_file, *recordings)).encode()).hexdigest()
+    media_key = make_key(content, "trimodal_media", {"image": image.params, "log_mel": mel.params,
+                                                     "voices": len(files[0][1])})
+    text = transform_for("caption", encoder="minilm")
+    text_key = make_key(hashlib.sha256("\0".join(captions).encode()).hexdigest(), "minilm_embedding_stack", {},
+                        text.weights_fingerprint())
+
+    def embed() -> dict[str, torch.Tensor]:
+        encoder = cast(MiniLMEmbedding, text).encoder()
+        return {"text": torch.cat([encoder(captions[i:i + cfg.text_batch])
+                                   for i in range(0, len(captions), cfg.text_batch)]).float()}
+
+    cache.directory.mkdir(parents=True, exist_ok=True)
+    with file_lock(cache.directory / f".{media_key}.lock"):  # torchrun ranks: one decodes, the others read
+        media = cache.get_or_compute(media_key, lambda: _decode_media(files, cfg, sample_rate, progress))
+    return {**media, **cache.get_or_compute(text_key, embed)}
 
 
-def _load_features(root: Path, cfg: DataConfig, progress: bool = True) -> FeatureStore:
-    """Decode images, log-mels of every recording and MiniLM caption embeddings; cached in ``root/cache``."""
+def _load_features(root: Path, cfg: DataConfig, progress: bool = True) -> TrimodalItems:
+    """Images, log-mels of every recording and MiniLM caption embeddings of the dataset at ``root``."""
     from xmodal.data.manifest import read_manifest
 
     meta, rows = read_manifest(root)
@@ -186,24 +203,22 @@ def _load_features(root: Path, cfg: DataConfig, progress: bool = True) -> Featur
             raise ConfigError(f"{root}/dataset.json: the tri-modal task needs a field {need!r}")
     if not audio_fields:
         raise ConfigError(f"{root}/dataset.json: the tri-modal task needs at least one waveform field")
-    sig = {k: v for k, v in asdict(cfg).items() if k in ("n_mels", "n_fft", "hop_length", "fmax")}
-    key = hashlib.sha1(json.dumps([sig, len(rows), audio_fields], sort_keys=True).encode()).hexdigest()[:10]
-    cache = root / "cache" / f"features-{key}.safetensors"
-    ids = [str(r["id"]) for r in rows]
-    from xmodal.data.synth.emoji_speech import file_lock
+    sample_rate = int(meta.get("sample_rate") or 22050)
+    files = [(root / r["image"], [root / r[f] for f in audio_fields]) for r in rows]
+    captions = [str(r["caption"]) for r in rows]
+    feats = _cached_features(files, captions, cfg, sample_rate, TransformCache(cfg.cache), progress)
 
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    with file_lock(cache.with_name(cache.name + ".lock")):  # torchrun ranks: one computes, the others read
-        images, mels, text = _features(cache, root, rows, audio_fields, meta, cfg, progress)
-
-    # Standardise log-mels with the training items' statistics (per mel bin).
-    train_idx = [i for i, r in enumerate(rows) if r["split"] == "train"]
-    frames = torch.cat([mels[i][v].float() for i in train_idx for v in range(len(mels[i]))], dim=1)
-    mean, std = frames.mean(1, keepdim=True), frames.std(1, keepdim=True).clamp_min(1e-3)
-    mels = [[((m.float() - mean) / std).to(torch.float16) for m in per] for per in mels]
-    return FeatureStore(ids, [str(r["caption"]) for r in rows], [str(r["split"]) for r in rows], images, mels,
-                        text, root, [str(r[audio_fields[0]]) for r in rows], [str(r["image"]) for r in rows],
-                        int(meta.get("sample_rate") or 22050))
+    # Standardise log-mels with the training items' statistics (per mel bin). An item's voices are adjacent rows.
+    voices = len(audio_fields)
+    offsets = feats["mel_offsets"]
+    per_item = offsets[voices::voices] - offsets[:-1:voices]
+    is_train = torch.tensor([r["split"] == "train" for r in rows])
+    frames = feats["mel_frames"][is_train.repeat_interleave(per_item)].float()
+    mean, std = frames.mean(0), frames.std(0).clamp_min(1e-3)
+    mel_frames = ((feats["mel_frames"].float() - mean) / std).to(torch.float16)
+    return TrimodalItems([str(r["id"]) for r in rows], captions, [str(r["split"]) for r in rows], root,
+                         [str(r[audio_fields[0]]) for r in rows], [str(r["image"]) for r in rows], sample_rate,
+                         voices, feats["images"], mel_frames, offsets.tolist(), feats["text"])
 
 
 class TrimodalDataset(Dataset):
@@ -215,21 +230,20 @@ class TrimodalDataset(Dataset):
     voice 0, no crop, no shift.
     """
 
-    def __init__(self, store: FeatureStore, split: str, cfg: DataConfig, train: bool) -> None:
-        self.store, self.cfg, self.train = store, cfg, train
-        self.indices = [i for i, s in enumerate(store.splits) if s == split]
-        self.max_frames = int(cfg.max_seconds * store.sample_rate / cfg.hop_length)
+    def __init__(self, items: TrimodalItems, split: str, cfg: DataConfig, train: bool) -> None:
+        self.items, self.cfg, self.train = items, cfg, train
+        self.indices = [i for i, s in enumerate(items.splits) if s == split]
+        self.max_frames = int(cfg.max_seconds * items.sample_rate / cfg.hop_length)
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         i = self.indices[index]
-        s = self.store
-        image = s.images[i].float() / 255.0  # (3, H, W)
-        voices = s.mels[i]
+        items = self.items
+        image = items.images[i].float() / 255.0  # (3, H, W)
         if self.train:
-            mel = voices[int(torch.randint(len(voices), ()))]
+            mel = items.mel(i, int(torch.randint(items.voices, ())))
             if self.cfg.shift:
                 k = self.cfg.shift
                 dx, dy = (int(v) for v in torch.randint(-k, k + 1, (2,)))
@@ -237,12 +251,12 @@ class TrimodalDataset(Dataset):
                 image = nn.functional.pad(image, (k, k, k, k), value=1.0)[:, k + dy: k + dy + image.shape[1],
                                                                             k + dx: k + dx + image.shape[2]]
         else:
-            mel = voices[0]
+            mel = items.mel(i, 0)
         frames = mel.shape[1]
         if frames > self.max_frames:
             start = int(torch.randint(frames - self.max_frames + 1, ())) if self.train else 0
             mel = mel[:, start: start + self.max_frames]
-        return {"id": s.ids[i], "image": image, "audio": mel.float(), "text": s.text[i]}
+        return {"id": items.ids[i], "image": image, "audio": mel.float(), "text": items.text[i]}
 
 
 collate = pipeline.make_collate(FIELD_MODALITIES)  # log-mels padded along time with ``audio_mask``
@@ -309,7 +323,7 @@ def evaluate(model: nn.Module, dataset: Dataset) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------------------------- the task
-def prepare_data(cfg: dict[str, Any], progress: bool = True) -> tuple[FeatureStore, DataConfig]:
+def prepare_data(cfg: dict[str, Any], progress: bool = True) -> tuple[TrimodalItems, DataConfig]:
     """Build (or reuse) the dataset named by ``data.builder`` and load its features."""
     from xmodal.data.registry import get_builder
 
@@ -321,9 +335,9 @@ def prepare_data(cfg: dict[str, Any], progress: bool = True) -> tuple[FeatureSto
 
 def build(cfg: dict[str, Any]) -> TaskBundle:
     """The TaskBundle of the recipe ``cfg``: data (built and cached on first use), model, loss, evaluation."""
-    store, d = prepare_data(cfg)
-    train_set = TrimodalDataset(store, "train", d, train=True)
-    test_set = TrimodalDataset(store, "test", d, train=False)
+    items, d = prepare_data(cfg)
+    train_set = TrimodalDataset(items, "train", d, train=True)
+    test_set = TrimodalDataset(items, "test", d, train=False)
     if len(test_set) == 0:
         raise ConfigError("data: the dataset has no 'test' items to evaluate on (raise data.options.max_groups)")
     return pipeline.assemble(kind="contrastive", model=build_model(cfg), modalities=FIELD_MODALITIES,
