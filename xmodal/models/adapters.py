@@ -16,10 +16,14 @@ from torch import nn
 
 from xmodal.errors import ShapeError
 from xmodal.nn.encoders.cnn import ConvEncoder
-from xmodal.nn.encoders.gnn import batch_graphs
+from xmodal.nn.encoders.gnn import GNNEncoder, batch_graphs
+from xmodal.nn.encoders.rnn import RNNEncoder
+from xmodal.nn.encoders.ssm import SSMEncoder
+from xmodal.nn.encoders.transformer import TransformerEncoder
 from xmodal.nn.tokens import EncoderTokens, full_mask, one_token, pad_groups
 
 Layout = Callable[[torch.Tensor], torch.Tensor]
+SequenceEncoder = TransformerEncoder | SSMEncoder | RNNEncoder  # each: forward_all -> (steps, pooled), proj
 
 
 class ConvAdapter(nn.Module):
@@ -66,7 +70,7 @@ class SequenceAdapter(nn.Module):
     """A sequence encoder on ``(batch, time, features)``: extra trailing axes are flattened into features
     (a skeleton's ``(time, joints, xyz)`` -> ``(time, joints * 3)``), a front end may embed the steps first."""
 
-    def __init__(self, encoder: nn.Module, front: nn.Module | None = None, flatten: bool = True) -> None:
+    def __init__(self, encoder: SequenceEncoder, front: nn.Module | None = None, flatten: bool = True) -> None:
         super().__init__()
         self.front = front
         self.encoder = encoder
@@ -130,7 +134,7 @@ class GraphAdapter(nn.Module):
     """A :class:`GNNEncoder` on a batch of graphs: either collated (``{"x", "edge_index", "batch"}`` with edge
     indices already offset) or a list of graphs / meshes, batched here into one disconnected graph."""
 
-    def __init__(self, encoder: nn.Module, source: str) -> None:
+    def __init__(self, encoder: GNNEncoder, source: str) -> None:
         super().__init__()
         self.encoder, self.source = encoder, source
         self.out_dim = encoder.out_dim

@@ -6,7 +6,7 @@ encoders' order in ``LateFusionModel``) and return ``(batch, out_dim)``. Token f
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -168,12 +168,13 @@ class TokenCrossAttentionFusion(nn.Module):
                                  f"{type(item).__name__}", source=n)
             h[n], masks[n] = self.proj[n](item[1]) + self.modality[i], item[2].bool()
         for layer in self.layers:
+            blocks = cast(nn.ModuleDict, layer)  # built as one ModuleDict of blocks per layer
             new = {}
             for n in self.names:
                 others = [m for m in self.names if m != n] or [n]
                 context = torch.cat([h[m] for m in others], dim=1)
                 context_mask = torch.cat([masks[m] for m in others], dim=1)
-                new[n] = layer[n](h[n], context, context_mask, masks[n])
+                new[n] = blocks[n](h[n], context, context_mask, masks[n])
             h = new
         return torch.cat([masked_mean(self.norm(h[n]), masks[n]) for n in self.names], dim=-1)
 

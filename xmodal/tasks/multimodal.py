@@ -123,12 +123,12 @@ def build(cfg: dict[str, Any], artifacts: dict[str, Any] | None = None) -> TaskB
     sizes = sizes_from_data(source.train, source.modalities, source.vocabularies)
     classes = len(source.labels) if source.labels else None
     model = build_model(_plan(cfg, source.modalities, d.kind, sizes, classes))
-    artifacts: dict[str, Any] = {"fields": source.modalities}
+    saved: dict[str, Any] = {"fields": source.modalities}  # this run's artifacts (``artifacts``: a former run's)
     if source.labels:
-        artifacts["labels"] = source.labels
+        saved["labels"] = source.labels
     if source.vocabularies:
-        artifacts["categories"] = source.vocabularies
+        saved["categories"] = source.vocabularies
     return pipeline.assemble(kind=d.kind, model=model, modalities=source.modalities, train_set=source.train,
                              val_set=source.val, target=d.target, classes=classes, label_names=source.labels,
-                             split=source.split, artifacts=artifacts,
+                             split=source.split, artifacts=saved,
                              batch_size=pipeline.eval_batch_size(cfg))

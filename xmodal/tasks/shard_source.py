@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import torch
+from torch.utils.data import Dataset
 
 from xmodal.errors import ConfigError, DataError
 from xmodal.modalities import get_modality
@@ -142,15 +143,16 @@ def build(cfg: dict[str, Any], d: Any, artifacts: dict[str, Any] | None = None) 
     classes = len(labels) if labels else None
     model = build_model(_plan(cfg, modalities, d.kind, _sizes(first, modalities, train.index.get("transforms", {})),
                               classes))
-    artifacts: dict[str, Any] = {"fields": modalities}
+    saved: dict[str, Any] = {"fields": modalities}  # this run's artifacts (``artifacts``: a former run's)
     if labels:
-        artifacts["labels"] = labels
-    bundle = pipeline.assemble(kind=d.kind, model=model, modalities=modalities, train_set=train,  # type: ignore[arg-type]
-                               val_set=val, target=target or "label", classes=classes,  # type: ignore[arg-type]
-                               label_names=labels, split="val", artifacts=artifacts,
+        saved["labels"] = labels
+    # the pipeline types its datasets as map-style; the stream and a list of samples are what it iterates
+    bundle = pipeline.assemble(kind=d.kind, model=model, modalities=modalities, train_set=cast(Dataset, train),
+                               val_set=cast(Dataset, val), target=target or "label", classes=classes,
+                               label_names=labels, split="val", artifacts=saved,
                                batch_size=pipeline.eval_batch_size(cfg))
     if target is not None:  # baselines fitted on the training labels (the stream has no indices)
         train_targets = [{target: mapping.label({"id": i, "label": v})} for i, v in enumerate(stored)]
-        bundle.baselines = partial(pipeline.supervised_baselines, train_set=train_targets, kind=d.kind,
+        bundle.baselines = partial(pipeline.supervised_baselines, train_set=cast(Dataset, train_targets), kind=d.kind,
                                    target=target, classes=classes)
     return bundle
