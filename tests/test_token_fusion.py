@@ -192,3 +192,28 @@ def test_xmodal_train_cross_attention_on_emoji_pictures_and_names(tmp_path) -> N
     # needs both
     assert doc["model"]["accuracy"] >= doc["baselines"]["majority"]["accuracy"] + 0.4, doc
     assert doc["model"]["accuracy"] > 0.6, doc
+
+
+def test_xmodal_train_exits_2_naming_the_field_whose_encoder_gives_no_tokens(tmp_path, monkeypatch, capsys) -> None:
+    import sys
+
+    import yaml
+    from test_fit import emoji_table
+
+    from xmodal.cli import main
+
+    table = emoji_table(tmp_path / "data", rows=12)
+    recipe = {"task": "multimodal",
+              "data": {"table": str(table), "fields": {"picture": "image", "name": "categorical"}, "target": "label",
+                       "val_fraction": 0.25, "image_size": [16, 16]},
+              "model": {"encoders": {"picture": {"family": "user_plugin_encoder:MeanPoolEncoder"}, "name": "default"},
+                        "fusion": {"kind": "cross_attention"}, "head": {"kind": "classifier"}},
+              "train": {"epochs": 1, "batch_size": 4, "progress": False, "tensorboard": False}}
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    monkeypatch.setattr(sys, "argv", ["xmodal", "train", str(path), "--out", str(tmp_path / "run")])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    err = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
+    assert "ConfigError: model.encoders.picture:" in err and "only a pooled vector" in err, err
