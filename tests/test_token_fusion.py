@@ -1,7 +1,9 @@
 """Token-level cross-attention fusion (``fusion: {kind: cross_attention}``): every encoder family gives its tokens
 and their mask beside the pooled vector (the pooled vector unchanged, and for mean-pooling families the masked
-mean of the tokens); padding appended to any input changes nothing in the fused output (float64, to 1e-6);
-attention reaches across modalities; an encoder that gives no tokens is a ConfigError naming its modality."""
+mean of the tokens); padding appended to any input changes nothing in the fused output (float64, to 1e-6; a
+fusion that ignored the masks misses by 0.27); attention reaches across modalities; ``xmodal train`` on real
+emoji pictures and names beats the majority baseline; an encoder that gives no tokens is a ConfigError naming
+its modality (exit code 2 from the CLI)."""
 
 from __future__ import annotations
 
@@ -162,7 +164,8 @@ def test_encoder_without_tokens_is_a_config_error_naming_the_modality() -> None:
 @pytest.mark.slow
 def test_xmodal_train_cross_attention_on_emoji_pictures_and_names(tmp_path) -> None:
     """Real media end to end: Noto emoji glyphs beside emoji names, the label needing both (tests/test_fit.py's
-    table); ``xmodal train`` with ``cross_attention`` beats the majority baseline on the held-out rows."""
+    table); the picture's 16 positions and the name's word pieces attend to each other; ``xmodal train`` with
+    ``cross_attention`` beats the majority baseline on the held-out rows, and either column's ceiling alone."""
     import json
     import subprocess
     import sys
@@ -173,9 +176,10 @@ def test_xmodal_train_cross_attention_on_emoji_pictures_and_names(tmp_path) -> N
     table = emoji_table(tmp_path / "data", rows=160)
     recipe = {
         "task": "multimodal",
-        "data": {"table": str(table), "fields": {"picture": "image", "name": "categorical"}, "target": "label",
+        "data": {"table": str(table), "fields": {"picture": "image", "name": "text"}, "target": "label",
                  "val_fraction": 0.25, "image_size": [32, 32]},
-        "model": {"encoders": {"picture": {"width": 32, "channels_last": True}, "name": {"width": 16}},
+        "model": {"encoders": {"picture": {"width": 32, "channels_last": True},
+                               "name": {"family": "transformer", "width": 32, "depth": 1, "heads": 2}},
                   "fusion": {"kind": "cross_attention", "width": 32, "heads": 2},
                   "head": {"kind": "classifier"}},
         "train": {"epochs": 12, "batch_size": 16, "lr": 2e-3, "eval_every": 0, "progress": False,
