@@ -15,7 +15,8 @@ or ``contrastive`` (no head; every ordered pair of fields scored by retrieval). 
 task artifact (``labels.json`` in the run directory), reused as saved when a run is loaded again.
 
 ``data: {shards: DIR, val_shards: DIR}`` reads folders written by ``xmodal data shard`` instead: the training
-folder is streamed (``xmodal/tasks/shard_source.py``; the trainer's side is ``xmodal/train/streaming.py``).
+folder is streamed (``xmodal/tasks/shard_source.py``; the trainer's side is ``xmodal/train/streaming.py``); every
+kind reads from shards, its labels handled as a table's are (a multilabel label set, the same multi-hot vector).
 """
 
 from __future__ import annotations
