@@ -232,7 +232,7 @@ def test_build_model_late_fusion_every_fusion() -> None:
     wav = _speech()
     x, mask = _padded([wav[:3000], wav[:1800]])
     batch = {"image": torch.stack([_real_image()] * 2), "waveform": x, "waveform_mask": mask}
-    for kind in ("concat", "gated", "low_rank", "cross_attention"):
+    for kind in ("concat", "gated", "low_rank", "attention_pooled", "cross_attention"):
         plan = {"encoders": {"image": {"width": 32}, "waveform": {"family": "cnn1d", "width": 32}},
                 "fusion": {"kind": kind}, "head": {"kind": "classifier", "classes": 10}}
         model = build_model(plan)

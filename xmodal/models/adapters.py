@@ -1,7 +1,9 @@
 """Input adapters: the batch layout of a modality (its spec's axes) to the layout an encoder family expects.
 
 Each adapter holds one encoder, reshapes ``batch[modality]`` for it, passes the padding mask where the family
-supports one, and exposes the encoder's ``out_dim``. They hold no parameters of their own.
+supports one, and exposes the encoder's ``out_dim``. They hold no parameters of their own. ``forward(x, mask,
+return_tokens=True)`` returns the pooled vector with the positions it pools as tokens
+(:class:`~xmodal.nn.tokens.EncoderTokens`), for token-level fusion.
 """
 
 from __future__ import annotations
@@ -14,9 +16,14 @@ from torch import nn
 
 from xmodal.errors import ShapeError
 from xmodal.nn.encoders.cnn import ConvEncoder
-from xmodal.nn.encoders.gnn import batch_graphs
+from xmodal.nn.encoders.gnn import GNNEncoder, batch_graphs
+from xmodal.nn.encoders.rnn import RNNEncoder
+from xmodal.nn.encoders.ssm import SSMEncoder
+from xmodal.nn.encoders.transformer import TransformerEncoder
+from xmodal.nn.tokens import EncoderTokens, full_mask, one_token, pad_groups
 
 Layout = Callable[[torch.Tensor], torch.Tensor]
+SequenceEncoder = TransformerEncoder | SSMEncoder | RNNEncoder  # each: forward_all -> (steps, pooled), proj
 
 
 class ConvAdapter(nn.Module):
@@ -33,10 +40,20 @@ class ConvAdapter(nn.Module):
         self.encoder, self.layout, self.time_dim, self.source = encoder, layout, time_dim, source
         self.out_dim = encoder.out_dim
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
+                return_tokens: bool = False) -> torch.Tensor | EncoderTokens:
         x = self.layout(x)
-        if mask is None:
-            return self.encoder(x)
+        full = None if mask is None else self._spatial_mask(x, mask)
+        if not return_tokens:
+            return self.encoder(x) if full is None else self.encoder(x, full)
+        feats, fmask = self.encoder.forward_features(x, full)
+        # every position of the last feature map is a token, projected as the pooled vector is (the projection
+        # is linear, so the masked mean of the tokens is the pooled vector)
+        tokens = self.encoder.proj(feats.flatten(2).transpose(1, 2))
+        return EncoderTokens(self.encoder.pool(feats, fmask), tokens,
+                             full_mask(tokens, None if fmask is None else fmask.flatten(1)))
+
+    def _spatial_mask(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.time_dim is None:
             raise ShapeError(f"{self.source} is never padded, but the batch holds a mask for it", source=self.source)
         if mask.shape != (x.shape[0], x.shape[self.time_dim]):
@@ -46,27 +63,33 @@ class ConvAdapter(nn.Module):
         # (batch, time) mask over the other spatial axes.
         shape = [x.shape[0]] + [1] * (x.dim() - 2)
         shape[self.time_dim - 1] = -1
-        full = mask.bool().view(shape).expand(x.shape[0], *x.shape[2:])
-        return self.encoder(x, full)
+        return mask.bool().view(shape).expand(x.shape[0], *x.shape[2:])
 
 
 class SequenceAdapter(nn.Module):
     """A sequence encoder on ``(batch, time, features)``: extra trailing axes are flattened into features
     (a skeleton's ``(time, joints, xyz)`` -> ``(time, joints * 3)``), a front end may embed the steps first."""
 
-    def __init__(self, encoder: nn.Module, front: nn.Module | None = None, flatten: bool = True) -> None:
+    def __init__(self, encoder: SequenceEncoder, front: nn.Module | None = None, flatten: bool = True) -> None:
         super().__init__()
         self.front = front
         self.encoder = encoder
         self.flatten = flatten
         self.out_dim = encoder.out_dim
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
+                return_tokens: bool = False) -> torch.Tensor | EncoderTokens:
         if self.flatten and x.dim() > 3:
             x = x.flatten(2)
         if self.front is not None:
             x = self.front(x)
-        return self.encoder(x, mask=mask)
+        if not return_tokens:
+            return self.encoder(x, mask=mask)
+        steps, pooled = self.encoder.forward_all(x, mask=mask)  # every family here: (steps, pooled)
+        valid = full_mask(x, mask)
+        if steps.shape[1] == valid.shape[1] + 1:  # a CLS position first: a token too
+            valid = torch.cat([valid.new_ones(valid.shape[0], 1), valid], dim=1)
+        return EncoderTokens(pooled, self.encoder.proj(steps), valid)
 
 
 class NoteEmbedding(nn.Module):
@@ -111,20 +134,29 @@ class GraphAdapter(nn.Module):
     """A :class:`GNNEncoder` on a batch of graphs: either collated (``{"x", "edge_index", "batch"}`` with edge
     indices already offset) or a list of graphs / meshes, batched here into one disconnected graph."""
 
-    def __init__(self, encoder: nn.Module, source: str) -> None:
+    def __init__(self, encoder: GNNEncoder, source: str) -> None:
         super().__init__()
         self.encoder, self.source = encoder, source
         self.out_dim = encoder.out_dim
 
-    def forward(self, graphs: Any, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, graphs: Any, mask: torch.Tensor | None = None,
+                return_tokens: bool = False) -> torch.Tensor | EncoderTokens:
         if isinstance(graphs, Mapping) and "x" in graphs:
             n = graphs.get("num_graphs")
-            return self.encoder(graphs, num_graphs=None if n is None else int(n))
-        if not isinstance(graphs, Sequence) or not graphs:
-            raise ShapeError(f"expected a non-empty list of graphs, got {type(graphs).__name__}", source=self.source)
-        device = next(self.encoder.parameters()).device
-        x, edge_index, batch = batch_graphs([_as_graph(g, self.source) for g in graphs])
-        return self.encoder(x.to(device), edge_index.to(device), batch.to(device), num_graphs=len(graphs))
+            x, edge_index = graphs["x"], graphs["edge_index"]
+            batch, edge_attr, num = graphs.get("batch"), graphs.get("edge_attr"), None if n is None else int(n)
+        else:
+            if not isinstance(graphs, Sequence) or not graphs:
+                raise ShapeError(f"expected a non-empty list of graphs, got {type(graphs).__name__}",
+                                 source=self.source)
+            device = next(self.encoder.parameters()).device
+            x, edge_index, batch = (t.to(device) for t in batch_graphs([_as_graph(g, self.source) for g in graphs]))
+            edge_attr, num = None, len(graphs)
+        if not return_tokens:
+            return self.encoder(x, edge_index, batch, edge_attr, num_graphs=num)
+        nodes, batch, pooled = self.encoder.forward_all(x, edge_index, batch, edge_attr, num_graphs=num)
+        tokens, valid = pad_groups(nodes, batch, pooled.shape[0])  # each graph's nodes, padded to the largest
+        return EncoderTokens(pooled, tokens, valid)
 
 
 class TabularMLP(nn.Module):
@@ -147,7 +179,12 @@ class TabularMLP(nn.Module):
         self.num_categories = num_categories
         self.out_dim = width
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
+                return_tokens: bool = False) -> torch.Tensor | EncoderTokens:
+        out = self._encode(x)
+        return one_token(out) if return_tokens else out  # a column is one token
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
         if self.embed is not None:
             if x.dtype.is_floating_point or x.dim() != 1:
                 raise ShapeError(f"expected category indices (batch,) of integers, got {tuple(x.shape)} {x.dtype}",
@@ -177,7 +214,12 @@ class TextProjection(nn.Module):
         self.out_dim = hidden
         self._tower: list[nn.Module] = []  # a list keeps the frozen tower out of the module tree
 
-    def forward(self, x: torch.Tensor | Sequence[str], mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor | Sequence[str], mask: torch.Tensor | None = None,
+                return_tokens: bool = False) -> torch.Tensor | EncoderTokens:
+        out = self._encode(x)
+        return one_token(out) if return_tokens else out  # the frozen tower pools a sentence: one token
+
+    def _encode(self, x: torch.Tensor | Sequence[str]) -> torch.Tensor:
         if isinstance(x, torch.Tensor):
             emb = x
         else:

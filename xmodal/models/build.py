@@ -4,6 +4,9 @@
      fusion: {kind: cross_attention}, head: {kind: classifier, classes: 10}}
 
 builds a :class:`~xmodal.nn.multimodal.LateFusionModel` (outputs ``{"logits" | "prediction", "embedding"}``).
+Fusions (``model.fusion.kind``): ``concat`` (default), ``gated``, ``low_rank`` and ``attention_pooled`` fuse the
+encoders' pooled vectors; ``cross_attention`` fuses their tokens (every modality's tokens attend to the others';
+:mod:`xmodal.nn.tokens`), so every encoder must give tokens, which all built-in families do.
 A plan without ``head`` (and without ``fusion``) is contrastive: a
 :class:`~xmodal.nn.multimodal.ContrastiveModel` projecting every encoder to a shared ``embed_dim`` space.
 
@@ -116,6 +119,15 @@ def build_model(plan: Mapping[str, Any]) -> nn.Module:
     kind, settings = _kind(plan.get("fusion") or {}, "model.fusion", "concat")
     factory, settings = _part_settings(FUSIONS, kind, "model.fusion", settings)
     fusion = factory(in_dims, **settings)
+    if getattr(fusion, "needs_tokens", False):
+        from xmodal.nn.tokens import gives_tokens
+
+        for name, enc in encoders.items():
+            if not gives_tokens(enc):
+                raise ConfigError(f"model.encoders.{name}: fusion {kind!r} attends to every modality's tokens, but "
+                                  f"this encoder ({type(enc).__name__}) gives only a pooled vector (its forward "
+                                  "takes no return_tokens); use fusion attention_pooled or concat, or an encoder "
+                                  "that gives tokens")
     kind, settings = _kind(plan["head"], "model.head", None)
     factory, settings = _part_settings(HEADS, kind, "model.head", settings)
     head = factory(int(fusion.out_dim), **settings)

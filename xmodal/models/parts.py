@@ -1,7 +1,7 @@
 """Registered fusions, heads and losses: the names a recipe's ``model:`` and objective refer to.
 
-Fusions take ``{modality: (batch, dim)}`` and return ``(batch, out_dim)``; heads map the fused vector to the
-task's output; losses are ``loss(outputs, batch) -> scalar`` on a model's output dict.
+Fusions take ``{modality: (batch, dim)}`` and return ``(batch, out_dim)`` (``cross_attention`` takes every
+modality's tokens instead, :mod:`xmodal.nn.tokens`); heads map the fused vector to the task's output; losses are ``loss(outputs, batch) -> scalar`` on a model's output dict.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xmodal.errors import MissingModalityError, ShapeError
+from xmodal.errors import ConfigError, MissingModalityError, ShapeError
 from xmodal.models.registry import register_fusion, register_head, register_loss
-from xmodal.nn.fusion import ConcatFusion, GatedFusion, LowRankFusion
+from xmodal.nn.fusion import ConcatFusion, GatedFusion, LowRankFusion, TokenCrossAttentionFusion
 from xmodal.nn.heads import ClassifierHead
 
 
@@ -39,7 +39,7 @@ def low_rank(in_dims: Mapping[str, int], *, width: int = 256, rank: int = 4) -> 
 
 
 class ModalityAttentionFusion(nn.Module):
-    """Cross-modal attention over pooled modality embeddings: each modality's vector, projected to ``width`` and
+    """Attention among pooled modality embeddings (one token per modality; ``attention_pooled``): each modality's vector, projected to ``width`` and
     tagged with a learned modality embedding, attends to the other modalities' vectors (pre-norm multi-head
     attention with a residual, then a feed-forward block, as in MulT); the fused vector is their mean."""
 
@@ -69,10 +69,23 @@ class ModalityAttentionFusion(nn.Module):
         return y.mean(dim=1)
 
 
-@register_fusion("cross_attention")
-def cross_attention(in_dims: Mapping[str, int], *, width: int = 256, heads: int = 4, dropout: float = 0.0) -> nn.Module:
-    """Cross-modal attention between the modalities' pooled embeddings."""
+@register_fusion("attention_pooled")
+def attention_pooled(in_dims: Mapping[str, int], *, width: int = 256, heads: int = 4,
+                     dropout: float = 0.0) -> nn.Module:
+    """Attention between the modalities' pooled embeddings, one vector per modality (what ``cross_attention``
+    was before it attended to tokens; its recipes and checkpoints load under this name)."""
     return ModalityAttentionFusion(in_dims, width, heads, dropout)
+
+
+@register_fusion("cross_attention")
+def cross_attention(in_dims: Mapping[str, int], *, width: int = 128, heads: int = 4, depth: int = 1,
+                    dropout: float = 0.0) -> nn.Module:
+    """Token-level cross-modal attention: every modality's tokens attend to the other modalities' tokens
+    (masks honoured), then masked mean pooling per modality, concatenated (``out_dim = width * modalities``).
+    Every encoder must give tokens (:func:`xmodal.nn.tokens.gives_tokens`)."""
+    if width % heads:
+        raise ConfigError(f"model.fusion.heads: {heads} must divide width ({width})")
+    return TokenCrossAttentionFusion(in_dims, width, heads, depth, dropout)
 
 
 # -------------------------------------------------------------------------------------------------- heads

@@ -1,5 +1,6 @@
 """Building blocks, plain ``nn.Module`` s composed by injection: ``encoders`` by modality, ``fusion``,
-``heads``, ``objectives``, and the compositions in ``multimodal`` (``LateFusionModel``, ``ContrastiveModel``).
+``heads``, ``objectives``, and the compositions in ``multimodal`` (``LateFusionModel``, ``ContrastiveModel``);
+``tokens``: the token sequences encoders give token-level fusions beside their pooled vectors.
 
 Masks everywhere are bool ``(batch, time)`` with True = valid (as ``xmodal.data.sample.collate`` makes them).
 """

@@ -1,10 +1,12 @@
 """Fusion of per-modality representations: concatenation, gated fusion, cross-modal attention, and low-rank
 multimodal fusion (LMF). Vector fusions take ``{modality: (batch, dim)}`` in the order the dict gives (the
-encoders' order in ``LateFusionModel``) and return ``(batch, out_dim)``."""
+encoders' order in ``LateFusionModel``) and return ``(batch, out_dim)``. Token fusions (``needs_tokens = True``:
+:class:`TokenCrossAttentionFusion`) take every modality's :class:`~xmodal.nn.tokens.EncoderTokens` instead."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -117,6 +119,64 @@ class CrossAttentionFusion(nn.Module):
             return y.mean(dim=1)
         w = q_mask.to(y.dtype)[..., None]
         return (y * w).sum(1) / w.sum(1).clamp_min(1.0)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the valid positions: ``(b, L, d)`` and ``(b, L)`` (True = valid) -> ``(b, d)``."""
+    w = mask.to(x.dtype)[..., None]
+    return (x * w).sum(1) / w.sum(1).clamp_min(1.0)
+
+
+class TokenCrossAttentionFusion(nn.Module):
+    """Token-level cross-modal attention among M modalities (MulT, Tsai et al. 2019, generalised to M inputs).
+
+    Every modality's tokens are projected to ``width`` and tagged with a learned modality embedding; in each of
+    ``depth`` layers, the tokens of every modality attend to the tokens of all the other modalities together
+    (one :class:`CrossModalAttention` block per modality and layer; padded keys are masked out, padded queries
+    zeroed); a lone modality attends to itself. Each modality's tokens are then LayerNorm'ed and mean-pooled
+    over their valid positions, and the M vectors are concatenated (as MulT concatenates its cross-modal
+    streams): ``out_dim = width * M``. Padding appended to any input changes nothing.
+
+    Input: ``{modality: tokens}`` where tokens are an :class:`~xmodal.nn.tokens.EncoderTokens` (or any
+    ``(pooled, tokens (b, L, d), mask (b, L))`` triple), ``d = in_dims[modality]``.
+    """
+
+    needs_tokens = True
+
+    def __init__(self, in_dims: Mapping[str, int], width: int = 128, heads: int = 4, depth: int = 1,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.names = list(in_dims)
+        self.proj = nn.ModuleDict({n: nn.Linear(d, width) for n, d in in_dims.items()})
+        self.modality = nn.Parameter(torch.randn(len(self.names), width) * 0.02)
+        self.layers = nn.ModuleList(
+            nn.ModuleDict({n: CrossModalAttention(width, width, heads, dropout) for n in self.names})
+            for _ in range(depth)
+        )
+        self.norm = nn.LayerNorm(width)
+        self.out_dim = width * len(self.names)
+
+    def forward(self, x: Mapping[str, Any]) -> torch.Tensor:
+        missing = [n for n in self.names if n not in x]
+        if missing:
+            raise MissingModalityError(f"fusion needs {self.names}, missing {missing}", source="fusion input")
+        h, masks = {}, {}
+        for i, n in enumerate(self.names):
+            item = x[n]
+            if not (isinstance(item, tuple) and len(item) == 3 and item[1].dim() == 3):
+                raise ShapeError(f"token fusion needs {n!r} as (pooled, tokens (b, L, d), mask (b, L)), got "
+                                 f"{type(item).__name__}", source=n)
+            h[n], masks[n] = self.proj[n](item[1]) + self.modality[i], item[2].bool()
+        for layer in self.layers:
+            blocks = cast(nn.ModuleDict, layer)  # built as one ModuleDict of blocks per layer
+            new = {}
+            for n in self.names:
+                others = [m for m in self.names if m != n] or [n]
+                context = torch.cat([h[m] for m in others], dim=1)
+                context_mask = torch.cat([masks[m] for m in others], dim=1)
+                new[n] = blocks[n](h[n], context, context_mask, masks[n])
+            h = new
+        return torch.cat([masked_mean(self.norm(h[n]), masks[n]) for n in self.names], dim=-1)
 
 
 class LowRankFusion(nn.Module):

@@ -19,14 +19,18 @@ from xmodal.errors import ConfigError, MissingModalityError
 from xmodal.nn.objectives import LogitScale, pairwise_info_nce
 
 
-def encode(encoder: nn.Module, batch: Mapping[str, Any], modality: str) -> torch.Tensor:
-    """Run ``encoder`` on ``batch[modality]``, passing ``batch[modality + '_mask']`` as ``mask=`` when present."""
+def encode(encoder: nn.Module, batch: Mapping[str, Any], modality: str, return_tokens: bool = False) -> Any:
+    """Run ``encoder`` on ``batch[modality]``, passing ``batch[modality + '_mask']`` as ``mask=`` when present;
+    ``return_tokens`` asks for the pooled vector and the tokens (:mod:`xmodal.nn.tokens`)."""
     if modality not in batch:
         raise MissingModalityError(
             f"the batch has no {modality!r}; it holds {sorted(batch)}", source=modality
         )
+    kwargs: dict[str, Any] = {"return_tokens": True} if return_tokens else {}
     mask = batch.get(f"{modality}_mask")
-    return encoder(batch[modality]) if mask is None else encoder(batch[modality], mask=mask)
+    if mask is not None:
+        kwargs["mask"] = mask
+    return encoder(batch[modality], **kwargs)
 
 
 class LateFusionModel(nn.Module):
@@ -34,7 +38,9 @@ class LateFusionModel(nn.Module):
     (TorchMultimodal's ``LateFusion``). Every encoder's modality must be in the batch.
 
     ``forward`` returns a dict (the task contract): the head's output under the head's ``output_key``
-    (default ``"logits"``) and the fused vector under ``"embedding"``."""
+    (default ``"logits"``) and the fused vector under ``"embedding"``. A fusion with ``needs_tokens = True``
+    receives every encoder's tokens (``return_tokens=True``, :mod:`xmodal.nn.tokens`) instead of its pooled
+    vector; the call still goes through each encoder's ``forward`` (so wrappers' hooks, FSDP's, run)."""
 
     def __init__(self, encoders: Mapping[str, nn.Module], fusion: nn.Module, head: nn.Module) -> None:
         super().__init__()
@@ -43,7 +49,8 @@ class LateFusionModel(nn.Module):
         self.head = head
 
     def forward(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        embeddings = {name: encode(encoder, batch, name) for name, encoder in self.encoders.items()}
+        tokens = bool(getattr(self.fusion, "needs_tokens", False))
+        embeddings = {name: encode(encoder, batch, name, tokens) for name, encoder in self.encoders.items()}
         fused = self.fusion(embeddings)
         return {getattr(self.head, "output_key", "logits"): self.head(fused), "embedding": fused}
 

@@ -15,7 +15,8 @@ or ``contrastive`` (no head; every ordered pair of fields scored by retrieval). 
 task artifact (``labels.json`` in the run directory), reused as saved when a run is loaded again.
 
 ``data: {shards: DIR, val_shards: DIR}`` reads folders written by ``xmodal data shard`` instead: the training
-folder is streamed (``xmodal/tasks/shard_source.py``; the trainer's side is ``xmodal/train/streaming.py``).
+folder is streamed (``xmodal/tasks/shard_source.py``; the trainer's side is ``xmodal/train/streaming.py``); every
+kind reads from shards, its labels handled as a table's are (a multilabel label set, the same multi-hot vector).
 """
 
 from __future__ import annotations
@@ -123,12 +124,12 @@ def build(cfg: dict[str, Any], artifacts: dict[str, Any] | None = None) -> TaskB
     sizes = sizes_from_data(source.train, source.modalities, source.vocabularies)
     classes = len(source.labels) if source.labels else None
     model = build_model(_plan(cfg, source.modalities, d.kind, sizes, classes))
-    artifacts: dict[str, Any] = {"fields": source.modalities}
+    saved: dict[str, Any] = {"fields": source.modalities}  # this run's artifacts (``artifacts``: a former run's)
     if source.labels:
-        artifacts["labels"] = source.labels
+        saved["labels"] = source.labels
     if source.vocabularies:
-        artifacts["categories"] = source.vocabularies
+        saved["categories"] = source.vocabularies
     return pipeline.assemble(kind=d.kind, model=model, modalities=source.modalities, train_set=source.train,
                              val_set=source.val, target=d.target, classes=classes, label_names=source.labels,
-                             split=source.split, artifacts=artifacts,
+                             split=source.split, artifacts=saved,
                              batch_size=pipeline.eval_batch_size(cfg))

@@ -3,7 +3,8 @@
 The training folder is streamed (:class:`~xmodal.data.shard_dataset.ShardDataset`; the trainer follows the
 shards' order and resumes inside an epoch, ``xmodal/train/streaming.py``); the validation folder, which should
 be small, is read into memory. Samples were transformed when the shards were written, so only what depends on
-the task is done on reading: the stored label becomes a class index (classification) or a number
+the task is done on reading: the stored label becomes a class index (classification), a multi-hot vector over
+the label names (multilabel: a delimited label set such as ``"cat|dog"``, split as a table's is) or a number
 (regression), and text is tokenised for its tower. Label names come from the training shards' ``.json``
 members (sorted, as for a table) and are saved with the run.
 """
@@ -12,28 +13,42 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any
+from typing import Any, cast
+
+import torch
+from torch.utils.data import Dataset
 
 from xmodal.errors import ConfigError, DataError
 from xmodal.modalities import get_modality
 from xmodal.tasks import pipeline
 from xmodal.tasks.base import TaskBundle
+from xmodal.tasks.sources import label_delimiter, split_labels
 
-SUPPORTED_KINDS = ("classification", "regression", "contrastive")
+SUPPORTED_KINDS = ("classification", "multilabel", "regression", "contrastive")
 
 
 class ShardSampleMap:
-    """Per-sample mapping applied as shards are read (picklable, so dataloader workers can run it)."""
+    """Per-sample mapping applied as shards are read (picklable, so dataloader workers can run it);
+    ``delimiter`` set: multilabel, the stored label is a delimited set of ``label_index``'s names."""
 
     def __init__(self, target: str | None, label_index: Mapping[str, int] | None,
-                 text: Mapping[str, Callable[[Any], Any]]) -> None:
+                 text: Mapping[str, Callable[[Any], Any]], delimiter: str | None = None) -> None:
         self.target, self.label_index, self.text = target, dict(label_index or {}), dict(text)
+        self.delimiter = delimiter
 
     def label(self, sample: Mapping[str, Any]) -> Any:
         value = sample.get("label")
         sid = str(sample.get("id"))
         if value is None:
             raise DataError(f"sample {sid!r} has no stored label", source=f"{sid}/label")
+        if self.delimiter is not None:  # multilabel: a multi-hot vector over the training labels, as for a table
+            hot = torch.zeros(len(self.label_index))
+            for part in split_labels(value, self.delimiter):
+                if part not in self.label_index:
+                    raise DataError(f"sample {sid!r}: label {part!r} never occurs in the training shards",
+                                    source=f"{sid}/label")
+                hot[self.label_index[part]] = 1.0
+            return hot
         if not self.label_index:  # regression
             try:
                 return float(value)
@@ -57,8 +72,6 @@ class ShardSampleMap:
 
 def _sizes(first: Mapping[str, Any], modalities: Mapping[str, str], states: Mapping[str, Any]) -> dict[str, dict[str, int]]:
     """Encoder settings the data decides, from the first sample and the fitted transforms of the index."""
-    import torch
-
     out: dict[str, dict[str, int]] = {}
     for f, m in modalities.items():
         name = get_modality(m).name
@@ -100,13 +113,22 @@ def build(cfg: dict[str, Any], d: Any, artifacts: dict[str, Any] | None = None) 
     target = None if d.kind == "contrastive" else d.target
     labels: list[str] | None = None
     stored = train.labels() if target is not None else []
-    if d.kind == "classification" and (artifacts or {}).get("labels") is not None:
+    delimiter = None
+    if d.kind == "multilabel":
+        missing = next((i for i, v in enumerate(stored) if v is None), None)
+        if missing is not None:
+            raise DataError(f"data.shards: sample {missing} of {d.shards} has no stored label set (shard with "
+                            "--target)", source=d.shards)
+        delimiter = d.label_delimiter or label_delimiter(stored)
+    if d.kind in ("classification", "multilabel") and (artifacts or {}).get("labels") is not None:
         labels = [str(n) for n in (artifacts or {})["labels"]]
-    elif d.kind == "classification":
-        labels = sorted({str(v) for v in stored})
+    elif d.kind in ("classification", "multilabel"):
+        names = ({p for v in stored for p in split_labels(v, delimiter)} if delimiter is not None
+                 else {str(v) for v in stored})
+        labels = sorted(names)
         if len(labels) < 2:
             raise ConfigError(f"data.shards: {len(labels)} label in the training shards; at least 2 are needed")
-    mapping = ShardSampleMap(target, {n: i for i, n in enumerate(labels)} if labels else None, text)
+    mapping = ShardSampleMap(target, {n: i for i, n in enumerate(labels)} if labels else None, text, delimiter)
     train.transform = mapping
     val = None
     if d.val_shards is not None:
@@ -121,15 +143,16 @@ def build(cfg: dict[str, Any], d: Any, artifacts: dict[str, Any] | None = None) 
     classes = len(labels) if labels else None
     model = build_model(_plan(cfg, modalities, d.kind, _sizes(first, modalities, train.index.get("transforms", {})),
                               classes))
-    artifacts: dict[str, Any] = {"fields": modalities}
+    saved: dict[str, Any] = {"fields": modalities}  # this run's artifacts (``artifacts``: a former run's)
     if labels:
-        artifacts["labels"] = labels
-    bundle = pipeline.assemble(kind=d.kind, model=model, modalities=modalities, train_set=train,  # type: ignore[arg-type]
-                               val_set=val, target=target or "label", classes=classes,  # type: ignore[arg-type]
-                               label_names=labels, split="val", artifacts=artifacts,
+        saved["labels"] = labels
+    # the pipeline types its datasets as map-style; the stream and a list of samples are what it iterates
+    bundle = pipeline.assemble(kind=d.kind, model=model, modalities=modalities, train_set=cast(Dataset, train),
+                               val_set=cast(Dataset, val), target=target or "label", classes=classes,
+                               label_names=labels, split="val", artifacts=saved,
                                batch_size=pipeline.eval_batch_size(cfg))
     if target is not None:  # baselines fitted on the training labels (the stream has no indices)
         train_targets = [{target: mapping.label({"id": i, "label": v})} for i, v in enumerate(stored)]
-        bundle.baselines = partial(pipeline.supervised_baselines, train_set=train_targets, kind=d.kind,
+        bundle.baselines = partial(pipeline.supervised_baselines, train_set=cast(Dataset, train_targets), kind=d.kind,
                                    target=target, classes=classes)
     return bundle

@@ -127,14 +127,17 @@ class GNNEncoder(nn.Module):
             h = h + layer(h, edge_index.long(), edge_attr)
         return h
 
-    def forward(
+    def forward_all(
         self,
         x: torch.Tensor | Mapping[str, torch.Tensor],
         edge_index: torch.Tensor | None = None,
         batch: torch.Tensor | None = None,
         edge_attr: torch.Tensor | None = None,
         num_graphs: int | None = None,
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(nodes (num_nodes, out_dim), batch (num_nodes,), pooled (num_graphs, out_dim))``: the node embeddings
+        with the graph-size embedding added to each (with ``structure``) and projected as the pooled vector is,
+        so that for ``pool="mean"`` the mean of a graph's nodes is its pooled vector."""
         if isinstance(x, Mapping):
             graph = x
             x, edge_index = graph["x"], graph["edge_index"]
@@ -148,5 +151,17 @@ class GNNEncoder(nn.Module):
         pooled = scatter(h, batch.long(), n, self.pool_mode)
         if self.size is not None:
             nodes = h.new_zeros(n).index_add_(0, batch.long(), torch.ones_like(batch, dtype=h.dtype))
-            pooled = pooled + self.size(torch.log1p(nodes)[:, None])
-        return self.proj(pooled)
+            size = self.size(torch.log1p(nodes)[:, None])  # (graphs, hidden)
+            pooled = pooled + size
+            h = h + size[batch.long()]
+        return self.proj(h), batch, self.proj(pooled)
+
+    def forward(
+        self,
+        x: torch.Tensor | Mapping[str, torch.Tensor],
+        edge_index: torch.Tensor | None = None,
+        batch: torch.Tensor | None = None,
+        edge_attr: torch.Tensor | None = None,
+        num_graphs: int | None = None,
+    ) -> torch.Tensor:
+        return self.forward_all(x, edge_index, batch, edge_attr, num_graphs)[2]

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from xmodal.errors import ShapeError
+from xmodal.nn.tokens import EncoderTokens, full_mask
 
 
 def _shared_mlp(dims: Sequence[int]) -> nn.Sequential:
@@ -86,6 +87,12 @@ class PointNetEncoder(nn.Module):
             x = torch.cat([xyz, x[:, 3:]], dim=1)
         return self.mlp(x).transpose(1, 2)
 
-    def forward(self, points: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        feats = self.forward_points(points, mask).transpose(1, 2)  # (batch, C, N)
-        return self.proj(masked_max(feats, mask))
+    def forward(self, points: torch.Tensor, mask: torch.Tensor | None = None,
+                return_tokens: bool = False) -> torch.Tensor | EncoderTokens:
+        """The pooled vector ``(batch, out_dim)``; with ``return_tokens`` also every point as a token (its
+        features, projected as the pooled vector is) and the mask (:mod:`xmodal.nn.tokens`)."""
+        points_feats = self.forward_points(points, mask)  # (batch, N, C)
+        pooled = self.proj(masked_max(points_feats.transpose(1, 2), mask))
+        if not return_tokens:
+            return pooled
+        return EncoderTokens(pooled, self.proj(points_feats), full_mask(points_feats, mask))
