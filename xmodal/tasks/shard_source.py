@@ -22,7 +22,7 @@ from xmodal.errors import ConfigError, DataError
 from xmodal.modalities import get_modality
 from xmodal.tasks import pipeline
 from xmodal.tasks.base import TaskBundle
-from xmodal.tasks.sources import label_delimiter, split_labels
+from xmodal.tasks.sources import label_delimiter, multi_hot, split_labels
 
 SUPPORTED_KINDS = ("classification", "multilabel", "regression", "contrastive")
 
@@ -42,13 +42,8 @@ class ShardSampleMap:
         if value is None:
             raise DataError(f"sample {sid!r} has no stored label", source=f"{sid}/label")
         if self.delimiter is not None:  # multilabel: a multi-hot vector over the training labels, as for a table
-            hot = torch.zeros(len(self.label_index))
-            for part in split_labels(value, self.delimiter):
-                if part not in self.label_index:
-                    raise DataError(f"sample {sid!r}: label {part!r} never occurs in the training shards",
-                                    source=f"{sid}/label")
-                hot[self.label_index[part]] = 1.0
-            return hot
+            return multi_hot(value, self.delimiter, self.label_index, f"sample {sid!r}", "the training shards",
+                             f"{sid}/label")
         if not self.label_index:  # regression
             try:
                 return float(value)

@@ -66,13 +66,8 @@ class Samples(Dataset):
                                 source=f"{sid}/{self.target}") from None
         assert self.label_index is not None
         if self.delimiter is not None:  # multilabel: a multi-hot vector over the training labels
-            hot = torch.zeros(len(self.label_index))
-            for part in split_labels(value, self.delimiter):
-                if part not in self.label_index:
-                    raise DataError(f"sample {sid!r}: label {part!r} never occurs in training",
-                                    source=f"{sid}/{self.target}")
-                hot[self.label_index[part]] = 1.0
-            return hot
+            return multi_hot(value, self.delimiter, self.label_index, f"sample {sid!r}", "training",
+                             f"{sid}/{self.target}")
         return self.label_index[str(value)]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -98,6 +93,18 @@ class Samples(Dataset):
 def split_labels(value: Any, delimiter: str) -> list[str]:
     """The labels of a delimited label set (``"cat|dog"``), stripped, empty parts dropped."""
     return [p.strip() for p in str(value).split(delimiter) if p.strip()]
+
+
+def multi_hot(value: Any, delimiter: str, label_index: Mapping[str, int], who: str, seen_in: str,
+              source: str) -> torch.Tensor:
+    """The multi-hot vector of a delimited label set over ``label_index``; a label outside it raises, naming
+    ``who`` (the sample) and ``seen_in`` (where the labels were collected)."""
+    hot = torch.zeros(len(label_index))
+    for part in split_labels(value, delimiter):
+        if part not in label_index:
+            raise DataError(f"{who}: label {part!r} never occurs in {seen_in}", source=source)
+        hot[label_index[part]] = 1.0
+    return hot
 
 
 def label_delimiter(values: list[Any]) -> str:
