@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -128,6 +128,7 @@ def wrap_model(model: nn.Module, env: DistEnv, strategy: str, find_unused: bool 
                     shard_blocks(child)
                 elif any(p.requires_grad and p.ndim > 0 for p in child.parameters()):
                     fully_shard(child)
+                    _copy_weight_views(child)
 
         # FSDP2 cannot shard 0-d parameters (a CLIP logit scale): they stay replicated, outside FSDP, and
         # their gradients are averaged by :func:`reduce_replicated_grads`.
@@ -140,6 +141,39 @@ def wrap_model(model: nn.Module, env: DistEnv, strategy: str, find_unused: bool 
         model._xmodal_replicated = scalars  # type: ignore[assignment]
         return model
     raise ValueError(f"unknown strategy {strategy!r}")
+
+
+def _copy_weight_views(module: nn.Module) -> None:
+    """Clone the outputs of an FSDP2 block that are views of its own weights (a learnt log-variance returned as
+    ``logvar.expand_as(mean)``, as Gaussian decoders do).
+
+    FSDP2 frees a block's gathered weights when its forward returns (``reshard_after_forward``); an output that
+    shares their storage then points at freed memory: the loss reads garbage or, on CPU, segfaults. This
+    forward hook runs before FSDP2's (``prepend``) and replaces such outputs by copies, which autograd
+    differentiates as the view itself; other outputs pass through untouched."""
+
+    def hook(mod: nn.Module, args: Any, output: Any) -> Any:
+        from torch.distributed.tensor import DTensor
+
+        # during the forward the block's own weights are gathered plain tensors; nested blocks' are shards
+        gathered = {p.untyped_storage().data_ptr() for p in mod.parameters() if not isinstance(p, DTensor)}
+        gathered.discard(0)
+        return _map_tensors(output, lambda t: t.clone() if t.untyped_storage().data_ptr() in gathered else t)
+
+    module.register_forward_hook(hook, prepend=True)
+
+
+def _map_tensors(value: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """``fn`` applied to every tensor of a nested output (dicts, lists, tuples, named tuples), structure kept."""
+    if isinstance(value, torch.Tensor):
+        return fn(value)
+    if isinstance(value, dict):
+        return type(value)({k: _map_tensors(v, fn) for k, v in value.items()})
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a named tuple takes its fields one by one
+        return type(value)(*(_map_tensors(v, fn) for v in value))
+    if isinstance(value, (list, tuple)):
+        return type(value)(_map_tensors(v, fn) for v in value)
+    return value
 
 
 def _sync_batchnorm(model: nn.Module, env: DistEnv) -> nn.Module:
@@ -171,6 +205,32 @@ def reduce_replicated_grads(model: nn.Module) -> None:
             p.grad = torch.zeros_like(p)
         dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
         p.grad.div_(world_size())
+
+
+@contextlib.contextmanager
+def full_weights(model: nn.Module) -> Iterator[nn.Module]:
+    """Every FSDP2 module of ``model`` unsharded for the duration: its parameters are full plain tensors, as in
+    one process, for code that reads them outside a forward (a task's ``sample``, which runs the EMA copy or a
+    decoder directly, so FSDP2's forward hooks never gather them). Collective under FSDP2: call on every rank.
+
+    FSDP2's own ``unshard()`` / ``reshard()`` of each :class:`~torch.distributed.fsdp.FSDPModule` (they are not
+    recursive, hence every one); the shards are registered again on exit, even after an error. Read-only: what
+    is written into the gathered tensors is not copied back into the shards. A forward of an FSDP2 submodule
+    inside the context reshards that submodule after it returns (``reshard_after_forward``), as in training, so
+    its next forward gathers again (on every rank). Without FSDP2 modules (one process, DDP) it does nothing.
+    """
+    from torch.distributed.fsdp import FSDPModule
+
+    sharded: list[FSDPModule] = [m for m in model.modules() if isinstance(m, FSDPModule)]
+    gathered: list[FSDPModule] = []
+    try:
+        for block in sharded:
+            block.unshard()
+            gathered.append(block)
+        yield model
+    finally:
+        for block in reversed(gathered):
+            block.reshard()
 
 
 def unwrap(model: nn.Module) -> nn.Module:

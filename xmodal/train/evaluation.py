@@ -1,10 +1,12 @@
 """Evaluation during training, the best checkpoint, and the files that make a run directory self-contained.
 
 - ``train.eval_every: N`` runs the task's evaluation every N steps and at the end, on rank 0 (every rank under
-  FSDP, whose shards all take part in the forward passes); the other ranks wait at a barrier.
+  FSDP, whose shards all take part in the forward passes); the other ranks wait at a barrier. Under FSDP the
+  evaluation of a generative task (one with ``generate``: its evaluation samples through methods other than
+  the forward, which FSDP2's hooks do not gather for) runs on full weights (``distributed.full_weights``).
 - The best evaluation by the primary metric (``eval.primary``, else the task's) is kept under ``best/``: a
   symlink, replaced atomically, to ``best-<step>/``, whose files are hard links (copies where links fail) of that
-  step's checkpoint, plus ``best.json`` with the step and the metrics.
+  step's checkpoint (its ``dcp/`` folder too), plus ``best.json`` with the step and the metrics.
 - ``metrics.json``, written by every run: ``{"primary", "model": {metric: value}, "baselines": {name: {metric:
   value}}, "split", "n"}`` for the model at the end of training.
 - ``recipe.yaml`` (the resolved recipe, after overrides) and one ``<name>.json`` per task artifact (label maps,
@@ -13,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -72,6 +75,8 @@ class RunEvaluator:
         self.enabled = bundle.evaluate is not None and bundle.val_set is not None
         self.primary = primary or bundle.primary
         self.all_ranks = strategy == "fsdp" and env.distributed
+        # a forward-only evaluation keeps FSDP2's per-block gathering (and its memory bound)
+        self.gather = self.all_ranks and bundle.generate is not None
         self.best: float | None = None
         self.stale = 0  # evaluations since the primary metric last improved (early stopping)
         self.last: dict[str, float] = {}
@@ -102,7 +107,8 @@ class RunEvaluator:
             was_training = inner.training
             rng = ckpt.rng_state()  # evaluation must not move training's random streams (bit-exact resume)
             inner.eval()
-            with torch.no_grad():
+            weights = xdist.full_weights(inner) if self.gather else contextlib.nullcontext()
+            with torch.no_grad(), weights:
                 metrics = {k: float(v) for k, v in self.bundle.evaluate(inner, self.bundle.val_set).items()}
             inner.train(was_training)
             ckpt.set_rng_state(rng)
@@ -134,9 +140,10 @@ class RunEvaluator:
         tmp = self.out / f".{target.name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        for f in sorted(checkpoint.iterdir()):
+        for f in sorted(checkpoint.rglob("*")):  # a sharded (FSDP2) checkpoint keeps its files in dcp/
             if f.is_file():
-                _link_or_copy(f, tmp / f.name)
+                (tmp / f.relative_to(checkpoint)).parent.mkdir(parents=True, exist_ok=True)
+                _link_or_copy(f, tmp / f.relative_to(checkpoint))
         _atomic_text(tmp / "best.json", json.dumps({"step": step, "primary": self.primary, "value": value,
                                                      "metrics": metrics}, indent=1) + "\n")
         shutil.rmtree(target, ignore_errors=True)

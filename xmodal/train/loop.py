@@ -377,12 +377,14 @@ def _optimizer_step(model: nn.Module, params: list[nn.Parameter], optimizer: tor
 
 def write_samples(bundle: TaskBundle, model: nn.Module, directory: Path, tc: TrainConfig, env: xdist.DistEnv) -> None:
     """``bundle.generate`` of ``train.sample_n`` samples from ``train.seed`` into ``directory`` (rank 0; every
-    rank takes part under FSDP2, the others writing to a scratch folder), leaving the random streams as they
-    were so that sampling does not change training."""
+    rank takes part under FSDP2, on full weights (``distributed.full_weights``: sampling runs methods other
+    than the forward), the others writing to a scratch folder), leaving the random streams as they were so
+    that sampling does not change training."""
     import tempfile
 
     assert bundle.generate is not None
-    if not (env.is_main or (tc.strategy == "fsdp" and env.distributed)):
+    sharded = tc.strategy == "fsdp" and env.distributed
+    if not (env.is_main or sharded):
         xdist.barrier()
         return
     inner = xdist.unwrap(model)
@@ -391,6 +393,8 @@ def write_samples(bundle: TaskBundle, model: nn.Module, directory: Path, tc: Tra
     with contextlib.ExitStack() as stack:
         target = directory if env.is_main else Path(stack.enter_context(tempfile.TemporaryDirectory()))
         target.mkdir(parents=True, exist_ok=True)
+        if sharded:
+            stack.enter_context(xdist.full_weights(inner))
         with torch.no_grad():
             bundle.generate(inner, tc.sample_n, tc.seed, target)
     inner.train()
