@@ -1,9 +1,10 @@
 """The FID of a trained ``generative_digits`` run at the sample size of the real-data floor.
 
 ``metrics.json`` compares 1,000 samples (100 per class) with all 597 held-out digits, while its real floor
-compares one half of the held-out digits (298) with the other (299). FID is biased upwards by few samples, so the
-two are not on one scale. Here every row has about 300 against 298: the run's model (30 per class, from several
-seeds), the per-pixel Gaussian baseline, and the other half of the real digits, each against the first half.
+compares one half of the held-out digits (298) with the other (299). FID is biased upwards by few samples, so
+the two are not on one scale. Here every row has about 300 against 298: the run's model (30 per class, from
+several seeds), the per-pixel Gaussian baseline, and the other half of the real digits, each against the first
+half.
 
     .venv/bin/python benchmarks/bench_digits_fid_sample_size.py RUN_DIR [--seeds 1234 1 2]
 """

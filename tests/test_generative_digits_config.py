@@ -1,6 +1,6 @@
-"""``generative_digits``'s ``model.schedule`` and ``model.prediction``: the recipe's values reach the diffusion
-(betas against the cosine schedule's formula worked by hand here, not through xmodal's function), and bad values
-are a ConfigError naming the field."""
+"""``generative_digits``'s ``model.schedule`` and ``model.prediction``: the recipe's values reach the
+diffusion (betas against the cosine schedule's formula worked by hand here, not through xmodal's function),
+and bad values are a ConfigError naming the field."""
 
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ def test_the_recipe_trains_v_prediction_on_cosine_betas() -> None:
 
 
 def test_linear_epsilon_is_still_selectable() -> None:
-    diffusion = _diffusion(["model.schedule=linear", "model.prediction=epsilon", "model.timesteps=1000"]).diffusion
+    settings = ["model.schedule=linear", "model.prediction=epsilon", "model.timesteps=1000"]
+    diffusion = _diffusion(settings).diffusion
     assert diffusion.model_mean_type == "epsilon"
     # improved-diffusion's linear schedule at T = 1000: 1e-4 .. 0.02
     assert diffusion.betas[0] == pytest.approx(1e-4, rel=1e-12) and diffusion.betas[-1] == pytest.approx(0.02)

@@ -13,9 +13,9 @@ from test_generative_learning import _metrics
 pytestmark = pytest.mark.slow
 
 
-# fid_ratio: the model's FID must be below this fraction of the per-pixel Gaussian's (same 30 samples per class,
-# same held-out digits). Measured for diffusion at these settings: 43.9 against 66.2 (0.66); at 800 steps 48.3
-# (0.73). None: not asserted (the reduced CVAE is only checked for class accuracy).
+# fid_ratio: the model's FID must be below this fraction of the per-pixel Gaussian's (same 30 samples per
+# class, same held-out digits). Measured for diffusion at these settings: 43.9 against 66.2 (0.66); at 800
+# steps 48.3 (0.73). None: not asserted (the reduced CVAE is only checked for class accuracy).
 @pytest.mark.parametrize(("backbone", "steps", "accuracy", "fid_ratio"),
                          [("diffusion", 1500, 0.6, 0.8), ("cvae", 1500, 0.6, None)])
 def test_digit_samples_are_recognised_as_their_class(tmp_path: Path, backbone: str, steps: int,

@@ -85,7 +85,8 @@ def _configs(cfg: dict[str, Any]) -> tuple[DataConfig, ModelConfig]:
     if m.schedule not in SCHEDULES:
         raise ConfigError(f"model.schedule: expected one of {', '.join(SCHEDULES)}, got {m.schedule!r}")
     if m.prediction not in PREDICTIONS:
-        raise ConfigError(f"model.prediction: expected one of {', '.join(PREDICTIONS)}, got {m.prediction!r}")
+        raise ConfigError(f"model.prediction: expected one of {', '.join(PREDICTIONS)}, "
+                          f"got {m.prediction!r}")
     if not 0.0 <= m.p_uncond < 1.0 or not 0.0 <= m.ema_decay < 1.0:
         raise ConfigError(f"model.p_uncond and model.ema_decay: must be in [0, 1), got {m.p_uncond}, {m.ema_decay}")
     return d, m
@@ -146,8 +147,8 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------------ models
 class ConditionalMLP(nn.Module):
-    """``(x (batch, 64), t, cond labels) -> eps`` (or v, or x0: ``model.prediction``); label ``num_classes`` is
-    classifier-free guidance's null."""
+    """``(x (batch, 64), t, cond labels) -> eps`` (or v, or x0: ``model.prediction``); label
+    ``num_classes`` is classifier-free guidance's null."""
 
     def __init__(self, dim: int = 64, hidden: int = 256, num_classes: int = CLASSES) -> None:
         super().__init__()
@@ -303,10 +304,12 @@ def build(cfg: dict[str, Any]) -> TaskBundle:
     d, m = _configs(cfg)
     x, y, held, held_y = split_digits(d.n_train, d.seed)
     model: nn.Module = DiffusionDigits(m) if m.backbone == "diffusion" else CvaeDigits(m)
+    # keywords spelt out (not **dict) so mypy checks them against evaluate's and baselines' signatures
+    run_evaluate = partial(evaluate, n_train=d.n_train, seed=d.seed, per_class=d.eval_per_class)
+    run_baselines = partial(baselines, n_train=d.n_train, seed=d.seed, per_class=d.eval_per_class)
     return TaskBundle(model=model, loss=mean_loss, train_set=DigitDataset(x, y), collate=collate,
-                      val_set=DigitDataset(held, held_y), evaluate=partial(evaluate, n_train=d.n_train, seed=d.seed, per_class=d.eval_per_class), primary="fid",
-                      higher_is_better=False, baselines=partial(baselines, n_train=d.n_train, seed=d.seed,
-                                                                per_class=d.eval_per_class),
+                      val_set=DigitDataset(held, held_y), evaluate=run_evaluate, primary="fid",
+                      higher_is_better=False, baselines=run_baselines,
                       after_step=update_ema if m.backbone == "diffusion" else None, generate=generate,
                       modality="image", split="heldout",
                       artifacts={"generative": {"backbone": m.backbone, "classes": list(range(CLASSES))}})
