@@ -5,7 +5,9 @@ digits.
 
 - ``diffusion``: Gaussian diffusion over the 64 pixels with classifier-free guidance (condition dropout with
   ``model.p_uncond`` in training, the guidance scale ``model.guidance`` at sampling, DDIM with
-  ``model.sample_steps``), a label-conditioned MLP denoiser and an EMA of it that samples.
+  ``model.sample_steps``), a label-conditioned MLP denoiser and an EMA of it that samples; ``model.schedule``
+  (``linear`` or ``cosine`` betas) and ``model.prediction`` (the denoiser's target: ``epsilon``, ``v`` or
+  ``x_start``).
 - ``cvae``: a conditional VAE (one-hot label given to encoder and decoder, Gaussian likelihood with a learnt
   per-pixel variance); samples are the decoder's means for z ~ N(0, I).
 
@@ -18,8 +20,8 @@ classifier's hidden features of the samples and of the held-out real digits (low
 per-pixel independent Gaussian of each class, and the held-out digits themselves (their accuracy, and the
 Frechet distance of one half against the other: the noise floor).
 
-Recipe sections: ``data: {n_train, seed, eval_per_class}``, ``model: {backbone, hidden, timesteps,
-sample_steps, p_uncond, guidance, ema_decay, latent_dim}``.
+Recipe sections: ``data: {n_train, seed, eval_per_class}``, ``model: {backbone, hidden, timesteps, schedule,
+prediction, sample_steps, p_uncond, guidance, ema_decay, latent_dim}``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -41,6 +43,8 @@ from xmodal.tasks.base import TaskBundle
 from xmodal.tasks.generative_parts import mlp, seeded, update_ema, write_images
 
 BACKBONES = ("diffusion", "cvae")
+SCHEDULES = ("linear", "cosine")
+PREDICTIONS = ("epsilon", "v", "x_start")
 CLASSES = 10
 EVAL_SEED = 1234
 
@@ -57,6 +61,8 @@ class ModelConfig:
     backbone: str = "diffusion"
     hidden: int = 256
     timesteps: int = 1000
+    schedule: str = "linear"  # beta schedule: linear or cosine (improved-diffusion's get_named_beta_schedule)
+    prediction: str = "epsilon"  # what the denoiser predicts: epsilon, v or x_start
     sample_steps: int = 50  # DDIM steps
     p_uncond: float = 0.1  # classifier-free guidance: probability of dropping the label in training
     guidance: float = 2.0  # guidance scale at sampling (1: the conditional model alone)
@@ -76,6 +82,11 @@ def _configs(cfg: dict[str, Any]) -> tuple[DataConfig, ModelConfig]:
     for key in ("hidden", "timesteps", "sample_steps", "latent_dim"):
         if getattr(m, key) < 1:
             raise ConfigError(f"model.{key}: must be >= 1, got {getattr(m, key)}")
+    if m.schedule not in SCHEDULES:
+        raise ConfigError(f"model.schedule: expected one of {', '.join(SCHEDULES)}, got {m.schedule!r}")
+    if m.prediction not in PREDICTIONS:
+        raise ConfigError(f"model.prediction: expected one of {', '.join(PREDICTIONS)}, "
+                          f"got {m.prediction!r}")
     if not 0.0 <= m.p_uncond < 1.0 or not 0.0 <= m.ema_decay < 1.0:
         raise ConfigError(f"model.p_uncond and model.ema_decay: must be in [0, 1), got {m.p_uncond}, {m.ema_decay}")
     return d, m
@@ -136,7 +147,8 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------------ models
 class ConditionalMLP(nn.Module):
-    """``(x (batch, 64), t, cond labels) -> eps``; label ``num_classes`` is classifier-free guidance's null."""
+    """``(x (batch, 64), t, cond labels) -> eps`` (or v, or x0: ``model.prediction``); label
+    ``num_classes`` is classifier-free guidance's null."""
 
     def __init__(self, dim: int = 64, hidden: int = 256, num_classes: int = CLASSES) -> None:
         super().__init__()
@@ -159,7 +171,7 @@ class DiffusionDigits(nn.Module):
     ema_source = "denoiser"
 
     def __init__(self, m: ModelConfig) -> None:
-        from xmodal.generative.diffusion import GaussianDiffusion, get_named_beta_schedule
+        from xmodal.generative.diffusion import GaussianDiffusion, MeanType, get_named_beta_schedule
         from xmodal.generative.gan import EMA
         from xmodal.generative.guidance import ClassifierFreeGuidance
 
@@ -167,7 +179,8 @@ class DiffusionDigits(nn.Module):
         self.denoiser = ClassifierFreeGuidance(ConditionalMLP(hidden=m.hidden), num_classes=CLASSES,
                                                p_uncond=m.p_uncond)
         self.ema = EMA(self.denoiser, decay=m.ema_decay, use_num_updates=True)
-        self.diffusion = GaussianDiffusion(get_named_beta_schedule("linear", m.timesteps))
+        self.diffusion = GaussianDiffusion(get_named_beta_schedule(m.schedule, m.timesteps),
+                                           model_mean_type=cast(MeanType, m.prediction))
         self.sample_steps, self.guidance = m.sample_steps, m.guidance
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -179,7 +192,12 @@ class DiffusionDigits(nn.Module):
     @torch.no_grad()
     def sample(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Digits in [-1, 1] ``(n, 64)`` of the requested ``labels``."""
-        guided = self.ema.module.guided(self.guidance)
+        from xmodal.generative.guidance import ClassifierFreeGuidance
+
+        averaged = self.ema.module
+        if not isinstance(averaged, ClassifierFreeGuidance):  # the EMA holds a copy of the guided denoiser
+            raise TypeError(f"DiffusionDigits: the EMA averages a {type(averaged).__name__}")
+        guided = averaged.guided(self.guidance)
         return self.diffusion.ddim_sample_loop(guided, (len(labels), 64), num_steps=self.sample_steps,
                                                model_kwargs={"cond": labels}, generator=generator).float()
 
@@ -238,11 +256,20 @@ def score(x16: np.ndarray, labels: np.ndarray, held16: np.ndarray, clf) -> dict[
             "fid": fid_from_features(classifier_features(clf, held16), classifier_features(clf, x16))}
 
 
+def _sampler(model: nn.Module) -> DiffusionDigits | CvaeDigits:
+    """``model`` as one of this task's models (the trainer hands its hooks the unwrapped model)."""
+    if not isinstance(model, (DiffusionDigits, CvaeDigits)):
+        raise TypeError(f"generative_digits: expected one of its models, got {type(model).__name__}")
+    return model
+
+
 def evaluate(model: nn.Module, dataset: Dataset, *, n_train: int, seed: int, per_class: int) -> dict[str, float]:
     labels = torch.arange(CLASSES).repeat_interleave(per_class)
     device = next(model.parameters()).device
-    samples = model.sample(labels.to(device), seeded(EVAL_SEED, device))  # type: ignore[operator]
-    return score(_to16(samples), labels.numpy(), dataset.x16, digit_classifier(n_train, seed))  # type: ignore[attr-defined]
+    if not isinstance(dataset, DigitDataset):
+        raise TypeError(f"generative_digits: expected a DigitDataset, got {type(dataset).__name__}")
+    samples = _sampler(model).sample(labels.to(device), seeded(EVAL_SEED, device))
+    return score(_to16(samples), labels.numpy(), dataset.x16, digit_classifier(n_train, seed))
 
 
 def baselines(dataset: Dataset, *, n_train: int, seed: int, per_class: int) -> dict[str, dict[str, float]]:
@@ -267,7 +294,7 @@ def generate(model: nn.Module, n: int, seed: int, out: Path) -> list[Path]:
     upscaled to 64x64) and ``grid.png``."""
     labels = torch.arange(n) % CLASSES
     device = next(model.parameters()).device
-    x = model.sample(labels.to(device), seeded(seed, device))  # type: ignore[operator]
+    x = _sampler(model).sample(labels.to(device), seeded(seed, device))
     return write_images(((x.clamp(-1, 1) + 1) / 2).reshape(n, 8, 8), out, labels.tolist())
 
 
@@ -277,10 +304,12 @@ def build(cfg: dict[str, Any]) -> TaskBundle:
     d, m = _configs(cfg)
     x, y, held, held_y = split_digits(d.n_train, d.seed)
     model: nn.Module = DiffusionDigits(m) if m.backbone == "diffusion" else CvaeDigits(m)
-    settings = {"n_train": d.n_train, "seed": d.seed, "per_class": d.eval_per_class}
+    # keywords spelt out (not **dict) so mypy checks them against evaluate's and baselines' signatures
+    run_evaluate = partial(evaluate, n_train=d.n_train, seed=d.seed, per_class=d.eval_per_class)
+    run_baselines = partial(baselines, n_train=d.n_train, seed=d.seed, per_class=d.eval_per_class)
     return TaskBundle(model=model, loss=mean_loss, train_set=DigitDataset(x, y), collate=collate,
-                      val_set=DigitDataset(held, held_y), evaluate=partial(evaluate, **settings), primary="fid",
-                      higher_is_better=False, baselines=partial(baselines, **settings),
+                      val_set=DigitDataset(held, held_y), evaluate=run_evaluate, primary="fid",
+                      higher_is_better=False, baselines=run_baselines,
                       after_step=update_ema if m.backbone == "diffusion" else None, generate=generate,
                       modality="image", split="heldout",
                       artifacts={"generative": {"backbone": m.backbone, "classes": list(range(CLASSES))}})

@@ -28,7 +28,13 @@ def mlp(inp: int, out: int, hidden: int, depth: int, act: type[nn.Module] = nn.S
 def update_ema(model: nn.Module, step: int) -> None:
     """``after_step`` of models holding ``ema`` (an :class:`~xmodal.generative.gan.EMA`) of ``ema_source``:
     the average lives in the model, so the checkpoint saves it and a resumed run continues it exactly."""
-    model.ema.update(getattr(model, model.ema_source))  # type: ignore[union-attr, operator]
+    from xmodal.generative.gan import EMA
+
+    ema, source = model.ema, model.ema_source
+    if not isinstance(ema, EMA) or not isinstance(source, str):
+        raise TypeError(f"update_ema: {type(model).__name__} needs an EMA `ema` and the name of its averaged "
+                        "submodule `ema_source`")
+    ema.update(model.get_submodule(source))
 
 
 def seeded(seed: int, device: torch.device | str = "cpu") -> torch.Generator:

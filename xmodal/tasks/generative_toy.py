@@ -20,6 +20,7 @@ timesteps, schedule, sample_steps, ema_decay, r1_gamma, d_lr, g_lr}``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -231,15 +232,28 @@ def generator_loss(outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> t
     return g_loss(outputs["fake"])
 
 
+def _sampler(model: nn.Module) -> DiffusionPoints | GanPoints | VaePoints:
+    """``model`` as one of this task's models (the trainer hands its hooks the unwrapped model)."""
+    if not isinstance(model, (DiffusionPoints, GanPoints, VaePoints)):
+        raise TypeError(f"generative_toy: expected one of its models, got {type(model).__name__}")
+    return model
+
+
+def _points(dataset: Dataset) -> torch.Tensor:
+    if not isinstance(dataset, PointDataset):
+        raise TypeError(f"generative_toy: expected a PointDataset, got {type(dataset).__name__}")
+    return dataset.points
+
+
 def evaluate(model: nn.Module, dataset: Dataset) -> dict[str, float]:
     """The energy distance of ``len(dataset)`` samples (seed :data:`EVAL_SEED`) to the held-out points."""
-    held = dataset.points  # type: ignore[attr-defined]
-    samples = model.sample(len(held), seeded(EVAL_SEED, held.device))  # type: ignore[operator]
+    held = _points(dataset)
+    samples = _sampler(model).sample(len(held), seeded(EVAL_SEED, held.device))
     return {"energy_distance": energy_distance(samples.cpu(), held)}
 
 
 def baselines(train: torch.Tensor, dataset: Dataset) -> dict[str, dict[str, float]]:
-    held = dataset.points  # type: ignore[attr-defined]
+    held = _points(dataset)
     fit = gaussian_baseline(train, len(held), seeded(EVAL_SEED))
     floor = train[: len(held)]
     return {"gaussian": {"energy_distance": energy_distance(fit, held)},
@@ -248,7 +262,7 @@ def baselines(train: torch.Tensor, dataset: Dataset) -> dict[str, dict[str, floa
 
 def generate(model: nn.Module, n: int, seed: int, out: Path) -> list[Path]:
     """``samples.csv`` and a scatter plot ``samples.png`` of ``n`` points drawn from ``seed``."""
-    return write_points(model.sample(n, seeded(seed)), out)  # type: ignore[operator]
+    return write_points(_sampler(model).sample(n, seeded(seed)), out)
 
 
 def build(cfg: dict[str, Any]) -> TaskBundle:
@@ -257,7 +271,7 @@ def build(cfg: dict[str, Any]) -> TaskBundle:
     train, held = sample_toy(d.distribution, d.n_train, gen), sample_toy(d.distribution, d.n_val, gen)
     model: nn.Module
     phases = None
-    after_step = update_ema
+    after_step: Callable[[nn.Module, int], None] | None = update_ema
     if m.backbone == "diffusion":
         model = DiffusionPoints(m)
     elif m.backbone == "gan":
