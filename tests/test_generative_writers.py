@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from midi_read import mido_notes
 
 from xmodal.errors import DataError, NonFiniteError, SampleRateError, ShapeError
 from xmodal.generative.writers import (
@@ -89,25 +90,9 @@ def test_wav_is_16_bit_pcm_within_one_step(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- MIDI
-def _mido_notes(path: Path) -> list[tuple[float, float, int, int, int]]:
-    """(start s, end s, pitch, velocity, program) of every note, read with mido (tempo changes applied)."""
-    mido = pytest.importorskip("mido")
-    now, program, open_notes, notes = 0.0, {}, {}, []
-    for msg in mido.MidiFile(str(path)):  # iterating a MidiFile yields times in seconds
-        now += msg.time
-        if msg.type == "program_change":
-            program[msg.channel] = msg.program
-        elif msg.type == "note_on" and msg.velocity > 0:
-            open_notes[(msg.channel, msg.note)] = (now, msg.velocity)
-        elif msg.type in ("note_off", "note_on"):
-            start, vel = open_notes.pop((msg.channel, msg.note))
-            notes.append((start, now, msg.note, vel, program.get(msg.channel, 0)))
-    return sorted(notes)
-
-
 def test_midi_notes_read_back_with_mido(tmp_path: Path) -> None:
     notes = _chorale_notes()
-    back = np.asarray(_mido_notes(write_midi(notes, tmp_path / "m.mid")))
+    back = np.asarray(mido_notes(write_midi(notes, tmp_path / "m.mid")))
     assert back.shape == notes.shape
     assert np.array_equal(back[:, 2:], notes[:, 2:])  # pitch, velocity, program (73: flute) exactly
     tick = 0.5 / 220  # pretty_midi writes 220 ticks per beat; at 120 bpm a tick is 1/440 s
@@ -120,7 +105,7 @@ def test_piano_roll_to_midi_round_trip(tmp_path: Path) -> None:
     notes[:, 1] -= 0.05  # a gap between repeated pitches, so the roll keeps them apart
     first = write_midi(notes, tmp_path / "n.mid")
     roll = pretty_midi.PrettyMIDI(str(first)).get_piano_roll(fs=100)  # pretty_midi's roll: the reference's
-    back = np.asarray(_mido_notes(write_midi(roll, tmp_path / "r.mid", fs=100, program=73)))
+    back = np.asarray(mido_notes(write_midi(roll, tmp_path / "r.mid", fs=100, program=73)))
     assert np.array_equal(back[:, 2], notes[:, 2]) and np.all(back[:, 3] == 90) and np.all(back[:, 4] == 73)
     assert np.max(np.abs(back[:, :2] - notes[:, :2])) <= 0.01 + 0.5 / 220  # one roll frame plus one tick
     binary = (roll > 0).astype(np.float32)
