@@ -175,6 +175,8 @@ def test_bad_input_is_a_typed_error_naming_the_field(tmp_path: Path) -> None:
         (lambda: write_midi(np.zeros((3, 4)), tmp_path / "x.mid"), ShapeError, "notes"),
         (lambda: write_midi(np.zeros((64, 10)), tmp_path / "x.mid", fs=100), ShapeError, "piano_roll"),
         (lambda: write_midi(np.zeros((128, 10)), tmp_path / "x.mid", fs=0), SampleRateError, "fs"),
+        (lambda: write_midi(np.full((128, 10), 0.4), tmp_path / "x.mid", fs=100), DataError, "piano_roll"),
+        (lambda: write_midi(np.full((128, 10), 200.0), tmp_path / "x.mid", fs=100), DataError, "piano_roll"),
         (lambda: write_mp4(np.zeros((2, 9, 8, 3), np.uint8), 10, tmp_path / "x.mp4"), ShapeError, "frames"),
         (lambda: write_mp4(np.zeros((2, 8, 8, 3), np.uint8), 0, tmp_path / "x.mp4"), DataError, "fps"),
         (lambda: write_mp4(np.zeros((2, 8, 8, 3), np.uint8), 10, tmp_path / "x.mp4", audio=np.zeros(100)),

@@ -42,7 +42,8 @@ PCM16 = 32767  # full scale of 16-bit PCM: x in [-1, 1] is stored as round(32767
 def _array(value: Any, field: str) -> np.ndarray:
     """A numpy view of an array or tensor (detached, on the CPU)."""
     if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
+        value = value.detach().cpu()
+        value = (value.float() if value.dtype in (torch.bfloat16, torch.float16) else value).numpy()
     arr = np.asarray(value)
     if arr.dtype == object or arr.dtype.kind not in "biuf":
         raise ShapeError(f"expected a numeric array, got dtype {arr.dtype}", source=field)
@@ -127,7 +128,7 @@ def write_wav(waveform: Any, sample_rate: int, path: PathLike) -> Path:
 
 def roll_to_notes(roll: Any, fs: float, program: int = 0) -> np.ndarray:
     """``(N, 5)`` notes of a ``(128, T)`` piano roll at ``fs`` frames/s: every run of equal non-zero frames of a
-    pitch is one note (its value the velocity, values of 1 in a 0/1 roll becoming velocity 100)."""
+    pitch is one note, its value the velocity (a roll of only 0 and 1 plays at velocity 100)."""
     arr = _array(roll, "piano_roll")
     if arr.ndim != 2 or arr.shape[0] != 128:
         raise ShapeError(f"expected (128, frames), got {arr.shape}", source="piano_roll")
@@ -135,7 +136,13 @@ def roll_to_notes(roll: Any, fs: float, program: int = 0) -> np.ndarray:
     _in_range(arr, 0, 127, "piano_roll")
     if not isinstance(fs, (int, float)) or not np.isfinite(fs) or fs <= 0:
         raise SampleRateError(f"must be a positive number of frames per second, got {fs!r}", source="fs")
-    velocity = np.where(arr.max() <= 1, (arr > 0) * 100, np.rint(arr)).astype(np.int64)
+    if np.isin(arr, (0, 1)).all():
+        velocity = arr.astype(np.int64) * 100
+    elif (arr == np.rint(arr)).all():
+        velocity = arr.astype(np.int64)
+    else:  # probabilities or fractional velocities: the threshold is the caller's choice, not ours
+        raise DataError("expected velocities (integers 0..127) or a 0/1 roll; threshold a roll of probabilities "
+                        "first", source="piano_roll")
     padded = np.pad(velocity, ((0, 0), (1, 1)))
     rows = []
     for pitch in range(128):
