@@ -15,6 +15,7 @@ from midi_read import mido_notes
 from typer.testing import CliRunner
 
 from xmodal.cli import app
+from xmodal.errors import ConfigError
 
 pytest.importorskip("music21")
 pytest.importorskip("pretty_midi")
@@ -50,6 +51,19 @@ def test_tokens_follow_the_score() -> None:
     assert gm.encode(((0.0, 1.0, 90),), 57, 84) is None  # out of range
     # a hold with nothing sounding (first token, after a rest) is silence
     assert np.allclose(gm.decode(np.array([1, 5, 1, 0, 1, 6]), 57), [[0.15, 0.45, 60, 90, 0], [0.75, 0.9, 61, 90, 0]])
+
+
+def test_the_split_keeps_each_tune_on_one_side() -> None:
+    groups = gm.tune_groups()
+    assert sorted(i for g in groups for i in g) == list(range(gm.CHORALES))  # a partition of the 350 files
+    assert len(groups) == 213 and max(map(len, groups)) == 11  # the committed grouping (ngram 12)
+    group_of = {i: k for k, g in enumerate(groups) for i in g}
+    for seed in range(5):
+        train, held = gm.split(gm.DataConfig(n_train=280, n_val=60, seed=seed))
+        assert len(train) == 280 and len(held) == 60
+        assert not {group_of[i] for i in train} & {group_of[i] for i in held}
+    with pytest.raises(ConfigError, match="data.n_train"):
+        gm.split(gm.DataConfig(n_train=300, n_val=60))
 
 
 def test_ngram_baselines_by_hand() -> None:
