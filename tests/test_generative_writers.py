@@ -133,7 +133,7 @@ def test_mp4_frames_read_back_with_pyav(tmp_path: Path) -> None:
     # luma only, no chroma subsampling: measured mean 0.60, maximum 4
     assert back.shape == grey.shape and np.abs(back.astype(int) - grey).mean() < 1.5
     assert np.abs(back.astype(int) - grey).max() <= 8
-    assert write_mp4(frames, 12, tmp_path / "v2.mp4").read_bytes() == path.read_bytes()
+    assert write_mp4(frames, np.int64(12), tmp_path / "v2.mp4").read_bytes() == path.read_bytes()
 
 
 def test_mp4_with_an_audio_track(tmp_path: Path) -> None:
@@ -177,6 +177,7 @@ def test_bad_input_is_a_typed_error_naming_the_field(tmp_path: Path) -> None:
         (lambda: write_midi(np.zeros((128, 10)), tmp_path / "x.mid", fs=0), SampleRateError, "fs"),
         (lambda: write_midi(np.full((128, 10), 0.4), tmp_path / "x.mid", fs=100), DataError, "piano_roll"),
         (lambda: write_midi(np.full((128, 10), 200.0), tmp_path / "x.mid", fs=100), DataError, "piano_roll"),
+        (lambda: write_midi(np.zeros((0, 5)), tmp_path / "x.mid", tempo="fast"), DataError, "tempo"),
         (lambda: write_mp4(np.zeros((2, 9, 8, 3), np.uint8), 10, tmp_path / "x.mp4"), ShapeError, "frames"),
         (lambda: write_mp4(np.zeros((2, 8, 8, 3), np.uint8), 0, tmp_path / "x.mp4"), DataError, "fps"),
         (lambda: write_mp4(np.zeros((2, 8, 8, 3), np.uint8), 10, tmp_path / "x.mp4", audio=np.zeros(100)),

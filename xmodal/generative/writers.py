@@ -27,6 +27,7 @@ Formats:
 
 from __future__ import annotations
 
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +135,7 @@ def roll_to_notes(roll: Any, fs: float, program: int = 0) -> np.ndarray:
         raise ShapeError(f"expected (128, frames), got {arr.shape}", source="piano_roll")
     _finite(arr, "piano_roll")
     _in_range(arr, 0, 127, "piano_roll")
-    if not isinstance(fs, (int, float)) or not np.isfinite(fs) or fs <= 0:
+    if not isinstance(fs, Real) or not np.isfinite(float(fs)) or fs <= 0:
         raise SampleRateError(f"must be a positive number of frames per second, got {fs!r}", source="fs")
     if np.isin(arr, (0, 1)).all():
         velocity = arr.astype(np.int64) * 100
@@ -178,7 +179,7 @@ def write_midi(music: Any, path: PathLike, *, fs: float | None = None, program: 
     """Write notes ``(N, 5)`` or, with ``fs``, a piano roll ``(128, T)`` (played with ``program``) as MIDI."""
     from xmodal.data.io.midi import write_midi as write_notes
 
-    if not np.isfinite(tempo) or tempo <= 0:
+    if not isinstance(tempo, Real) or not np.isfinite(float(tempo)) or tempo <= 0:
         raise DataError(f"must be a positive number of beats per minute, got {tempo!r}", source="tempo")
     notes = _check_notes(music if fs is None else roll_to_notes(music, fs, program))
     p = _destination(path, ".mid")
@@ -199,11 +200,11 @@ def write_mp4(frames: Any, fps: float, path: PathLike, *, audio: Any = None, sam
     if pixels.shape[1] % 2 or pixels.shape[2] % 2:
         raise ShapeError(f"H and W must be even for yuv420p, got {pixels.shape[1]} x {pixels.shape[2]}",
                          source="frames")
-    if not isinstance(fps, (int, float)) or not np.isfinite(fps) or not 0 < fps <= 240:
+    if not isinstance(fps, Real) or not np.isfinite(float(fps)) or not 0 < fps <= 240:
         raise DataError(f"must be a number of frames per second in (0, 240], got {fps!r}", source="fps")
     track = None
     if audio is not None:
-        if not isinstance(sample_rate, int) or not 8000 <= sample_rate <= 96000:
+        if not isinstance(sample_rate, (int, np.integer)) or not 8000 <= sample_rate <= 96000:
             raise SampleRateError(f"an audio track needs an integer rate in 8000..96000 Hz, got {sample_rate!r}",
                                   source="sample_rate")
         track = _array(audio, "audio").astype(np.float32)
