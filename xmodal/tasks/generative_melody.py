@@ -5,16 +5,17 @@ piano-roll PNG.
 
 Tokens (``melody_vocab``): 0 is a rest, 1 holds the note sounding in the previous step, ``2 + p - low`` starts
 pitch ``p`` in ``low .. high`` (MIDI numbers). The first part of a chorale's score (the soprano line in the
-corpus's layout; ties merged by music21's ``stripTies``) is laid on a grid of sixteenth notes and cut into non-overlapping windows of ``data.seq_len``
-steps (a shorter last window is left out). A chorale holding a note off the grid or outside ``low .. high``
-is left out whole, and counted: a warning says how many (5 of the 350 hold a note off the sixteenth grid:
-thirty-second notes in bwv36.4-2, bwv161.6 and bwv432, grace notes of no duration in bwv299 and bwv315).
+corpus's layout; ties merged by music21's ``stripTies``) is laid on a grid of sixteenth notes and cut into
+non-overlapping windows of ``data.seq_len`` steps (a shorter last window is left out). A chorale holding a
+note off the grid or outside ``low .. high`` is left out whole, and counted: a warning says how many (5 of the
+350 hold a note off the sixteenth grid: thirty-second notes in bwv36.4-2, bwv161.6 and bwv432, grace notes of
+no duration in bwv299 and bwv315).
 
 The chorales (music21's 350 distinct chorale files) are split by tune, not by file (:func:`split`): Bach set
 many hymn tunes several times, and chorales that share a run of twelve pitch intervals are one group
-(:func:`compute_tune_groups`), wholly on one side. The evaluation is the held-out windows' negative log-likelihood in bits per token (teacher forcing,
-lower is better) beside two baselines fitted on the training windows: token frequencies (unigram) and a
-first-order Markov chain (bigram), both add-one smoothed.
+(:func:`compute_tune_groups`), wholly on one side. The evaluation is the held-out windows' negative
+log-likelihood in bits per token (teacher forcing, lower is better) beside two baselines fitted on the
+training windows: token frequencies (unigram) and a first-order Markov chain (bigram), both add-one smoothed.
 
 Recipe sections: ``data: {n_train, n_val, seq_len, low, high, seed}``, ``model: {dim, depth, heads, dropout,
 temperature, top_k, top_p}``.
