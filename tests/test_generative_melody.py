@@ -64,6 +64,11 @@ def test_the_split_keeps_each_tune_on_one_side() -> None:
         assert not {group_of[i] for i in train} & {group_of[i] for i in held}
     with pytest.raises(ConfigError, match="data.n_train"):
         gm.split(gm.DataConfig(n_train=300, n_val=60))
+    for section, match in [({"data": {"n_train": 0}}, "data.n_train"), ({"data": {"low": 80, "high": 60}}, "data.low"),
+                           ({"data": {"seq_len": 1}}, "data.seq_len"), ({"model": {"heads": 0}}, "model.heads"),
+                           ({"model": {"dropout": 1.0}}, "model.dropout"), ({"data": {"n_tran": 5}}, "n_tran")]:
+        with pytest.raises(ConfigError, match=match):
+            gm.check({"task": "generative_melody", **section})
 
 
 def test_ngram_baselines_by_hand() -> None:
