@@ -1,6 +1,6 @@
 """Parts the generative tasks share: small MLPs, the EMA update run after every step, and the sample writers
-(points as CSV and a scatter plot, images as PNG) that ``generate`` uses during training and in
-``xmodal generate``."""
+(points as CSV and a scatter plot, images as PNG through :mod:`xmodal.generative.writers`) that ``generate``
+uses during training and in ``xmodal generate``."""
 
 from __future__ import annotations
 
@@ -71,23 +71,17 @@ def write_points(points: torch.Tensor, out: Path, name: str = "samples") -> list
 def write_images(images: torch.Tensor, out: Path, labels: Sequence[int] | None = None, scale: int = 8) -> list[Path]:
     """One PNG per image ``(n, H, W)`` in [0, 1] (``sample_<i>[_class<c>].png``, upscaled ``scale`` times with
     nearest neighbours so 8x8 digits can be seen) and ``grid.png`` of all of them, one row per ten."""
-    from xmodal.data.io.image import write_image
+    from xmodal.generative.writers import write_png
 
     out.mkdir(parents=True, exist_ok=True)
     pixels = (images.detach().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
-    big = pixels.repeat(scale, axis=1).repeat(scale, axis=2)
-    paths = []
-    for i, image in enumerate(big):
-        suffix = f"_class{labels[i]}" if labels is not None else ""
-        path = out / f"sample_{i:04d}{suffix}.png"
-        write_image(path, image)
-        paths.append(path)
-    cols = min(10, len(big))
-    rows = -(-len(big) // cols)
-    h, w = big.shape[1:]
+    paths = [write_png(image, out / f"sample_{i:04d}{f'_class{labels[i]}' if labels is not None else ''}.png", scale)
+             for i, image in enumerate(pixels)]
+    cols = min(10, len(pixels))
+    rows = -(-len(pixels) // cols)
+    h, w = pixels.shape[1] * scale, pixels.shape[2] * scale
     grid = np.zeros((rows * (h + 2), cols * (w + 2)), dtype=np.uint8)
-    for i, image in enumerate(big):
+    for i, image in enumerate(pixels):
         r, c = divmod(i, cols)
-        grid[r * (h + 2) : r * (h + 2) + h, c * (w + 2) : c * (w + 2) + w] = image
-    write_image(out / "grid.png", grid)
-    return [out / "grid.png", *paths]
+        grid[r * (h + 2) : r * (h + 2) + h, c * (w + 2) : c * (w + 2) + w] = image.repeat(scale, 0).repeat(scale, 1)
+    return [write_png(grid, out / "grid.png"), *paths]
