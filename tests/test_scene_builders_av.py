@@ -14,6 +14,7 @@ from cli_run import eval_output, first_json, read_scenes, runner
 from xmodal.cli import app
 from xmodal.data.benchmarks import ave, avvp, flickr_soundnet, music_avqa, vggss
 from xmodal.data.synth import scene_benchmarks_av as av
+from xmodal.errors import ConfigError
 
 pytestmark = pytest.mark.slow  # each build renders and encodes real clips
 
@@ -155,14 +156,26 @@ def test_music_avqa_files_read_back_and_score_100(tmp_path):
     assert scores["Overall"] == 100.0
 
 
-@pytest.mark.parametrize("args", [["--n", "2"], ["--n", "6", "--workers", "0"]])
-def test_bad_build_options_exit_2(tmp_path, args):
+@pytest.mark.parametrize(("args", "message"), [
+    (["--n", "2"], "a scene build needs n >= 3 clips (one per split), got 2"),
+    (["--n", "6", "--workers", "0"], "workers must be at least 1, got 0"),
+])
+def test_bad_build_options_raise_config_error(tmp_path, args, message):
+    # in-process: the command itself raises the typed error; xmodal.cli.main turns it into exit 2 (below)
+    res = runner.invoke(app, ["data", "build", "ave-scenes", "--out", str(tmp_path / "x"), *args])
+    assert isinstance(res.exception, ConfigError), (res.output, res.exception)
+    assert str(res.exception) == message
+
+
+def test_bad_build_option_exits_2_with_the_error_on_stderr(tmp_path):
     import subprocess
     import sys
 
+    # one real process: the exit status and stderr that python -m xmodal gives a shell
     res = subprocess.run([sys.executable, "-m", "xmodal", "data", "build", "ave-scenes", "--out",
-                          str(tmp_path / "x"), *args], check=False, capture_output=True, text=True, timeout=120)
-    assert res.returncode == 2 and "ConfigError" in res.stderr, res.stderr
+                          str(tmp_path / "x"), "--n", "2"], check=False, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr
+    assert "ConfigError: a scene build needs n >= 3 clips (one per split), got 2" in " ".join(res.stderr.split())
 
 
 def test_data_list_shows_every_scene_builder():

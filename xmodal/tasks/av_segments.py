@@ -30,9 +30,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import torch
@@ -40,11 +41,16 @@ from torch.utils.data import Dataset
 
 from xmodal.errors import DataError
 
+if TYPE_CHECKING:  # imported where used at run time: loading them pulls in the encoders' training code
+    from xmodal.data.synth.sound_encoder import SoundEncoder
+    from xmodal.data.synth.sprite_encoder import SpriteEncoder
+
 SAMPLE_RATE = 16000
 GRID = 7
 FRAMES_PER_SEGMENT = 8  # LLP's 8-fps frame features
-PARAMS = {"version": 2, "segments": 10, "sample_rate": SAMPLE_RATE, "audio": "sound_encoder", "grid": GRID,
-          "visual": "sprite_encoder", "frames_per_segment": FRAMES_PER_SEGMENT}
+SEGMENTS = 10  # 1-s segments of a 10-s clip
+PARAMS = {"version": 2, "segments": SEGMENTS, "sample_rate": SAMPLE_RATE, "audio": "sound_encoder",
+          "grid": GRID, "visual": "sprite_encoder", "frames_per_segment": FRAMES_PER_SEGMENT}
 AUDIO_DIM, ACOUSTIC_DIM = 2 * 64, 9
 EVIDENCE_FEATURES = 3  # heard and seen, heard, seen
 # probabilities in [0, 1] scaled to the size of logits, so that a linear evidence classifier reaches decisive
@@ -52,7 +58,7 @@ EVIDENCE_FEATURES = 3  # heard and seen, heard, seen
 EVIDENCE_SCALE = 10.0
 
 
-def _visual_segments(frames: np.ndarray, segments: int, encoder: torch.nn.Module) -> tuple[np.ndarray, np.ndarray]:
+def _visual_segments(frames: np.ndarray, segments: int, encoder: SpriteEncoder) -> tuple[np.ndarray, np.ndarray]:
     """The segment-averaged encoder maps ``(T, 7, 7, C)`` and the pooled vectors of 8 evenly spaced frames per
     segment ``(T * 8, C)``."""
     from xmodal.data.synth.sprite_encoder import encode_frames
@@ -67,7 +73,7 @@ def _visual_segments(frames: np.ndarray, segments: int, encoder: torch.nn.Module
     return grid.numpy(), pooled[picks].numpy()
 
 
-Encoders = tuple[torch.nn.Module, torch.nn.Module]
+Encoders: TypeAlias = "tuple[SoundEncoder, SpriteEncoder]"  # (sound, sprite)
 
 
 def load_encoders() -> Encoders:
@@ -93,7 +99,7 @@ def extract_clip(path: Path, segments: int = 10, encoders: Encoders | None = Non
     from xmodal.data.synth.sound_encoder import encode_segments
 
     clip = read_video(path, with_audio=True)
-    if clip.audio is None:
+    if clip.audio is None or clip.sample_rate is None:  # read_video sets both or neither
         raise DataError("the clip has no audio track", path)
     if len(clip.frames) == 0:
         raise DataError("the clip has no video frames", path)
@@ -131,14 +137,14 @@ def clip_features(paths: Sequence[Path], cache_dir: str | None = None) -> list[d
     def compute(path: Path) -> dict[str, torch.Tensor]:
         if not encoders:
             encoders.append(load_encoders())
-        return extract_clip(path, PARAMS["segments"], encoders[0])
+        return extract_clip(path, SEGMENTS, encoders[0])
 
     out = []
     for path in paths:
         if not Path(path).is_file():
             raise DataError("clip not found", path)
         key = make_key(file_digest(path), "av_segment_features", PARAMS, weights=weights)
-        out.append(cache.get_or_compute(key, lambda p=Path(path): compute(p)))
+        out.append(cache.get_or_compute(key, partial(compute, Path(path))))
     if out and not encoders:
         encoders.append(load_encoders())
     return [{**clip, **class_evidence(clip, encoders[0])} for clip in out]

@@ -28,13 +28,13 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
 from xmodal.config.schema import parse_section
 from xmodal.data.benchmarks import ave
 from xmodal.data.synth import vocabulary
 from xmodal.errors import ConfigError, DataError
 from xmodal.tasks import av_segments, pipeline
+from xmodal.tasks.av_segments import SegmentDataset
 from xmodal.tasks.base import TaskBundle
 
 SPLIT_FILES = {"train": "trainSet.txt", "val": "valSet.txt", "test": "testSet.txt"}
@@ -155,22 +155,22 @@ def ave_objective(outputs: dict[str, torch.Tensor], batch: dict[str, Any], kind:
     return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
 
 
-def _labels_of(dataset: Dataset, classes: list[str]) -> dict[str, list[str]]:
+def _labels_of(dataset: SegmentDataset, classes: list[str]) -> dict[str, list[str]]:
     return {dataset.ids[i]: [classes[int(c)] for c in dataset.targets[i]] for i in range(len(dataset))}
 
 
-def predicted_labels(model: nn.Module, dataset: Dataset, classes: list[str]) -> dict[str, list[str]]:
+def predicted_labels(model: nn.Module, dataset: SegmentDataset, classes: list[str]) -> dict[str, list[str]]:
     out = av_segments.predict_all(model, dataset)
     return {sid: [classes[int(c)] for c in row] for sid, row in zip(out["id"], out["logits"].argmax(-1))}
 
 
-def evaluate(model: nn.Module, dataset: Dataset, *, classes: list[str]) -> dict[str, float]:
+def evaluate(model: nn.Module, dataset: SegmentDataset, *, classes: list[str]) -> dict[str, float]:
     from xmodal.metrics.ave import ave_segment_accuracy
 
     return {"accuracy": ave_segment_accuracy(_labels_of(dataset, classes), predicted_labels(model, dataset, classes))}
 
 
-def _stream(dataset: Dataset, name: str) -> np.ndarray:
+def _stream(dataset: SegmentDataset, name: str) -> np.ndarray:
     """Per-segment rows of one feature stream (the visual grid averaged over its cells)."""
     x = torch.stack([c[name] for c in dataset.clips])
     if name == "visual":
@@ -178,7 +178,8 @@ def _stream(dataset: Dataset, name: str) -> np.ndarray:
     return x.reshape(-1, x.shape[-1]).numpy()
 
 
-def baselines(dataset: Dataset, *, train_set: Dataset, classes: list[str]) -> dict[str, dict[str, float]]:
+def baselines(dataset: SegmentDataset, *, train_set: SegmentDataset,
+              classes: list[str]) -> dict[str, dict[str, float]]:
     """Chance (uniform guessing, its expected accuracy), majority (the most frequent training segment label),
     broadcast clip label (the clip's true event on all 10 segments) and audio-only / visual-only segment
     classifiers fitted on the training split (audio: the sound embedding, acoustic descriptors and the sound
@@ -206,7 +207,7 @@ def baselines(dataset: Dataset, *, train_set: Dataset, classes: list[str]) -> di
     return table
 
 
-def write_predictions(model: nn.Module, dataset: Dataset, path: Path, *, classes: list[str]) -> Path:
+def write_predictions(model: nn.Module, dataset: SegmentDataset, path: Path, *, classes: list[str]) -> Path:
     """``{"<VideoID>": [10 labels]}`` as ``xmodal eval ave --predictions`` reads it."""
     return pipeline.write_json(path, predicted_labels(model, dataset, classes), indent=1)
 

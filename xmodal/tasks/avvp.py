@@ -26,10 +26,11 @@ dropout, acoustic, evidence}``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -40,6 +41,7 @@ from xmodal.config.schema import parse_section
 from xmodal.data.benchmarks import avvp
 from xmodal.errors import ConfigError
 from xmodal.tasks import av_segments
+from xmodal.tasks.av_segments import SegmentDataset
 from xmodal.tasks.base import TaskBundle
 
 
@@ -138,7 +140,7 @@ def objective(outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.
     return han_loss(outputs, batch["label"])
 
 
-def predicted_grids(model: nn.Module, dataset: Dataset) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def predicted_grids(model: nn.Module, dataset: SegmentDataset) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """The ``(classes, 10)`` audio and visual 0/1 grids of every clip, thresholded and filtered as main_avvp.py."""
     from xmodal.metrics.avvp import avvp_postprocess
 
@@ -148,17 +150,17 @@ def predicted_grids(model: nn.Module, dataset: Dataset) -> tuple[list[np.ndarray
     return [g[0] for g in grids], [g[1] for g in grids]
 
 
-def _truth(dataset: Dataset) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _truth(dataset: SegmentDataset) -> tuple[list[np.ndarray], list[np.ndarray]]:
     return [e["gt_audio"].numpy() for e in dataset.extra], [e["gt_visual"].numpy() for e in dataset.extra]
 
 
-def evaluate(model: nn.Module, dataset: Dataset) -> dict[str, float]:
+def evaluate(model: nn.Module, dataset: SegmentDataset) -> dict[str, float]:
     from xmodal.metrics.avvp import avvp_scores
 
     return avvp_scores(*_truth(dataset), *predicted_grids(model, dataset))
 
 
-def baselines(dataset: Dataset, *, train_set: Dataset) -> dict[str, dict[str, float]]:
+def baselines(dataset: SegmentDataset, *, train_set: SegmentDataset) -> dict[str, dict[str, float]]:
     """Chance, majority and single-stream baselines (see the module docstring)."""
     from xmodal.metrics.avvp import avvp_scores
 
@@ -177,7 +179,7 @@ def baselines(dataset: Dataset, *, train_set: Dataset) -> dict[str, dict[str, fl
                        ("visual_only", ["motion", "visual_classes"])):
         keys = [k for k in keys if k in train_set.clips[0]]
 
-        def rows(ds: Dataset, keys: list[str] = keys) -> np.ndarray:
+        def rows(ds: SegmentDataset, keys: list[str] = keys) -> np.ndarray:
             return torch.cat([torch.stack([c[k] for c in ds.clips]) for k in keys], -1).reshape(
                 len(ds) * segments, -1).numpy()
 
@@ -191,7 +193,7 @@ def baselines(dataset: Dataset, *, train_set: Dataset) -> dict[str, dict[str, fl
     return table
 
 
-def write_predictions(model: nn.Module, dataset: Dataset, path: Path, *, classes: list[str]) -> Path:
+def write_predictions(model: nn.Module, dataset: SegmentDataset, path: Path, *, classes: list[str]) -> Path:
     """``path/audio.csv`` and ``path/visual.csv``, the folder ``xmodal eval avvp --predictions`` reads."""
     audio, visual = predicted_grids(model, dataset)
     avvp.write_avvp_predictions(path, dict(zip(dataset.ids, audio)), dict(zip(dataset.ids, visual)), classes)
@@ -238,8 +240,10 @@ def build(cfg: dict[str, Any]) -> TaskBundle:
     segments = first["audio"].shape[0]
     dims = {k: first[k].shape[-1] for k in ("audio", "visual", "motion")}
     model = AVVPModel(classes, dims, first["visual"].shape[0] // segments, m)
+    # TaskBundle takes evaluate over any Dataset; the trainer calls it on val_set only, this SegmentDataset
+    evaluate_set = cast(Callable[[nn.Module, Dataset], dict[str, float]], evaluate)
     return TaskBundle(model=model, loss=objective, train_set=train_set, collate=av_segments.collate,
-                      val_set=eval_set, evaluate=evaluate, primary="segment_type",
+                      val_set=eval_set, evaluate=evaluate_set, primary="segment_type",
                       baselines=partial(baselines, train_set=train_set),
                       predict=partial(write_predictions, classes=classes), artifacts={"classes": classes},
                       split=d.eval_split)

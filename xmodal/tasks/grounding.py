@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -44,6 +44,9 @@ from xmodal.errors import ConfigError, DataError
 from xmodal.tasks import fields as xfields
 from xmodal.tasks import pipeline
 from xmodal.tasks.base import TaskBundle
+
+if TYPE_CHECKING:  # imported where the model is built
+    from xmodal.nn.encoders.cnn import CNN2d
 
 PRIMARY = "accuracy"
 
@@ -155,8 +158,8 @@ def load_store(d: DataConfig) -> GroundingStore:
         objects = per_image[r.image_id]
         index = [a.id for a in objects].index(r.ann_id)
         for s in r.sentences:
-            sentences.append(Sentence(s.sent_id, s.sent, slot[r.image_id], tuple(target.bbox),
-                                      [tuple(a.bbox) for a in objects], index, target.segmentation, r.ref_id))
+            sentences.append(Sentence(s.sent_id, s.sent, slot[r.image_id], target.bbox,
+                                      [a.bbox for a in objects], index, target.segmentation, r.ref_id))
             split_of.append(r.split)
     cache = TransformCache(d.cache)
     pixels = xfields.cached_images([root / d.images / images[i].file_name for i in used], cache)
@@ -215,7 +218,7 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------------- model
-def _backbone(m: ModelConfig, image_size: tuple[int, int]) -> tuple[nn.Module, tuple[int, ...]]:
+def _backbone(m: ModelConfig, image_size: tuple[int, int]) -> tuple[CNN2d, tuple[int, ...]]:
     """The CNN and the shape of its feature map for one image of ``image_size`` (width, height)."""
     from xmodal.nn.encoders.cnn import CNN2d
 

@@ -30,15 +30,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from xmodal.tasks import pipeline
 from xmodal.tasks.base import TaskBundle
 from xmodal.tasks.grounding import GroundingDataset, ModelConfig, _backbone, collate
+
+if TYPE_CHECKING:  # imported where the model is built
+    from xmodal.nn.encoders.cnn import CNN2d
 
 PRIMARY = "accuracy"
 TOLERANCE = 15  # pixels, TorchRay's default
@@ -113,7 +117,7 @@ class WeakGroundingModel(nn.Module):
         super().__init__()
         from xmodal.nn.vl import TextRegionAttention
 
-        self.backbone: nn.Module | None = None
+        self.backbone: CNN2d | None = None
         if m.visual == "cnn":
             self.backbone, _ = _backbone(m, image_size)
         channels = m.channels[-1] if m.visual == "cnn" else region_channels()
@@ -243,8 +247,10 @@ def bundle(m: ModelConfig, image_size: tuple[int, int], train_set: GroundingData
 
         regions = sprite_regions(train_set.store.images, cache)
         artifacts["region_features"] = se.describe()
+    # TaskBundle takes baselines over any Dataset; the trainer calls them on val_set only, a GroundingDataset
+    val_baselines = cast(Callable[[Dataset], dict[str, dict[str, float]]], baselines)
     return TaskBundle(model=WeakGroundingModel(m, image_size), loss=make_loss(m),
                       train_set=WeakGroundingDataset(train_set, regions), collate=collate,
                       val_set=WeakGroundingDataset(val_set, regions), evaluate=partial(evaluate, batch_size=batch_size),
-                      primary=PRIMARY, baselines=baselines, artifacts=artifacts,
+                      primary=PRIMARY, baselines=val_baselines, artifacts=artifacts,
                       predict=partial(write_predictions, batch_size=batch_size), split=split)
