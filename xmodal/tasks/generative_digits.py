@@ -139,8 +139,27 @@ class DigitDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         return {"x": self.x[index], "label": self.y[index], "id": index}
 
+    def __getitems__(self, indices: list[int]) -> GatheredDigits:
+        """The digits ``indices`` gathered by one indexing of each tensor (the trainer's loader calls this for a
+        batch): at batch 256 it took ~1.2-1.5 ms of CPU time off a ~9-10 ms step, against 256 ``__getitem__``
+        calls and ``collate``'s stacks (docs/generative.md)."""
+        rows = torch.tensor(indices, dtype=torch.int64)
+        return GatheredDigits(self.x[rows], self.y[rows], list(indices))
 
-def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+
+@dataclass(frozen=True)
+class GatheredDigits:
+    """A batch read at once by ``DigitDataset.__getitems__``; ``collate`` hands it on unchanged."""
+
+    x: torch.Tensor  # (batch, 64) float32
+    label: torch.Tensor  # (batch,) int64
+    id: list[int]
+
+
+def collate(samples: list[dict[str, Any]] | GatheredDigits) -> dict[str, Any]:
+    """A batch from items (``DigitDataset[i]``) or from a gathered batch: the same tensors, bit for bit."""
+    if isinstance(samples, GatheredDigits):
+        return {"x": samples.x, "label": samples.label, "id": samples.id}
     return {"x": torch.stack([s["x"] for s in samples]), "label": torch.stack([s["label"] for s in samples]),
             "id": [s["id"] for s in samples]}
 

@@ -83,6 +83,8 @@ def to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, dict):
         return {k: to_device(v, device) for k, v in batch.items()}
     if isinstance(batch, (list, tuple)):
+        if all(isinstance(v, (int, float, str)) for v in batch):  # ids, paths: one scan, not a call per entry
+            return batch
         return type(batch)(to_device(v, device) for v in batch)
     return batch
 

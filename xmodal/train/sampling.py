@@ -61,6 +61,20 @@ class SeededSamples(Dataset):
             np.random.set_state(saved[1])
             random.setstate(saved[2])
 
+    def __getitems__(self, keys: list[tuple[int, int]]) -> Any:
+        """A batch's items, for ``collate``: torch's DataLoader calls this instead of ``__getitem__`` per key.
+
+        A deterministic dataset that defines ``__getitems__(indices)`` itself gets the batch's indices in one
+        call (it may return one gathered batch that its collate accepts: the digits task skips 256 lookups and a
+        stack that way). Any other dataset is read item by item, as before: a dataset whose items draw random
+        numbers needs each one seeded on its own, so its own ``__getitems__`` is not used.
+        """
+        if getattr(self.dataset, "deterministic_items", False):
+            batched = getattr(self.dataset, "__getitems__", None)
+            if batched is not None:
+                return batched([index for index, _ in keys])
+        return [self[key] for key in keys]
+
 
 def epoch_indices(size: int, seed: int, epoch: int, rank: int, world_size: int) -> list[int]:
     """This rank's sample order for ``epoch``: ``DistributedSampler`` (shuffled by ``(seed, epoch)``, drop_last)."""
