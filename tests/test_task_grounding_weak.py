@@ -70,7 +70,8 @@ def test_train_predict_heatmaps_and_pointing_game(tmp_path: Path, scenes: Path) 
     doc = json.loads((tmp_path / "run" / "metrics.json").read_text())
     masks = _referred_masks(scenes, "val")
     assert doc["primary"] == "accuracy" and doc["split"] == "val"
-    assert set(doc["baselines"]) == {"centre_point", "random_point", "largest_object"}
+    assert set(doc["baselines"]) == {"centre_point", "random_point", "largest_object", "language_only"}
+    assert doc["baselines"]["language_only"]["hits"] + doc["baselines"]["language_only"]["misses"] == len(masks)
     assert doc["model"]["hits"] + doc["model"]["misses"] == len(masks)
     centre = sum(_hit((80, 80), m) for m in masks.values())
     assert doc["baselines"]["centre_point"]["hits"] == centre
@@ -115,6 +116,50 @@ def test_training_reads_no_boxes(tmp_path: Path) -> None:
     assert all(p.grad is not None for p in model.parameters())
 
 
+def test_language_only_is_ridge_on_box_centres() -> None:
+    """The language-only regressor against scikit-learn's Ridge (alpha 1, the appended constant column as the
+    penalised bias, so ``fit_intercept=False``), fitted on the training sentences' normalised box centres, and its
+    points scored by the pointing game against hand-made masks."""
+    import torch
+
+    sklearn_linear = pytest.importorskip("sklearn.linear_model")
+    from xmodal.tasks.grounding import GroundingDataset, GroundingStore, Sentence, pooled_text, text_ridge
+    from xmodal.tasks.grounding_weak import baselines, box_centres
+
+    g = torch.Generator().manual_seed(0)
+    n, width, height = 12, 200, 100  # 15 px of tolerance: points must fall well apart from the boxes to miss
+    boxes = [(float(15 * k), float(17 * (k % 5)), 6.0 + k % 3, 4.0 + k % 2) for k in range(n)]  # x, y, w, h
+    boxes[8] = (0.0, 0.0, 6.0, 4.0)  # 8 training sentences of random features: the ridge predicts near (0, 0),
+    # so this val sentence is a hit and the three far-off ones misses
+    sentences = [Sentence(k, f"s{k}", 0, b, [b], 0, [[b[0], b[1], b[0] + b[2], b[1], b[0] + b[2], b[1] + b[3],
+                                                       b[0], b[1] + b[3]]], k) for k, b in enumerate(boxes)]
+    mask = torch.ones(n, 4, dtype=torch.bool)
+    mask[::3, 2:] = False  # padded word pieces are left out of the mean
+    store = GroundingStore(torch.zeros(1, 3, height, width, dtype=torch.uint8), [(width, height)],
+                           torch.randn(n, 4, 384, generator=g), mask, sentences, ["train"] * 8 + ["val"] * 4)
+    train, val = GroundingDataset(store, "train"), GroundingDataset(store, "val")
+    centres = box_centres(train)
+    expected_centres = [((x + w / 2) / width, (y + h / 2) / height) for x, y, w, h in boxes[:8]]
+    np.testing.assert_allclose(centres.numpy(), expected_centres, rtol=0, atol=1e-12)
+
+    reference = sklearn_linear.Ridge(alpha=1.0, fit_intercept=False, solver="cholesky")
+    reference.fit(pooled_text(train).numpy(), centres.numpy())
+    ours = text_ridge(train, centres, val)
+    np.testing.assert_allclose(ours.numpy(), reference.predict(pooled_text(val).numpy()), rtol=0, atol=1e-9)
+    with pytest.raises(ValueError, match="train_targets"):
+        text_ridge(train, centres[:3], val)
+
+    got = baselines(val, train_set=train)["language_only"]
+    points = [(int(cx * width), int(cy * height)) for cx, cy in ours.clamp(0, 1).tolist()]
+    masks = []
+    for x, y, w, h in boxes[8:]:  # the polygon of the box: rasterised by hand, inclusive of its pixels
+        m = np.zeros((height, width), dtype=bool)
+        m[int(y): int(y + h), int(x): int(x + w)] = True
+        masks.append(m)
+    hits = sum(_hit((min(px, width - 1), min(py, height - 1)), m) for (px, py), m in zip(points, masks))
+    assert got["hits"] == hits == 1 and got["misses"] == 3
+
+
 def test_referent_contrast_by_hand() -> None:
     """Two expressions of one image naming different objects, one of another image: hand-worked cross-entropy."""
     import math
@@ -139,7 +184,8 @@ def test_referent_contrast_by_hand() -> None:
 @pytest.mark.slow  # builds 80 scenes and trains the recipe's model 100 steps
 def test_reduced_run_beats_every_baseline(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     """The recipe's model and losses on 80 scenes (67 val sentences), 100 steps: the pointing game beats the
-    centre point, a random point and the box-reading largest object by more than 10 points."""
+    centre point, a random point, the box-reading largest object and the language-only point regressor by more
+    than 10 points."""
     from xmodal.data.registry import get_builder
 
     root = Path(get_builder("refcoco-scenes").build(tmp_path_factory.mktemp("refcoco80"), n=80, seed=0))
@@ -151,5 +197,6 @@ def test_reduced_run_beats_every_baseline(tmp_path: Path, tmp_path_factory: pyte
     assert res.exit_code == 0, res.output + repr(res.exception)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["model"]["hits"] + metrics["model"]["misses"] == 67
+    assert "language_only" in metrics["baselines"]
     best_baseline = max(row["accuracy"] for row in metrics["baselines"].values())
     assert metrics["model"]["accuracy"] > best_baseline + 10, metrics

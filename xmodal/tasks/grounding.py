@@ -313,6 +313,19 @@ def pooled_text(ds: GroundingDataset) -> torch.Tensor:
     return torch.cat([x, torch.ones(len(ds), 1, dtype=torch.float64)], dim=1)
 
 
+def text_ridge(train_set: GroundingDataset, train_targets: torch.Tensor, dataset: GroundingDataset,
+               lam: float = 1.0) -> torch.Tensor:
+    """The language-only regressor: ridge regression (``lam`` times the identity, the bias column included) from
+    :func:`pooled_text` of ``train_set`` to ``train_targets`` ``(n_train, k)``, applied to ``dataset``'s sentences:
+    ``(n, k)`` float64, unclamped. Shared by the supervised and the weakly supervised task's baselines."""
+    if len(train_targets) != len(train_set):
+        raise ValueError(f"train_targets: {len(train_targets)} rows for {len(train_set)} training sentences")
+    x_train = pooled_text(train_set)
+    ridge = lam * torch.eye(x_train.shape[1], dtype=torch.float64)
+    weights = torch.linalg.solve(x_train.T @ x_train + ridge, x_train.T @ train_targets.double())
+    return pooled_text(dataset) @ weights
+
+
 def baselines(dataset: GroundingDataset, *, train_set: GroundingDataset) -> dict[str, dict[str, float]]:
     """Chance, largest object, centre box, the mean training box and the language-only regressor."""
     from xmodal.metrics.grounding import box_iou_inclusive, rec_accuracy
@@ -325,11 +338,7 @@ def baselines(dataset: GroundingDataset, *, train_set: GroundingDataset) -> dict
     mean = train_boxes.mean(0).tolist()
     centre = {s.sent_id: to_pixels([0.5, 0.5, mean[2], mean[3]], dataset.size(k)) for k, s in enumerate(sents)}
     majority = {s.sent_id: to_pixels(mean, dataset.size(k)) for k, s in enumerate(sents)}
-    # ridge regression (lambda = 1) from the mean token state to the normalised box
-    x_train = pooled_text(train_set)
-    ridge = torch.eye(x_train.shape[1], dtype=torch.float64)
-    weights = torch.linalg.solve(x_train.T @ x_train + ridge, x_train.T @ train_boxes.double())
-    text_boxes = (pooled_text(dataset) @ weights).clamp(0, 1).tolist()
+    text_boxes = text_ridge(train_set, train_boxes, dataset).clamp(0, 1).tolist()
     language = {s.sent_id: to_pixels(b, dataset.size(k)) for k, (s, b) in enumerate(zip(sents, text_boxes))}
     return {"chance": {"accuracy": 100.0 * expected / len(sents), "n": len(sents)},
             "largest_object": rec_accuracy(largest, gt), "centre_box": rec_accuracy(centre, gt),

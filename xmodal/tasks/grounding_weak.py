@@ -17,8 +17,9 @@ Training reads neither boxes nor masks, only which sentences share an image and 
 Evaluation: the pointing game as TorchRay (:func:`xmodal.metrics.grounding.pointing_game`, tolerance 15 px),
 the heatmap being the attention upsampled bilinearly to the image's size, the mask that of the referred
 annotation (its COCO polygons or RLE rasterised by pycocotools). Baselines on the same sentences:
-``centre_point`` (the image centre), ``random_point`` (a uniformly random pixel, seed 0) and ``largest_object``
-(the centre of the image's largest annotated box; it reads boxes). Predictions (``xmodal predict``): an npz
+``centre_point`` (the image centre), ``random_point`` (a uniformly random pixel, seed 0), ``largest_object``
+(the centre of the image's largest annotated box; it reads boxes) and ``language_only`` (the point regressed from
+the sentence alone, fitted on the training sentences' box centres; it reads boxes too). Predictions (``xmodal predict``): an npz
 of ``sent_id`` ``(N,)``, ``heatmaps`` ``(N, h, w)`` float32 at the feature map's size (upsample bilinearly,
 ``align_corners=False``, to ``image_size`` (width, height) to score them), and ``points`` ``(N, 2)`` the
 ``(x, y)`` pixel of each upsampled map's first maximum, the point the pointing game takes; rows follow the
@@ -203,9 +204,25 @@ def _point_maps(points: list[tuple[int, int]], size: tuple[int, int]) -> np.ndar
     return maps
 
 
-def baselines(dataset: GroundingDataset) -> dict[str, dict[str, float]]:
-    """Centre point, a uniformly random point (seed 0) and the centre of the largest annotated box."""
+def box_centres(dataset: GroundingDataset) -> torch.Tensor:
+    """``(n, 2)`` float64: the referred box's centre (cx, cy) of every sentence, normalised by its image's size."""
+    rows = []
+    for k in range(len(dataset)):
+        x, y, bw, bh = dataset.sentence(k).box
+        w, h = dataset.size(k)
+        rows.append(((x + bw / 2) / w, (y + bh / 2) / h))
+    return torch.tensor(rows, dtype=torch.float64).reshape(-1, 2)
+
+
+def baselines(dataset: GroundingDataset, *, train_set: GroundingDataset) -> dict[str, dict[str, float]]:
+    """Centre point, a uniformly random point (seed 0), the centre of the largest annotated box and
+    ``language_only``: the point predicted from the sentence alone, the supervised task's ridge regression
+    (:func:`xmodal.tasks.grounding.text_ridge`) from the mean MiniLM token state to the referred box's centre,
+    fitted on ``train_set``'s sentences. Like ``largest_object`` it reads boxes, which the weakly supervised model
+    never sees: a baseline may use more supervision than the model, and this one tells how much of the pointing
+    game the expression's wording alone ("the left ...", ordinals, sizes) gives away."""
     from xmodal.metrics.grounding import pointing_game
+    from xmodal.tasks.grounding import text_ridge
 
     masks = referred_masks(dataset)
     size = dataset.size(0)
@@ -217,9 +234,11 @@ def baselines(dataset: GroundingDataset) -> dict[str, dict[str, float]]:
     for k in range(n):
         x, y, bw, bh = max(dataset.sentence(k).candidates, key=lambda b: b[2] * b[3])
         largest.append((int(x + bw / 2), int(y + bh / 2)))
+    centres = text_ridge(train_set, box_centres(train_set), dataset).clamp(0, 1)
+    language = [(int(cx * w), int(cy * h)) for cx, cy in centres.tolist()]  # _point_maps clamps x = w to w - 1
     return {name: pointing_game(_point_maps(points, size), masks, tolerance=TOLERANCE)
             for name, points in (("centre_point", [(w // 2, h // 2)] * n), ("random_point", random_points),
-                                 ("largest_object", largest))}
+                                 ("largest_object", largest), ("language_only", language))}
 
 
 def write_predictions(model: nn.Module, dataset: GroundingDataset, path: Path, batch_size: int = 256) -> Path:
@@ -248,7 +267,7 @@ def bundle(m: ModelConfig, image_size: tuple[int, int], train_set: GroundingData
         regions = sprite_regions(train_set.store.images, cache)
         artifacts["region_features"] = se.describe()
     # TaskBundle takes baselines over any Dataset; the trainer calls them on val_set only, a GroundingDataset
-    val_baselines = cast(Callable[[Dataset], dict[str, dict[str, float]]], baselines)
+    val_baselines = cast(Callable[[Dataset], dict[str, dict[str, float]]], partial(baselines, train_set=train_set))
     return TaskBundle(model=WeakGroundingModel(m, image_size), loss=make_loss(m),
                       train_set=WeakGroundingDataset(train_set, regions), collate=collate,
                       val_set=WeakGroundingDataset(val_set, regions), evaluate=partial(evaluate, batch_size=batch_size),
