@@ -156,3 +156,16 @@ def test_metrics_json_reports_both_bag_of_words_rows(coco: Path, cache: Path, tm
     assert set(metrics["baselines"]) == {"random", "bag_of_words", "bag_of_words_on_model_items"}
     for row in (metrics["model"], *metrics["baselines"].values()):
         assert row["mean_R@1"] == (row["t2i_R@1"] + row["i2t_R@1"]) / 2
+
+
+def test_token_states_equal_minilm_padded_to_max_tokens(tmp_path: Path) -> None:
+    from xmodal.tasks import fields
+    from xmodal.tasks.retrieval_text import token_states
+    from xmodal.transforms.cache import TransformCache
+
+    texts = ["A red dog is to the left of the cat.", "an owl",
+             "A blue duck next to a violin and a drum kit, played loudly in the rain at night", "two cats"]
+    feats, mask = token_states(texts, 16, TransformCache(tmp_path))  # chunks padded to their longest caption
+    ref, ref_mask = fields.token_features(texts, max_length=16)  # every caption padded to 16
+    assert torch.equal(mask, ref_mask) and mask[2].all()  # the long caption is cut at 16 word pieces
+    assert torch.equal(feats, ref.half())  # the same states, to float16
