@@ -298,6 +298,7 @@ def evaluate(model: nn.Module, dataset: RetrievalSet, batch_size: int = 256) -> 
     return _score(similarity_matrix(model, dataset, batch_size), dataset)
 
 
+@torch.no_grad()
 def _flat_items(model: RetrievalModel, dataset: RetrievalSet, batch_size: int) -> torch.Tensor:
     """One vector per item: the unit embedding, or the video experts' unit embeddings concatenated (MEE with
     equal weights)."""
