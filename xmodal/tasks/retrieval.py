@@ -59,8 +59,6 @@ if TYPE_CHECKING:
     from xmodal.nn.encoders.cnn import ConvEncoder
     from xmodal.train.config import TrainConfig
 
-__all__ = ["tfidf", "fit", "baselines", "build", "check", "evaluate", "RetrievalModel"]
-
 PRIMARY = "mean_R@1"
 
 
