@@ -16,16 +16,23 @@ are discrete: the pretrained MiniLM sentence tower, frozen, with a trainable pro
   for MSR-VTT: appearance (the image CNN on each sampled frame, averaged over time), motion (the 3-D CNN of
   ``build_encoder("video")`` on the frames) and audio (the 1-D CNN on the soundtrack's log-mels).
 
+Text (``model.text``, :mod:`xmodal.tasks.retrieval_text`): ``minilm`` (the frozen sentence embedding and a
+trainable MLP), ``transformer`` (the frozen MiniLM token states and a trainable Transformer with attention
+pooling: order-aware) or ``bag_of_words`` (TF-IDF and a linear map). ``data.twin_batches`` puts every training
+item's hard-negative twin in its batch.
+
 Loss: CLIP's symmetric InfoNCE with a learnable temperature (gathered over ranks for two towers; over the local
 batch for MEE, whose similarity depends on the caption's expert weights).
 
 Evaluation: the (captions, items) similarity matrix of the held-out split scored by
 :func:`xmodal.metrics.retrieval_protocols.evaluate_protocol` (any-of-five for item-to-text, pessimistic ties):
 R@1/5/10, MedR and MeanR in both directions, and ``mean_R@1`` (the two directions' mean, the primary metric).
-Baselines: ``random`` (Gaussian embeddings) and ``bag_of_words`` (a TF-IDF text tower, fitted by ridge least
-squares onto the trained model's item embeddings of the training pairs: what word identity alone gives away,
-with the word order, relations and temporal order it cannot see). Predictions: ``sim.npy``, the matrix in the
-protocol's order.
+Baselines: ``random`` (Gaussian embeddings); ``bag_of_words``, the trivial text tower trained end to end: a
+TF-IDF tower with its own linear map and its own item tower of the model's architecture, trained from scratch
+by :func:`fit` on the same data, steps, schedule and loss (what word identity alone gives away, with the word
+order, relations and temporal order it cannot see); and ``bag_of_words_on_model_items``, a probe, not a trivial
+baseline: TF-IDF fitted by ridge least squares onto the trained model's own item embeddings (it gets the whole
+trained item tower for free). Predictions: ``sim.npy``, the matrix in the protocol's order.
 """
 
 from __future__ import annotations
@@ -33,18 +40,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import Dataset
 
 from xmodal.config.schema import parse_section
 from xmodal.errors import ConfigError
 from xmodal.tasks import pipeline
 from xmodal.tasks.base import TaskBundle
-from xmodal.tasks.retrieval_data import PROTOCOL_FILES, MediaSettings, RetrievalSet, collate
+from xmodal.tasks.retrieval_data import PROTOCOL_FILES, MediaSettings, RetrievalSet, TwinBatches, collate
+from xmodal.tasks.retrieval_text import MINILM_DIM, TEXT_TOWERS, build_text_tower, text_inputs, tfidf
+
+if TYPE_CHECKING:
+    from xmodal.nn.encoders.cnn import ConvEncoder
+    from xmodal.train.config import TrainConfig
 
 PRIMARY = "mean_R@1"
 
@@ -68,6 +81,8 @@ class DataConfig:
     hop_length: int = 320  # 20 ms at 16 kHz
     max_seconds: float = 10.0  # sounds are cut or zero-padded to this length
     shift: int = 0  # training augmentation: images and frames moved by up to this many pixels
+    twin_batches: bool = False  # training batches of twin pairs (item 2k and its hard negative 2k + 1)
+    max_tokens: int = 32  # word pieces kept per caption for model.text: transformer
     cache: str | None = None  # transform cache directory; null: $XMODAL_CACHE/features
 
 
@@ -79,7 +94,10 @@ class ModelConfig:
     grid: int = 2  # columns of the image / time bins of the sound kept apart by the pooling
     audio_channels: list[int] = field(default_factory=lambda: [64, 128])
     motion_channels: list[int] = field(default_factory=lambda: [16, 32])
+    text: str = "minilm"  # the caption tower: minilm | transformer | bag_of_words (retrieval_text.py)
     text_hidden: int = 256
+    text_layers: int = 1  # model.text: transformer
+    text_heads: int = 4
     dropout: float = 0.1
     init_temperature: float = 0.07
 
@@ -92,6 +110,22 @@ def check(cfg: dict[str, Any]) -> None:
         raise ConfigError(f"data.protocol: unknown {d.protocol!r}; choose one of {', '.join(PROTOCOL_FILES)}")
     if min(m.embed_dim, m.grid, m.text_hidden, m.stem_stride) < 1 or not m.channels or not m.audio_channels:
         raise ConfigError("model: embed_dim, grid, text_hidden and stem_stride must be >= 1, channels non-empty")
+    if m.text not in TEXT_TOWERS:
+        raise ConfigError(f"model.text: unknown {m.text!r}; choose one of {', '.join(TEXT_TOWERS)}")
+    if min(m.text_layers, m.text_heads, d.max_tokens) < 1:
+        raise ConfigError("model.text_layers, model.text_heads and data.max_tokens must be >= 1")
+    if m.text == "transformer" and m.text_hidden % m.text_heads:
+        raise ConfigError(f"model.text_heads: {m.text_heads} must divide model.text_hidden ({m.text_hidden})")
+
+
+def _conv(adapter: nn.Module) -> ConvEncoder:
+    """The :class:`ConvEncoder` inside ``build_encoder``'s CNN adapter (its feature maps, before pooling)."""
+    from xmodal.nn.encoders.cnn import ConvEncoder
+
+    encoder = adapter.encoder
+    if not isinstance(encoder, ConvEncoder):
+        raise TypeError(f"expected a ConvEncoder inside {type(adapter).__name__}, got {type(encoder).__name__}")
+    return encoder
 
 
 # --------------------------------------------------------------------------------------------------- model
@@ -109,7 +143,7 @@ class GridImageTower(nn.Module):
         self.out_dim = out_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats, _ = self.cnn.encoder.forward_features(x)  # (b, C, h, w)
+        feats, _ = _conv(self.cnn).forward_features(x)  # (b, C, h, w)
         return self.proj(F.adaptive_avg_pool2d(feats, (1, self.grid)).flatten(1))
 
 
@@ -128,7 +162,7 @@ class GridAudioTower(nn.Module):
         self.out_dim = out_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats, _ = self.cnn.encoder.forward_features(x)  # (b, C, t)
+        feats, _ = _conv(self.cnn).forward_features(x)  # (b, C, t)
         return self.proj(F.adaptive_avg_pool1d(feats, self.grid).flatten(1))
 
 
@@ -151,13 +185,15 @@ class RetrievalModel(nn.Module):
     (two towers, unit norm) or ``{"sim": (b, b), "logit_scale"}`` (MEE); :meth:`similarity` scores every caption
     against every item."""
 
-    def __init__(self, modality: str, m: ModelConfig, n_mels: int, text_dim: int = 384) -> None:
+    def __init__(self, modality: str, m: ModelConfig, n_mels: int, text_dim: int = MINILM_DIM,
+                 max_tokens: int = 32) -> None:
         super().__init__()
-        from xmodal.models.adapters import TextProjection
         from xmodal.nn.objectives import LogitScale
 
         self.modality = modality
-        self.text = TextProjection(text_dim, m.text_hidden, m.dropout)
+        # text_dim: 384 (MiniLM) or the TF-IDF vocabulary's size (bag_of_words)
+        self.text = build_text_tower(m.text, in_dim=text_dim, hidden=m.text_hidden, dropout=m.dropout,
+                                     layers=m.text_layers, heads=m.text_heads, max_tokens=max_tokens)
         self.logit_scale = LogitScale(m.init_temperature)
         d = m.embed_dim
         if modality == "video":
@@ -183,9 +219,11 @@ class RetrievalModel(nn.Module):
                     "audio": self.experts["audio"](batch["audio"])}
         return {"item": F.normalize(self.item(batch[self.modality]), dim=-1)}
 
-    def encode_text(self, text: torch.Tensor) -> torch.Tensor:
-        """``(n, 384)`` MiniLM embeddings -> ``(n, d)`` unit norm (two towers) or MEE's ``(n, text_hidden)``."""
-        hidden = self.text(text)
+    def encode_text(self, text: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The text tower's inputs (``(n, 384)`` MiniLM embeddings, ``(n, vocabulary)`` TF-IDF rows, or
+        ``(n, L, 384)`` token states with ``mask``) -> ``(n, d)`` unit norm (two towers) or MEE's
+        ``(n, text_hidden)``."""
+        hidden = self.text(text) if mask is None else self.text(text, mask)
         return hidden if self.modality == "video" else F.normalize(self.text_out(hidden), dim=-1)
 
     def similarity(self, text: torch.Tensor, items: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -195,7 +233,7 @@ class RetrievalModel(nn.Module):
         return text @ items["item"].T
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        items, text = self.encode_items(batch), self.encode_text(batch["text"])
+        items, text = self.encode_items(batch), self.encode_text(batch["text"], batch.get("text_mask"))
         if self.modality == "video":
             return {"sim": self.similarity(text, items), "logit_scale": self.logit_scale()}
         return {"item_emb": items["item"], "text_emb": text, "logit_scale": self.logit_scale()}
@@ -237,7 +275,8 @@ def similarity_matrix(model: nn.Module, dataset: RetrievalSet, batch_size: int =
     items = _item_embeddings(net, dataset, batch_size)
     rows = []
     for start in range(0, len(dataset.text), batch_size):
-        text = net.encode_text(dataset.text[start:start + batch_size].float().to(device))
+        mask = None if dataset.text_mask is None else dataset.text_mask[start:start + batch_size].to(device)
+        text = net.encode_text(dataset.text[start:start + batch_size].float().to(device), mask)
         rows.append(net.similarity(text, items).float().cpu())
     net.train(was_training)
     return torch.cat(rows).numpy()
@@ -257,28 +296,7 @@ def evaluate(model: nn.Module, dataset: RetrievalSet, batch_size: int = 256) -> 
     return _score(similarity_matrix(model, dataset, batch_size), dataset)
 
 
-def tfidf(train_texts: list[str], texts: list[str]) -> torch.Tensor:
-    """``(len(texts), vocabulary)`` TF-IDF rows over the words of ``train_texts`` (lower-cased runs of two or more
-    word characters), smoothed ``idf = ln((1 + n) / (1 + df)) + 1`` and L2-normalised: scikit-learn's
-    ``TfidfVectorizer()`` defaults, written here so that the core package needs no scikit-learn."""
-    import re
-
-    pattern = re.compile(r"(?u)\b\w\w+\b")
-    docs = [pattern.findall(t.lower()) for t in train_texts]
-    vocab = {w: i for i, w in enumerate(sorted({w for d in docs for w in d}))}
-    df = torch.zeros(len(vocab), dtype=torch.float64)
-    for d in docs:
-        for w in set(d):
-            df[vocab[w]] += 1
-    idf = torch.log((1 + len(docs)) / (1 + df)) + 1
-    x = torch.zeros(len(texts), len(vocab), dtype=torch.float64)
-    for r, t in enumerate(texts):
-        for w in pattern.findall(t.lower()):
-            if w in vocab:
-                x[r, vocab[w]] += 1
-    return F.normalize(x * idf, dim=1)
-
-
+@torch.no_grad()
 def _flat_items(model: RetrievalModel, dataset: RetrievalSet, batch_size: int) -> torch.Tensor:
     """One vector per item: the unit embedding, or the video experts' unit embeddings concatenated (MEE with
     equal weights)."""
@@ -289,12 +307,83 @@ def _flat_items(model: RetrievalModel, dataset: RetrievalSet, batch_size: int) -
     return (torch.cat(units, dim=1) / len(units) ** 0.5).double().cpu()
 
 
-@torch.no_grad()
+def fit(model: nn.Module, train_set: Dataset, tc: TrainConfig, device: torch.device | None = None) -> nn.Module:
+    """Train ``model`` with :func:`loss` as ``xmodal train`` trains the task's model in one process: AdamW (no
+    decay on biases, norms and the temperature), linear warm-up then cosine decay, gradient clipping, the
+    steps ``tc`` gives and the batches of epoch ``e`` in the order seed ``tc.seed`` fixes. The global RNGs are
+    left as they were. Returns ``model`` in eval mode."""
+    from xmodal.train.loop import cosine_with_warmup
+    from xmodal.train.optim import build_adamw
+    from xmodal.train.sampling import epoch_loader
+
+    device = device or torch.device("cpu")
+    per_epoch = len(cast(Any, train_set)) // tc.batch_size
+    if per_epoch == 0:
+        raise ConfigError(f"train.batch_size: {tc.batch_size} is larger than the {len(cast(Any, train_set))} "
+                          "training samples")
+    total = min(s for s in (tc.max_steps, tc.epochs and tc.epochs * per_epoch) if s)
+    model.to(device).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = build_adamw(model, tc.lr, (tc.betas[0], tc.betas[1]), tc.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(total, tc.warmup, tc.min_lr_ratio))
+    step, epoch = 0, 0
+    with torch.enable_grad():
+        while step < total:
+            for batch in epoch_loader(train_set, collate, seed=tc.seed, epoch=epoch, rank=0, world_size=1,
+                                      batch_size=tc.batch_size, skip=0, steps=per_epoch, num_workers=0):
+                batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+                value = loss(model(batch), batch)
+                opt.zero_grad(set_to_none=True)
+                value.backward()
+                if tc.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
+                opt.step()
+                sched.step()
+                step += 1
+                if step == total:
+                    break
+            epoch += 1
+    return model.eval()
+
+
+@dataclass
+class BowBaseline:
+    """What the ``bag_of_words`` baseline needs besides the evaluation set: the model's settings with the text
+    tower switched to ``bag_of_words``, and the training run's settings (``train:``)."""
+
+    modality: str
+    model: ModelConfig
+    n_mels: int
+    train: dict[str, Any] | None
+    twin_batches: bool
+
+
+def train_bag_of_words(spec: BowBaseline, train_set: RetrievalSet, dataset: RetrievalSet,
+                       device: torch.device) -> tuple[RetrievalModel, RetrievalSet]:
+    """The trivial text tower trained end to end: TF-IDF over the training captions, its own linear map and its
+    own item tower of the model's architecture, fitted from scratch (seed ``train.seed``) by :func:`fit` on the
+    model's training data. Returns the trained baseline and ``dataset`` read by it."""
+    from dataclasses import replace
+
+    from xmodal.train.config import parse_train_config
+
+    tc = parse_train_config(spec.train)
+    captions = train_set.listing.captions
+    train_bow = train_set.with_text(tfidf(captions, captions).float())
+    test_bow = dataset.with_text(tfidf(captions, dataset.listing.captions).float())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(tc.seed)
+        bow = RetrievalModel(spec.modality, replace(spec.model, text="bag_of_words"), spec.n_mels,
+                             text_dim=train_bow.text.shape[1])
+        fit(bow, TwinBatches(train_bow) if spec.twin_batches else train_bow, tc, device)
+    return bow, test_bow
+
+
 def baselines(dataset: RetrievalSet, *, train_set: RetrievalSet, model: nn.Module, embed_dim: int,
-              batch_size: int = 256) -> dict[str, dict[str, float]]:
-    """``random`` (seeded Gaussian caption and item embeddings) and ``bag_of_words`` (TF-IDF captions mapped by
-    ridge least squares, lambda = 1, onto the model's item embeddings of the training pairs), scored as the
-    model is."""
+              bow: BowBaseline, batch_size: int = 256) -> dict[str, dict[str, float]]:
+    """``random`` (seeded Gaussian caption and item embeddings), ``bag_of_words`` (:func:`train_bag_of_words`)
+    and the probe ``bag_of_words_on_model_items`` (TF-IDF captions mapped by ridge least squares, lambda = 1,
+    onto the trained model's item embeddings of the training pairs), scored as the model is."""
     gen = torch.Generator().manual_seed(0)
     n_caps, n_items = len(dataset.text), len(dataset)
     rand = F.normalize(torch.randn(n_caps, embed_dim, generator=gen), dim=1) @ \
@@ -309,8 +398,11 @@ def baselines(dataset: RetrievalSet, *, train_set: RetrievalSet, model: nn.Modul
     y = train_items[torch.tensor(train_set.listing.caption_item)]
     w = torch.linalg.solve(x.T @ x + torch.eye(x.shape[1], dtype=torch.float64), x.T @ y)
     text = F.normalize(tfidf(captions, dataset.listing.captions) @ w, dim=1)
-    bow = text @ F.normalize(test_items, dim=1).T
-    return {"random": _score(rand.numpy(), dataset), "bag_of_words": _score(bow.float().numpy(), dataset)}
+    probe = text @ F.normalize(test_items, dim=1).T
+    trained, test_bow = train_bag_of_words(bow, train_set, dataset, next(net.parameters()).device)
+    return {"random": _score(rand.numpy(), dataset),
+            "bag_of_words": _score(similarity_matrix(trained, test_bow, batch_size), dataset),
+            "bag_of_words_on_model_items": _score(probe.float().numpy(), dataset)}
 
 
 def write_similarity(model: nn.Module, dataset: RetrievalSet, path: Path, batch_size: int = 256) -> Path:
@@ -321,17 +413,21 @@ def write_similarity(model: nn.Module, dataset: RetrievalSet, path: Path, batch_
 
 
 # ----------------------------------------------------------------------------------------------- the task
-def _dataset(d: DataConfig, root: Path, file: str, media: str, train: bool, cache: Any) -> RetrievalSet:
+def _dataset(d: DataConfig, m: ModelConfig, root: Path, file: str, media: str, train: bool, cache: Any,
+             train_captions: list[str] | None = None) -> RetrievalSet:
+    """The items of ``file`` with their media, and its captions as ``model.text`` reads them (a TF-IDF over
+    ``train_captions``, the training set's, for ``bag_of_words``)."""
     from xmodal.errors import DataError
     from xmodal.metrics.retrieval_protocols import read_layout
-    from xmodal.tasks.retrieval_data import caption_embeddings, decode_items, read_listing
+    from xmodal.tasks.retrieval_data import decode_items, read_listing
 
     files = PROTOCOL_FILES[d.protocol]
     listing = read_listing(d.protocol, root / file, root / media, train, d.audio_name)
     settings = MediaSettings(d.image_size, d.frames, d.frame_size, d.sample_rate, d.n_mels, d.n_fft, d.hop_length,
                              d.max_seconds)
-    ds = RetrievalSet(listing, decode_items(files.modality, listing.paths, settings, cache),
-                      caption_embeddings(listing.captions, cache), train, d.shift)
+    text, mask = text_inputs(m.text, listing.captions, train_captions or listing.captions, cache, d.max_tokens)
+    ds = RetrievalSet(listing, decode_items(files.modality, listing.paths, settings, cache), text, train, d.shift,
+                      mask)
     if not train:
         ds.layout = read_layout(root / file, d.protocol)
         if ds.layout.caption_item != listing.caption_item or ds.layout.n_items != len(listing.keys):
@@ -352,15 +448,16 @@ def build(cfg: dict[str, Any]) -> TaskBundle:
         raise ConfigError(f"data.build: the {d.protocol} protocol has no scene builder; give data.root")
     root = pipeline.dataset_root(d.root, files.builder or "", d.build, [train_file, eval_file])
     cache = TransformCache(d.cache)
-    train_set = _dataset(d, root, train_file, d.media if d.media is not None else files.train_media, True, cache)
-    val_set = _dataset(d, root, eval_file, d.eval_media if d.eval_media is not None else files.eval_media, False,
-                       cache)
-    model = RetrievalModel(files.modality, m, d.n_mels)
+    train_set = _dataset(d, m, root, train_file, d.media if d.media is not None else files.train_media, True, cache)
+    val_set = _dataset(d, m, root, eval_file, d.eval_media if d.eval_media is not None else files.eval_media, False,
+                       cache, train_set.listing.captions)
+    model = RetrievalModel(files.modality, m, d.n_mels, text_dim=train_set.text.shape[-1], max_tokens=d.max_tokens)
     bs = pipeline.eval_batch_size(cfg)
-    return TaskBundle(model=model, loss=loss, train_set=train_set, collate=collate, val_set=val_set,
-                      evaluate=partial(evaluate, batch_size=bs), primary=PRIMARY,
+    bow = BowBaseline(files.modality, m, d.n_mels, cfg.get("train"), d.twin_batches)
+    return TaskBundle(model=model, loss=loss, train_set=TwinBatches(train_set) if d.twin_batches else train_set,
+                      collate=collate, val_set=val_set, evaluate=partial(evaluate, batch_size=bs), primary=PRIMARY,
                       # GradCache needs per-sample outputs; MEE's similarity couples the batch in the forward
                       coupled_loss=files.modality != "video",
                       baselines=partial(baselines, train_set=train_set, model=model, embed_dim=m.embed_dim,
-                                        batch_size=bs),
+                                        bow=bow, batch_size=bs),
                       predict=partial(write_similarity, batch_size=bs), split=Path(eval_file).stem)

@@ -96,8 +96,8 @@ def read_listing(protocol: str, path: Path, media: Path, train: bool, audio_name
         from xmodal.data.benchmarks.karpathy import read_karpathy
         from xmodal.metrics.retrieval_protocols import KARPATHY_CAPTIONS_PER_IMAGE
 
-        data = read_karpathy(path)
-        images = data.split("train") + data.split("restval") if train else data.split("test")
+        karpathy = read_karpathy(path)
+        images = karpathy.split("train") + karpathy.split("restval") if train else karpathy.split("test")
         rows = []
         for im in images:
             sents = im.sentences if train else im.sentences[:KARPATHY_CAPTIONS_PER_IMAGE]
@@ -107,9 +107,9 @@ def read_listing(protocol: str, path: Path, media: Path, train: bool, audio_name
         from xmodal.data.benchmarks.msrvtt import read_msrvtt_1ka, read_msrvtt_data
 
         if train:
-            data = read_msrvtt_data(path)
-            wanted = {v.video_id for v in data.videos if v.split == "train"}
-            rows = [(s.video_id, media / f"{s.video_id}.mp4", s.caption) for s in data.sentences if s.video_id in wanted]
+            msr = read_msrvtt_data(path)
+            wanted = {v.video_id for v in msr.videos if v.split == "train"}
+            rows = [(s.video_id, media / f"{s.video_id}.mp4", s.caption) for s in msr.sentences if s.video_id in wanted]
             return _group(rows)
         pairs = read_msrvtt_1ka(path)
         return Listing([p.video_id for p in pairs], [media / f"{p.video_id}.mp4" for p in pairs],
@@ -213,15 +213,20 @@ def _translate(x: torch.Tensor, shift: int) -> torch.Tensor:
 class RetrievalSet(Dataset):
     """Items with their media, and captions with the item each describes.
 
-    A sample is one item: ``{"id", <media fields>, "text": (384,)}`` with the MiniLM embedding of one of its
-    captions, drawn afresh each time in training (so an epoch sees every item once and a batch never holds two
-    captions of one item, which would be false negatives) and the first one otherwise."""
+    A sample is one item: ``{"id", <media fields>, "text"}`` with the text tower's input for one of its captions
+    (``text[c]``: the MiniLM embedding ``(384,)``, TF-IDF row or token states; with ``text_mask``, also
+    ``"text_mask"``), drawn afresh each time in training (so an epoch sees every item once and a batch never
+    holds two captions of one item, which would be false negatives) and the first one otherwise."""
 
     def __init__(self, listing: Listing, media: dict[str, torch.Tensor], text: torch.Tensor, train: bool,
-                 shift: int = 0) -> None:
+                 shift: int = 0, text_mask: torch.Tensor | None = None) -> None:
         if not listing.keys:
             raise DataError("no items", source="retrieval data")
+        if len(text) != len(listing.captions) or (text_mask is not None and len(text_mask) != len(text)):
+            raise DataError(f"{len(text)} caption inputs for {len(listing.captions)} captions",
+                            source="retrieval data")
         self.listing, self.media, self.text, self.train = listing, media, text, train
+        self.text_mask = text_mask  # (captions, tokens) True = a token, for token-state inputs
         self.shift = shift if train else 0  # training images and frames move by up to this many pixels
         self.layout: Any = None  # the evaluation's RetrievalLayout (read from the annotation file)
         self.captions_of: list[list[int]] = [[] for _ in listing.keys]
@@ -242,12 +247,42 @@ class RetrievalSet(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         caps = self.captions_of[i]
         c = caps[int(torch.randint(len(caps), ()))] if self.train else caps[0]
-        return {**self.item(i), "text": self.text[c].float()}
+        out = {**self.item(i), "text": self.text[c].float()}
+        if self.text_mask is not None:
+            out["text_mask"] = self.text_mask[c]
+        return out
+
+    def with_text(self, text: torch.Tensor, text_mask: torch.Tensor | None = None) -> RetrievalSet:
+        """The same items and captions (media shared, not copied) read by another text tower."""
+        other = RetrievalSet(self.listing, self.media, text, self.train, self.shift, text_mask)
+        other.layout = self.layout
+        return other
 
 
-def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+class TwinBatches(Dataset):
+    """``data.twin_batches``: the training items in twin pairs ``(2k, 2k + 1)``, so that a batch holds every
+    hard-negative twin beside its original (the scene builders write an item's twin right after it). A sample
+    is the pair's two samples; :func:`collate` lays them out one after the other, so ``train.batch_size``
+    counts pairs. An odd last item, with no twin, is left out."""
+
+    def __init__(self, items: RetrievalSet) -> None:
+        if len(items) < 2:
+            raise DataError(f"data.twin_batches: {len(items)} training item(s), need at least one pair",
+                            source="retrieval data")
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items) // 2
+
+    def __getitem__(self, k: int) -> list[dict[str, Any]]:
+        return [self.items[2 * k], self.items[2 * k + 1]]
+
+
+def collate(samples: list[Any]) -> dict[str, Any]:
+    """A batch of samples, or of :class:`TwinBatches` pairs (flattened: original, twin, original, twin, ...)."""
     from torch.utils.data import default_collate
 
-    batch = default_collate([{k: v for k, v in s.items() if k != "id"} for s in samples])
-    batch["id"] = [s["id"] for s in samples]
+    flat: list[dict[str, Any]] = [x for s in samples for x in (s if isinstance(s, list) else [s])]
+    batch = default_collate([{k: v for k, v in s.items() if k != "id"} for s in flat])
+    batch["id"] = [s["id"] for s in flat]
     return batch
