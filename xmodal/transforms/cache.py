@@ -13,11 +13,12 @@ The cache lives in ``$XMODAL_CACHE/features`` or ``~/.cache/xmodal/features`` un
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,25 @@ def make_key(content: str, name: str, params: Mapping[str, Any], weights: str | 
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
+@contextlib.contextmanager
+def random_state_kept() -> Iterator[None]:
+    """Every global random stream as it was on entry, on exit: torch's CPU generator and those of initialised
+    CUDA devices (``torch.random.fork_rng``), numpy's legacy global generator and Python's ``random``."""
+    import random
+
+    import numpy as np
+
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+
+
 class TransformCache:
     """``get``/``put``/``get_or_compute`` dicts of tensors by key; counts hits and misses (``stats()``)."""
 
@@ -117,10 +137,15 @@ class TransformCache:
 
     def get_or_compute(self, key: str, compute: Callable[[], Mapping[str, torch.Tensor]],
                        meta: dict[str, str] | None = None) -> Tensors:
-        """The cached tensors of ``key``, or ``compute()``'s, stored before they are returned."""
+        """The cached tensors of ``key``, or ``compute()``'s, stored before they are returned.
+
+        ``compute`` runs with the global random streams (torch's CPU and initialised accelerators', numpy's,
+        Python's) saved and restored: building a module or training an encoder on a miss draws from them, and a
+        run that filled the cache would otherwise start its model from other weights than a run that hit it."""
         found = self.get(key)
         if found is not None:
             return found
-        result = dict(compute())
+        with random_state_kept():
+            result = dict(compute())
         self.put(key, result, meta)
         return result
