@@ -52,8 +52,24 @@ def test_generate_writes_pngs_and_a_report(run_dir: Path, tmp_path: Path) -> Non
         assert im.size == (10 * 66, 2 * 66)
     page = (a / "report.html").read_text()
     assert page.count("<img ") == 13 and 'src="sample_0000_class0.png"' in page and "generative_digits" in page
+    assert page.count("<video ") == 1 and "denoising.mp4" in page
     info = json.loads((a / "generate.json").read_text())
-    assert info["seed"] == 3 and info["n"] == 12 and info["modality"] == "image" and len(info["files"]) == 13
+    assert info["seed"] == 3 and info["n"] == 12 and info["modality"] == "image" and len(info["files"]) == 14
+
+    # denoising.mp4, decoded by PyAV itself: one frame per DDIM step (TINY: 5) and the last one held for a
+    # second (10 frames at 10 fps); its final frame is grid.png up to H.264's loss (stated: mean below 4 levels)
+    import av
+    import numpy as np
+
+    with av.open(str(a / "denoising.mp4")) as container:
+        stream = container.streams.video[0]
+        frames = [f.to_ndarray(format="gray") for f in container.decode(stream)]
+        assert float(stream.average_rate) == 10
+    with Image.open(a / "grid.png") as im:
+        grid = np.asarray(im, dtype=np.float64)
+    assert len(frames) == 5 + 10 and frames[-1].shape == grid.shape
+    assert np.abs(frames[-1].astype(np.float64) - grid).mean() < 4
+    assert np.abs(frames[0].astype(np.float64) - grid).mean() > 4 * np.abs(frames[-1] - grid).mean()  # noise first
 
     again = _generate(str(run_dir), "--n", "12", "--seed", "3", "--out", str(tmp_path / "b"), "--checkpoint", "last")
     other = _generate(str(run_dir), "--n", "12", "--seed", "4", "--out", str(tmp_path / "c"), "--checkpoint", "last")
@@ -61,6 +77,7 @@ def test_generate_writes_pngs_and_a_report(run_dir: Path, tmp_path: Path) -> Non
     same = [(a / p.name).read_bytes() == (tmp_path / "b" / p.name).read_bytes() for p in pngs]
     differ = [(a / p.name).read_bytes() != (tmp_path / "c" / p.name).read_bytes() for p in pngs]
     assert all(same) and sum(differ) >= 10  # the seed decides the samples (a digit may round to the same PNG)
+    assert (a / "denoising.mp4").read_bytes() == (tmp_path / "b" / "denoising.mp4").read_bytes()
 
 
 def test_generate_bad_input_is_a_typed_error(run_dir: Path, tmp_path: Path) -> None:

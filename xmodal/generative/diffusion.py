@@ -406,6 +406,29 @@ class GaussianDiffusion:
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """DDIM over ``timesteps`` (decreasing), or ``num_steps`` spaced as :meth:`ddim_timesteps`, or all T."""
+        final = None
+        for step in self.ddim_sample_loop_progressive(model, shape, num_steps, timesteps, eta, noise, clip_denoised,
+                                                      denoised_fn, model_kwargs, device, generator):
+            final = step
+        assert final is not None  # at least one timestep: checked by the progressive loop
+        return final["sample"]
+
+    def ddim_sample_loop_progressive(
+        self,
+        model: Model,
+        shape: Sequence[int],
+        num_steps: int | None = None,
+        timesteps: Sequence[int] | None = None,
+        eta: float = 0.0,
+        noise: torch.Tensor | None = None,
+        clip_denoised: bool = True,
+        denoised_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        model_kwargs: dict | None = None,
+        device: torch.device | str | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """:meth:`ddim_sample_loop` yielding each step's ``{"sample", "pred_xstart"}`` (the last sample is the
+        loop's result, bit for bit)."""
         if timesteps is None:
             timesteps = self.ddim_timesteps(num_steps or self.num_timesteps)
         steps = [int(s) for s in timesteps]
@@ -416,10 +439,9 @@ class GaussianDiffusion:
             t = torch.full((x.shape[0],), cur, dtype=torch.int64, device=x.device)
             t_prev = torch.full_like(t, prev)
             with torch.no_grad():
-                x = self.ddim_sample(
-                    model, x, t, t_prev, clip_denoised, denoised_fn, model_kwargs, eta, generator
-                )["sample"]
-        return x
+                out = self.ddim_sample(model, x, t, t_prev, clip_denoised, denoised_fn, model_kwargs, eta, generator)
+            yield out
+            x = out["sample"]
 
     def respaced(self, use_timesteps: Sequence[int]) -> GaussianDiffusion:
         """The chain that keeps only ``use_timesteps`` (improved-diffusion's ``SpacedDiffusion``): betas

@@ -47,6 +47,7 @@ SCHEDULES = ("linear", "cosine")
 PREDICTIONS = ("epsilon", "v", "x_start")
 CLASSES = 10
 EVAL_SEED = 1234
+TRAJECTORY_FPS = 10  # denoising.mp4: 50 DDIM steps play in five seconds
 
 
 @dataclass
@@ -216,9 +217,20 @@ class DiffusionDigits(nn.Module):
         averaged = self.ema.module
         if not isinstance(averaged, ClassifierFreeGuidance):  # the EMA holds a copy of the guided denoiser
             raise TypeError(f"DiffusionDigits: the EMA averages a {type(averaged).__name__}")
+        return self.trajectory(labels, generator)[-1]
+
+    @torch.no_grad()
+    def trajectory(self, labels: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
+        """Every DDIM step's sample ``(n, 64)`` in [-1, 1] (float32), the last being :meth:`sample`'s digits."""
+        from xmodal.generative.guidance import ClassifierFreeGuidance
+
+        averaged = self.ema.module
+        if not isinstance(averaged, ClassifierFreeGuidance):  # the EMA holds a copy of the guided denoiser
+            raise TypeError(f"DiffusionDigits: the EMA averages a {type(averaged).__name__}")
         guided = averaged.guided(self.guidance)
-        return self.diffusion.ddim_sample_loop(guided, (len(labels), 64), num_steps=self.sample_steps,
-                                               model_kwargs={"cond": labels}, generator=generator).float()
+        steps = self.diffusion.ddim_sample_loop_progressive(guided, (len(labels), 64), num_steps=self.sample_steps,
+                                                            model_kwargs={"cond": labels}, generator=generator)
+        return [step["sample"].float() for step in steps]
 
 
 class _PixelGaussian(nn.Module):
@@ -310,11 +322,22 @@ def baselines(dataset: Dataset, *, n_train: int, seed: int, per_class: int) -> d
 
 def generate(model: nn.Module, n: int, seed: int, out: Path) -> list[Path]:
     """``n`` digits of the classes 0, 1, ..., 9, 0, ... drawn from ``seed``: ``sample_<i>_class<c>.png`` (8x8
-    upscaled to 64x64) and ``grid.png``."""
+    upscaled to 64x64) and ``grid.png``; a diffusion model also writes ``denoising.mp4``, the grid at every DDIM
+    step from noise to the digits (``TRAJECTORY_FPS``, the last frame held one second)."""
+    from xmodal.generative.writers import write_mp4
+    from xmodal.tasks.generative_parts import image_grid, to_uint8
+
     labels = torch.arange(n) % CLASSES
     device = next(model.parameters()).device
-    x = _sampler(model).sample(labels.to(device), seeded(seed, device))
-    return write_images(((x.clamp(-1, 1) + 1) / 2).reshape(n, 8, 8), out, labels.tolist())
+    sampler = _sampler(model)
+    if isinstance(sampler, CvaeDigits):
+        x = sampler.sample(labels.to(device), seeded(seed, device))
+        return write_images(((x.clamp(-1, 1) + 1) / 2).reshape(n, 8, 8), out, labels.tolist())
+    steps = sampler.trajectory(labels.to(device), seeded(seed, device))
+    paths = write_images(((steps[-1].clamp(-1, 1) + 1) / 2).reshape(n, 8, 8), out, labels.tolist())
+    frames = [image_grid(to_uint8(((x.clamp(-1, 1) + 1) / 2).reshape(n, 8, 8))) for x in steps]
+    frames += [frames[-1]] * TRAJECTORY_FPS
+    return [*paths, write_mp4(np.stack(frames), TRAJECTORY_FPS, out / "denoising.mp4")]
 
 
 def build(cfg: dict[str, Any]) -> TaskBundle:

@@ -74,9 +74,19 @@ def write_images(images: torch.Tensor, out: Path, labels: Sequence[int] | None =
     from xmodal.generative.writers import write_png
 
     out.mkdir(parents=True, exist_ok=True)
-    pixels = (images.detach().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    pixels = to_uint8(images)
     paths = [write_png(image, out / f"sample_{i:04d}{f'_class{labels[i]}' if labels is not None else ''}.png", scale)
              for i, image in enumerate(pixels)]
+    return [write_png(image_grid(pixels, scale), out / "grid.png"), *paths]
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Images in [0, 1] as uint8 pixels (clamped, rounded)."""
+    return (images.detach().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+
+
+def image_grid(pixels: np.ndarray, scale: int = 8) -> np.ndarray:
+    """uint8 images ``(n, H, W)`` upscaled ``scale`` times (nearest) in rows of ten, 2-px black gaps."""
     cols = min(10, len(pixels))
     rows = -(-len(pixels) // cols)
     h, w = pixels.shape[1] * scale, pixels.shape[2] * scale
@@ -84,4 +94,4 @@ def write_images(images: torch.Tensor, out: Path, labels: Sequence[int] | None =
     for i, image in enumerate(pixels):
         r, c = divmod(i, cols)
         grid[r * (h + 2) : r * (h + 2) + h, c * (w + 2) : c * (w + 2) + w] = image.repeat(scale, 0).repeat(scale, 1)
-    return [write_png(grid, out / "grid.png"), *paths]
+    return grid
