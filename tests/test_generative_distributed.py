@@ -77,6 +77,14 @@ def test_gan_under_torchrun_ddp_resumes_bit_exactly_and_fsdp_trains(tmp_path: Pa
     assert not torch.equal(fsdp["model/ema.module.0.weight"], fsdp["model/generator.0.weight"])
 
 
+def test_r1_under_fsdp_is_a_config_error_naming_the_option(tmp_path: Path) -> None:
+    proc = torchrun(tmp_path / "r1", "train.strategy=fsdp", "model.r1_gamma=1", "train.max_steps=2")
+    err = " ".join(proc.stderr.split())  # the CLI wraps its error line
+    assert proc.returncode != 0
+    assert "ConfigError: model.r1_gamma > 0 is not supported under train.strategy=fsdp" in err, err[-3000:]
+    assert "storage of size 0" not in err
+
+
 # 4 steps of 2 x 16 points, evaluated and sampled at step 2 and at the end, every checkpoint kept
 EVALUATED = ["data.distribution=ring", "data.n_train=64", "data.n_val=48", "model.hidden=16", "model.depth=2",
              "model.timesteps=40", "model.sample_steps=8", "train.max_steps=4", "train.batch_size=16",

@@ -138,6 +138,13 @@ class DiffusionPoints(nn.Module):
                                                generator=generator).float()
 
 
+def _fsdp_block(module: nn.Module) -> bool:
+    """Whether ``module`` is sharded by FSDP2 (``fully_shard`` makes it an ``FSDPModule``)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(module, FSDPModule)
+
+
 class GanPoints(nn.Module):
     """A GAN over points; ``batch["phase"]`` says which half of the step the forward computes."""
 
@@ -158,6 +165,12 @@ class GanPoints(nn.Module):
         x = batch["x"]
         z = torch.randn(x.shape[0], self.latent_dim, device=x.device)
         if batch.get(PHASE_KEY) == "discriminator":
+            if self.r1_gamma > 0 and _fsdp_block(self.discriminator):
+                # R1's inner backward (inside this forward) makes FSDP2 free the discriminator's gathered
+                # weights before the outer backward needs them: a raw "storage of size 0" error otherwise
+                raise ConfigError("model.r1_gamma > 0 is not supported under train.strategy=fsdp (FSDP2 frees "
+                                  "the discriminator's gathered weights after R1's inner backward): set "
+                                  "model.r1_gamma=0 or train.strategy=ddp")
             real = x.detach().clone().requires_grad_(self.r1_gamma > 0)
             real_logits = self.discriminator(real)
             out = {"real": real_logits, "fake": self.discriminator(self.generator(z).detach())}
