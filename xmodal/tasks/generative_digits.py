@@ -209,26 +209,26 @@ class DiffusionDigits(nn.Module):
         losses = self.diffusion.training_losses(self.denoiser, x, t, model_kwargs={"cond": batch["label"]})
         return {"loss": losses["loss"]}
 
-    @torch.no_grad()
-    def sample(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Digits in [-1, 1] ``(n, 64)`` of the requested ``labels``."""
+    def _guided(self) -> Any:
+        """The EMA's copy of the guided denoiser at the recipe's guidance scale."""
         from xmodal.generative.guidance import ClassifierFreeGuidance
 
         averaged = self.ema.module
         if not isinstance(averaged, ClassifierFreeGuidance):  # the EMA holds a copy of the guided denoiser
             raise TypeError(f"DiffusionDigits: the EMA averages a {type(averaged).__name__}")
-        return self.trajectory(labels, generator)[-1]
+        return averaged.guided(self.guidance)
+
+    @torch.no_grad()
+    def sample(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Digits in [-1, 1] ``(n, 64)`` of the requested ``labels``."""
+        return self.diffusion.ddim_sample_loop(self._guided(), (len(labels), 64), num_steps=self.sample_steps,
+                                               model_kwargs={"cond": labels}, generator=generator).float()
 
     @torch.no_grad()
     def trajectory(self, labels: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
         """Every DDIM step's sample ``(n, 64)`` in [-1, 1] (float32), the last being :meth:`sample`'s digits."""
-        from xmodal.generative.guidance import ClassifierFreeGuidance
-
-        averaged = self.ema.module
-        if not isinstance(averaged, ClassifierFreeGuidance):  # the EMA holds a copy of the guided denoiser
-            raise TypeError(f"DiffusionDigits: the EMA averages a {type(averaged).__name__}")
-        guided = averaged.guided(self.guidance)
-        steps = self.diffusion.ddim_sample_loop_progressive(guided, (len(labels), 64), num_steps=self.sample_steps,
+        steps = self.diffusion.ddim_sample_loop_progressive(self._guided(), (len(labels), 64),
+                                                            num_steps=self.sample_steps,
                                                             model_kwargs={"cond": labels}, generator=generator)
         return [step["sample"].float() for step in steps]
 
