@@ -425,6 +425,27 @@ def test_scape_plot_equals_quadratic_definition(chorales):
         assert np.max(np.abs(mm.fitness_scape_plot(S) - ref_scape_plot(S))) <= 1e-6
 
 
+@pytest.mark.parametrize("method", ["numba", "numpy"])
+def test_scape_plot_routes_equal_reference_bit_for_bit(method):
+    """Both routes (the compiled kernel and the vectorised fallback) give the reference's bits (tolerance 0),
+    on every size from 1 to 9 frames (the special cases at N <= 2 and m == 2) and on larger SSMs with ties."""
+    rng = np.random.default_rng(11)
+    for n in list(range(1, 10)) + [23, 40]:
+        for values in ([-2.0, 0.0, 0.5, 1.0], None):
+            S = rng.choice(values, size=(n, n)) if values else np.where(rng.random((n, n)) < 0.6, -2.0, rng.random((n, n)))
+            np.fill_diagonal(S, 1.0)
+            assert np.array_equal(st.fitness_scape_plot(S, method=method), ref_scape_plot(S)), (n, values)
+
+
+def test_scape_plot_bad_input():
+    S = np.eye(4)
+    S[1, 2] = np.nan
+    with pytest.raises(MetricInputError, match="NaN"):
+        st.fitness_scape_plot(S)
+    with pytest.raises(MetricInputError, match="method"):
+        st.fitness_scape_plot(np.eye(3), method="fortran")
+
+
 def test_ssm_and_structureness_match_mueller_pipeline(chorales):
     torch = pytest.importorskip("torch")
     x = chorales["bwv101.7"][2][: 20 * SR]

@@ -18,7 +18,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from xmodal.errors import EmptyInputError, MetricInputError, SampleRateError, ShapeError, require_module
+from xmodal.errors import (
+    EmptyInputError,
+    MetricInputError,
+    MissingDependencyError,
+    SampleRateError,
+    ShapeError,
+    require_module,
+)
+from xmodal.metrics.music import scape_kernel
 
 # MusDr's settings (run_python_scapeplot.py and compute_SM_from_filename's defaults).
 ANALYSIS_SR = 22050
@@ -130,11 +138,13 @@ def threshold_relative(s: np.ndarray, rel_threshold: float, penalty: float) -> n
     return out
 
 
-def fitness_scape_plot(ssm: np.ndarray) -> np.ndarray:
+def fitness_scape_plot(ssm: np.ndarray, method: str = "auto") -> np.ndarray:
     """Mueller's fitness scape plot as a (length-1, start) matrix, zeros where start+length > N.
 
     Equal to MusDr's ``compute_fitness_scape_plot(S)[0]``: same DP, same backtracking tie rules (including
-    its restricted predecessor sets at m == 2 and n <= 2), same fitness formula.
+    its restricted predecessor sets at m == 2 and n <= 2), same fitness formula. ``method``: ``"numba"``
+    (the compiled kernel of ``scape_kernel``, one segment at a time), ``"numpy"`` (every segment of a chunk
+    at once, row by row) or ``"auto"`` (numba when installed). Both give the same bits.
     """
     s = np.asarray(ssm, dtype=np.float64)
     if s.ndim != 2 or s.shape[0] != s.shape[1]:
@@ -142,6 +152,21 @@ def fitness_scape_plot(ssm: np.ndarray) -> np.ndarray:
     n_rows = s.shape[0]
     if n_rows == 0:
         raise EmptyInputError("SSM is empty")
+    if not np.all(np.isfinite(s)):
+        raise MetricInputError("SSM has NaN or infinite entries")
+    if method not in ("auto", "numba", "numpy"):
+        raise MetricInputError(f"method must be 'auto', 'numba' or 'numpy', got {method!r}")
+    if method == "numba" and not scape_kernel.AVAILABLE:
+        raise MissingDependencyError(
+            "method='numba' needs numba (it comes with librosa: pip install xmodal[music])"
+        )
+    if method != "numpy" and scape_kernel.AVAILABLE:
+        plot, complete = scape_kernel.scape_plot(s)
+        if not complete:
+            raise MetricInputError(
+                "a segment has an empty optimal path family (SSM without a unit diagonal?)"
+            )
+        return plot
     # Every segment (pair p: start[p], length[p]), ordered by length, then start.
     lengths = np.concatenate([np.full(n_rows - k + 1, k) for k in range(1, n_rows + 1)])
     starts = np.concatenate([np.arange(n_rows - k + 1) for k in range(1, n_rows + 1)])
