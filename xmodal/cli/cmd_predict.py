@@ -37,4 +37,6 @@ def predict(
         path = bundle.predict(bundle.model, dataset, out)
     except PermissionError as exc:
         raise ConfigError(f"--out {out}: cannot write: {exc.strerror}") from exc
-    Console().print(f"predictions of {len(cast(Sized, dataset))} {split} samples with {directory}: {path}")
+    # "val" is the split the run evaluated on, which a recipe's data.eval_split may set to test.
+    which = "evaluation-split" if split == "val" else "training"
+    Console().print(f"predictions of {len(cast(Sized, dataset))} {which} samples with {directory}: {path}")
