@@ -63,6 +63,11 @@ class DataConfig:
     max_seconds: float = 4.0  # longer recordings are cropped (random crop in training)
     shift: int = 4  # image augmentation: random translation of up to this many pixels
     text_batch: int = 256
+    # Model selection without the held-out emoji: this percentage of the *training* emoji groups (skin-tone
+    # variants stay with their base, chosen by a hash of val_seed and the group) becomes a split "val" that is
+    # neither trained on nor tested; evaluation then runs on it instead of "test". 0: train on every group.
+    val_percent: int = 0
+    val_seed: int = 0
 
 
 @dataclass
@@ -82,14 +87,29 @@ class ModelConfig:
     # "batch" (BatchNorm) couples the samples of a micro-batch and is exact with neither
     image_norm: str = "group"
     image_channels_last: bool = True  # same values; GroupNorm convolutions run faster that way on CPU
+    # the audio tower's norm must not pool over time (padding would change the statistics): channel LayerNorm
+    # at every frame ("layer") or none
+    audio_norm: str = "layer"
 
 
 def check(cfg: dict[str, Any]) -> None:
     """Check the ``data:`` and ``model:`` sections at parse time (before anything is built)."""
-    parse_section(DataConfig, cfg.get("data"), "data")
+    _check_data(parse_section(DataConfig, cfg.get("data"), "data"))
     from xmodal.models import check_plan
 
     check_plan(model_plan(cfg))
+
+
+def _check_data(d: DataConfig) -> DataConfig:
+    if not 0 <= d.val_percent < 100:
+        raise ConfigError(f"data.val_percent: expected an integer in [0, 100), got {d.val_percent}")
+    return d
+
+
+def val_split(group: str, val_percent: int, val_seed: int) -> bool:
+    """Whether the training group ``group`` goes to the validation split (stable across machines: a hash)."""
+    h = int(hashlib.sha1(f"{val_seed}:{group}".encode()).hexdigest(), 16)
+    return h % 100 < val_percent
 
 
 # ------------------------------------------------------------------------------------------------ features
@@ -207,16 +227,20 @@ def _load_features(root: Path, cfg: DataConfig, progress: bool = True) -> Trimod
     files = [(root / r["image"], [root / r[f] for f in audio_fields]) for r in rows]
     captions = [str(r["caption"]) for r in rows]
     feats = _cached_features(files, captions, cfg, sample_rate, TransformCache(cfg.cache), progress)
+    splits = [str(r["split"]) for r in rows]
+    if cfg.val_percent:
+        splits = ["val" if s == "train" and val_split(str(r.get("group", r["id"])), cfg.val_percent, cfg.val_seed)
+                  else s for s, r in zip(splits, rows, strict=True)]
 
     # Standardise log-mels with the training items' statistics (per mel bin). An item's voices are adjacent rows.
     voices = len(audio_fields)
     offsets = feats["mel_offsets"]
     per_item = offsets[voices::voices] - offsets[:-1:voices]
-    is_train = torch.tensor([r["split"] == "train" for r in rows])
+    is_train = torch.tensor([s == "train" for s in splits])
     frames = feats["mel_frames"][is_train.repeat_interleave(per_item)].float()
     mean, std = frames.mean(0), frames.std(0).clamp_min(1e-3)
     mel_frames = ((feats["mel_frames"].float() - mean) / std).to(torch.float16)
-    return TrimodalItems([str(r["id"]) for r in rows], captions, [str(r["split"]) for r in rows], root,
+    return TrimodalItems([str(r["id"]) for r in rows], captions, splits, root,
                          [str(r[audio_fields[0]]) for r in rows], [str(r["image"]) for r in rows], sample_rate,
                          voices, feats["images"], mel_frames, offsets.tolist(), feats["text"])
 
@@ -273,7 +297,9 @@ def model_plan(cfg: dict[str, Any]) -> dict[str, Any]:
         values = value if isinstance(value, list) else [value]
         if key == "image_norm" and value not in ("group", "layer", "batch", "none"):
             raise ConfigError(f"model.image_norm: expected group, layer, batch or none, got {value!r}")
-        if key in ("image_norm", "image_channels_last"):
+        if key == "audio_norm" and value not in ("layer", "none"):
+            raise ConfigError(f"model.audio_norm: expected layer or none (mask-exact), got {value!r}")
+        if key in ("image_norm", "image_channels_last", "audio_norm"):
             continue
         if key not in ("dropout", "init_temperature") and (not values or min(values) < 1):
             raise ConfigError(f"model.{key}: must be >= 1, got {value}")
@@ -284,7 +310,7 @@ def model_plan(cfg: dict[str, Any]) -> dict[str, Any]:
                       "channels_last": m.image_channels_last},
             "audio": {"modality": "spectrogram", "family": "cnn1d", "in_channels": d.n_mels,
                       "channels": m.audio_channels, "depth": m.audio_depth, "kernel_size": m.audio_kernel,
-                      "norm": "layer", "stem_stride": m.audio_stem_stride},
+                      "norm": m.audio_norm, "stem_stride": m.audio_stem_stride},
             "text": {"modality": "caption", "family": "minilm", "width": m.text_hidden, "dropout": m.dropout},
         },
         "embed_dim": m.embed_dim,
@@ -327,7 +353,7 @@ def prepare_data(cfg: dict[str, Any], progress: bool = True) -> tuple[TrimodalIt
     """Build (or reuse) the dataset named by ``data.builder`` and load its features."""
     from xmodal.data.registry import get_builder
 
-    d = parse_section(DataConfig, cfg.get("data"), "data")
+    d = _check_data(parse_section(DataConfig, cfg.get("data"), "data"))
     root = Path(d.root) if d.root else default_data_root()
     path = get_builder(d.builder).build(root, **dict(d.options))
     return _load_features(Path(path), d, progress), d
@@ -336,10 +362,12 @@ def prepare_data(cfg: dict[str, Any], progress: bool = True) -> tuple[TrimodalIt
 def build(cfg: dict[str, Any]) -> TaskBundle:
     """The TaskBundle of the recipe ``cfg``: data (built and cached on first use), model, loss, evaluation."""
     items, d = prepare_data(cfg)
+    split = "val" if d.val_percent else "test"
     train_set = TrimodalDataset(items, "train", d, train=True)
-    test_set = TrimodalDataset(items, "test", d, train=False)
+    test_set = TrimodalDataset(items, split, d, train=False)
     if len(test_set) == 0:
-        raise ConfigError("data: the dataset has no 'test' items to evaluate on (raise data.options.max_groups)")
+        raise ConfigError(f"data: the dataset has no {split!r} items to evaluate on (raise data.options.max_groups"
+                          + (" or data.val_percent)" if d.val_percent else ")"))
     return pipeline.assemble(kind="contrastive", model=build_model(cfg), modalities=FIELD_MODALITIES,
-                             train_set=train_set, val_set=test_set, collate=collate, split="test",
+                             train_set=train_set, val_set=test_set, collate=collate, split=split,
                              batch_size=pipeline.eval_batch_size(cfg))
