@@ -1,6 +1,6 @@
 """Learning sanity on 2-D toy distributions: the samplers recover a Gaussian from its exact closed-form
 denoiser, and a few hundred steps of diffusion training beat a single-Gaussian fit by the energy distance on
-held-out samples. (benchmarks/generative_toy.py runs the longer version on all four distributions.)"""
+held-out samples. (benchmarks/bench_generative.py runs the longer version on all four distributions.)"""
 
 from __future__ import annotations
 
