@@ -22,7 +22,7 @@ from xmodal.errors import ConfigError, DataError
 from xmodal.metrics.localization import binarize_lvs, ciou
 from xmodal.tasks import sound_localization as sl
 from xmodal.tasks.models.attention_localiser import AttentionLocaliser, attention_loss, triplet_ratio_loss
-from xmodal.tasks.models.lvs import LVSNet, lvs_loss
+from xmodal.tasks.models.lvs import LVSNet, debiased_nce, lvs_loss
 
 REPO = Path(__file__).resolve().parents[1]
 CI_OVERRIDES = ("--set", "train.eval_every=0")  # the recipe as committed, evaluated once at the end
@@ -77,6 +77,39 @@ def test_lvs_silent_clips_leave_the_infonce_rows():
     assert float(lvs_loss(out, sounding, silent_weight=0.5)) == pytest.approx(float(expected), rel=1e-6)
     with pytest.raises(Exception, match="acoustic"):
         model(image, spec)
+
+
+def test_debiased_estimator_by_hand():
+    # 3 clips at temperature 0.5 (lower bound exp(-1 / 0.5) = exp(-2)), tau_plus 0.2; columns: positive, the
+    # three clips' audio (the row's own one ignored: 99 stands for the reference's pushed-out entry), hard negative
+    logits = torch.tensor([[1.0, 99.0, 0.5, 2.0, -1.0],
+                           [2.0, -1.0, 99.0, -1.0, 0.0],
+                           [0.0, 1.0, 1.0, 99.0, 0.5]])
+    # row 0: mean(e^0.5, e^2) = 4.51889; minus 0.2 e^1 = 0.54366, over 0.8: g = 4.96904 (above e^-2);
+    # loss = log(e^1 + 2 g + e^-1) - 1 = log(13.02424) - 1
+    row0 = math.log(math.e + 2 * ((math.exp(0.5) + math.exp(2.0)) / 2 - 0.2 * math.e) / 0.8 + math.exp(-1)) - 1
+    assert row0 == pytest.approx(1.566812, abs=1e-6)
+    # row 1: e^-1 - 0.2 e^2 < 0, so g is the bound e^-2: loss = log(e^2 + 2 e^-2 + e^0) - 2 = 0.158683
+    row1 = math.log(math.exp(2) + 2 * math.exp(-2) + 1) - 2
+    assert row1 == pytest.approx(0.158683, abs=1e-6)
+    # row 2: mean(e^1, e^1) - 0.2 e^0 = 2.51828, over 0.8: g = 3.14785; loss = log(1 + 2 g + e^0.5) - 0
+    row2 = math.log(1 + 2 * (math.e - 0.2) / 0.8 + math.exp(0.5))
+    out = debiased_nce(logits, 0.2, 0.5)
+    assert torch.allclose(out, torch.tensor([row0, row1, row2]), rtol=1e-5)
+    # tau_plus 0 with the bound not reached: InfoNCE over the positive, the other clips and the hard negative
+    keep = ~torch.eye(3, dtype=torch.bool)
+    plain = torch.stack([torch.cat([r[:1], r[1:4][keep[i]], r[4:]]) for i, r in enumerate(logits)])
+    reference = torch.nn.functional.cross_entropy(plain, torch.zeros(3, dtype=torch.long), reduction="none")
+    assert torch.allclose(debiased_nce(logits, 0.0, 0.5), reference, rtol=1e-5)
+    # without the hard-negative column the same rows lose its term
+    assert float(debiased_nce(logits[:, :4], 0.2, 0.5)[1]) == pytest.approx(math.log(math.exp(2) + 2 * math.exp(-2)) - 2,
+                                                                            rel=1e-5)
+    # through lvs_loss: silent clip 1 leaves the rows and adds the mean of its Pos map
+    outputs = {"logits": logits, "pos": torch.full((3, 2, 2), 0.25)}
+    got = lvs_loss(outputs, torch.tensor([True, False, True]), silent_weight=2.0, tau_plus=0.2, temperature=0.5)
+    assert float(got) == pytest.approx((row0 + row2) / 2 + 2.0 * 0.25, rel=1e-5)
+    with pytest.raises(ConfigError, match="tau_plus"):
+        debiased_nce(logits, 1.0, 0.5)
 
 
 def test_attention_model_learns_a_supervised_box():

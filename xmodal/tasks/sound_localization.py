@@ -44,7 +44,8 @@ object, a saliency oracle) and ``objectness`` (the union of all objects' boxes, 
 
 Recipe sections: ``data: {root, benchmark, eval_split, image_size, audio_seconds, cache}`` and ``model: {name,
 visual, audio, hidden, visual_hidden, channels, audio_channels, acoustic, floor, mode, temperature, embed_dim,
-supervised_weight, silent_weight, trimap, hard_negative}``.
+supervised_weight, silent_weight, trimap, hard_negative, tau_plus}``; ``model.tau_plus > 0`` trains LVS with the
+debiased contrastive estimator instead of InfoNCE (:func:`xmodal.tasks.models.lvs.debiased_nce`).
 """
 
 from __future__ import annotations
@@ -112,6 +113,9 @@ class ModelConfig:
     silent_weight: float = 1.0
     trimap: bool = True  # LVS: the hard-negative trimap (false: one threshold, epsilon)
     hard_negative: bool = True  # LVS: the own negative region as an extra negative
+    # LVS: 0 is the paper's InfoNCE; in (0, 1) the debiased estimator over the other clips (Chuang et al. 2020),
+    # tau_plus the prior that another clip is a false negative (its sound one of this frame's silent objects)
+    tau_plus: float = 0.0
 
 
 def _configs(cfg: dict[str, Any]) -> tuple[DataConfig, ModelConfig]:
@@ -132,6 +136,8 @@ def _configs(cfg: dict[str, Any]) -> tuple[DataConfig, ModelConfig]:
             raise ConfigError(f"model.{key}: needs positive widths, got {widths}")
     if m.channels[-1] != m.audio_channels[-1]:
         raise ConfigError("model.audio_channels: must end with the same width as model.channels")
+    if not 0 <= m.tau_plus < 1:
+        raise ConfigError(f"model.tau_plus: must be within [0, 1), got {m.tau_plus}")
     return d, m
 
 
@@ -428,7 +434,7 @@ def objective(outputs: dict[str, torch.Tensor], batch: dict[str, Any], m: ModelC
     if m.name == "lvs":
         from xmodal.tasks.models.lvs import lvs_loss
 
-        return lvs_loss(outputs, batch["sounding"], m.silent_weight)
+        return lvs_loss(outputs, batch["sounding"], m.silent_weight, tau_plus=m.tau_plus)
     from xmodal.tasks.models.attention_localiser import attention_loss
 
     return attention_loss(outputs, batch["target"], m.mode, m.supervised_weight, batch["sounding"],

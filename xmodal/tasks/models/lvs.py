@@ -15,6 +15,14 @@ spectral shape, onsets; :mod:`xmodal.data.acoustic`) to the pooled audio vector 
 audio stays a column, a negative for every other image) and their whole map is pushed out of the positive
 region (the mean of ``Pos`` over the map, weighted by ``silent_weight``). ``score``, the peak of ``A``, says how
 strongly something in the frame sounds.
+
+``tau_plus > 0`` replaces the InfoNCE sum over the other clips by the debiased estimator of Chuang et al.
+("Debiased Contrastive Learning", NeurIPS 2020, eq. 6): with ``M = N - 1`` other clips, logits ``s_j``, positive
+logit ``s_+`` and ``t`` the temperature,
+``g = max((mean_j exp(s_j) - tau_plus exp(s_+)) / (1 - tau_plus), exp(-1 / t))``, and the row's loss is
+``-log(exp(s_+) / (exp(s_+) + M g + exp(s_hard)))``. ``tau_plus`` is the prior probability that another clip is
+a false negative: in a frame of several objects, another clip whose sound is one of this frame's silent objects
+scores as high as the true pair, and plain InfoNCE pushes that correct response down.
 """
 
 from __future__ import annotations
@@ -26,10 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xmodal.errors import ShapeError
+from xmodal.errors import ConfigError, ShapeError
 from xmodal.nn.encoders.cnn import CNN2d
 
-__all__ = ["FeatureEncoder", "LVSNet", "lvs_loss"]
+__all__ = ["FeatureEncoder", "LVSNet", "debiased_nce", "lvs_loss"]
 
 
 class FeatureEncoder(Protocol):
@@ -91,19 +99,53 @@ class LVSNet(nn.Module):
                 "score": a_own.flatten(1).amax(-1)}
 
 
+def debiased_nce(logits: torch.Tensor, tau_plus: float, temperature: float) -> torch.Tensor:
+    """Per-row debiased contrastive loss (module docstring) of the LVS logits of an ``N``-clip batch,
+    ``(N, N + 2)`` (column 0 the positive, ``1 .. N`` the clips' audio, the row's own column ``1 + row`` left
+    out, the last the hard negative) or ``(N, N + 1)`` without the hard negative. ``(N,)``."""
+    if not 0.0 <= tau_plus < 1.0:
+        raise ConfigError(f"tau_plus must be in [0, 1), got {tau_plus}")
+    n = logits.shape[0]
+    hard = logits.shape[1] - 1 - n
+    if hard not in (0, 1):
+        raise ShapeError(f"logits of {n} clips must be ({n}, {n + 1}) or ({n}, {n + 2}), got {tuple(logits.shape)}",
+                         source="lvs_loss")
+    if n < 2:
+        raise ShapeError(f"the debiased estimator needs two clips or more, got {n}", source="lvs_loss")
+    own = torch.eye(n, dtype=torch.bool, device=logits.device)
+    used = torch.cat([logits[:, :1], logits[:, 1:n + 1].masked_fill(own, -torch.inf), logits[:, n + 1:]], 1)
+    # shifted by each row's largest used logit (no gradient through the shift): exp stays finite at any temperature
+    shift = used.detach().amax(-1, keepdim=True)
+    pos = (logits[:, :1] - shift).exp()
+    others = (used[:, 1:n + 1] - shift).exp()
+    g = (others.sum(-1, keepdim=True) / (n - 1) - tau_plus * pos) / (1 - tau_plus)
+    g = torch.maximum(g, (-1 / temperature - shift).exp())
+    denom = pos + (n - 1) * g
+    if hard:
+        denom = denom + (logits[:, -1:] - shift).exp()
+    return (denom.log() - (logits[:, :1] - shift))[:, 0]
+
+
 def lvs_loss(outputs: dict[str, torch.Tensor], sounding: torch.Tensor | None = None,
-             silent_weight: float = 1.0) -> torch.Tensor:
-    """Cross-entropy with the own positive region (column 0) as the target. With ``sounding`` (N,) bool, only
-    sounding clips are InfoNCE rows, and each silent clip adds ``silent_weight`` x the mean of its ``Pos`` map."""
+             silent_weight: float = 1.0, tau_plus: float = 0.0, temperature: float = 0.07) -> torch.Tensor:
+    """Cross-entropy with the own positive region (column 0) as the target, or with ``tau_plus > 0`` the
+    debiased estimator (:func:`debiased_nce`; ``temperature`` is the model's, for its lower bound). With
+    ``sounding`` (N,) bool, only sounding clips are rows, and each silent clip adds ``silent_weight`` x the mean of
+    its ``Pos`` map."""
     logits = outputs["logits"]
-    if sounding is None:
-        return F.cross_entropy(logits, torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device))
-    sounding = sounding.bool()
-    rows = logits[sounding]
+    keep = (torch.ones(logits.shape[0], dtype=torch.bool, device=logits.device) if sounding is None
+            else sounding.bool())
     loss = logits.new_zeros(())
-    if rows.shape[0]:
-        loss = loss + F.cross_entropy(rows, torch.zeros(rows.shape[0], dtype=torch.long, device=logits.device))
-    silent = outputs["pos"][~sounding]
+    if keep.any():
+        if tau_plus > 0:
+            # every clip is a row first (its own column is 1 + its index), the silent ones dropped after
+            loss = loss + debiased_nce(logits, tau_plus, temperature)[keep].mean()
+        else:
+            rows = logits[keep]
+            loss = loss + F.cross_entropy(rows, torch.zeros(rows.shape[0], dtype=torch.long, device=logits.device))
+    if sounding is None:
+        return loss
+    silent = outputs["pos"][~keep]
     if silent.shape[0]:
         loss = loss + silent_weight * silent.flatten(1).mean(-1).mean()
     return loss + 0.0 * logits.sum()  # the logits stay in the graph in an all-silent batch (DDP needs them)
