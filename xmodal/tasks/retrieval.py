@@ -16,10 +16,16 @@ are discrete: the pretrained MiniLM sentence tower, frozen, with a trainable pro
   for MSR-VTT: appearance (the image CNN on each sampled frame, averaged over time), motion (the 3-D CNN of
   ``build_encoder("video")`` on the frames) and audio (the 1-D CNN on the soundtrack's log-mels).
 
+``model.item: sprite_encoder`` (:mod:`xmodal.tasks.retrieval_items`) replaces the image CNN (and the video's
+appearance expert) by a frozen trunk, the sprite encoder trained here on the scene vocabulary, with per-cell
+colour statistics and a trainable head that keeps the grid: the model and the bag-of-words baseline then share a
+far better item space, and the text towers decide.
+
 Text (``model.text``, :mod:`xmodal.tasks.retrieval_text`): ``minilm`` (the frozen sentence embedding and a
 trainable MLP), ``transformer`` (the frozen MiniLM token states and a trainable Transformer with attention
 pooling: order-aware) or ``bag_of_words`` (TF-IDF and a linear map). ``data.twin_batches`` puts every training
-item's hard-negative twin in its batch.
+item's hard-negative twin in its batch. ``data.captions_per_item`` k > 1 gives each training item k distinct
+captions, all positives (:func:`multi_positive_nce`).
 
 Loss: CLIP's symmetric InfoNCE with a learnable temperature (gathered over ranks for two towers; over the local
 batch for MEE, whose similarity depends on the caption's expert weights).
@@ -53,6 +59,7 @@ from xmodal.errors import ConfigError
 from xmodal.tasks import pipeline
 from xmodal.tasks.base import TaskBundle
 from xmodal.tasks.retrieval_data import PROTOCOL_FILES, MediaSettings, RetrievalSet, TwinBatches, collate
+from xmodal.tasks.retrieval_items import ITEM_TOWERS, build_item_tower, sprite_grid_features
 from xmodal.tasks.retrieval_text import MINILM_DIM, TEXT_TOWERS, build_text_tower, text_inputs, tfidf
 
 if TYPE_CHECKING:
@@ -82,6 +89,7 @@ class DataConfig:
     max_seconds: float = 10.0  # sounds are cut or zero-padded to this length
     shift: int = 0  # training augmentation: images and frames moved by up to this many pixels
     twin_batches: bool = False  # training batches of twin pairs (item 2k and its hard negative 2k + 1)
+    captions_per_item: int = 1  # k > 1: k distinct captions per training item, all positives (multi-positive loss)
     max_tokens: int = 32  # word pieces kept per caption for model.text: transformer
     cache: str | None = None  # transform cache directory; null: $XMODAL_CACHE/features
 
@@ -94,6 +102,9 @@ class ModelConfig:
     grid: int = 2  # columns of the image / time bins of the sound kept apart by the pooling
     audio_channels: list[int] = field(default_factory=lambda: [64, 128])
     motion_channels: list[int] = field(default_factory=lambda: [16, 32])
+    item: str = "cnn"  # the image / frame tower: cnn (trained from scratch) | sprite_encoder (frozen trunk + head)
+    item_input: int = 112  # model.item: sprite_encoder: the side images are resized to (map side: ceil(/ 16))
+    item_hidden: int = 64  # model.item: sprite_encoder: the per-cell MLP's width
     text: str = "minilm"  # the caption tower: minilm | transformer | bag_of_words (retrieval_text.py)
     text_hidden: int = 256
     text_layers: int = 1  # model.text: transformer
@@ -110,11 +121,19 @@ def check(cfg: dict[str, Any]) -> None:
         raise ConfigError(f"data.protocol: unknown {d.protocol!r}; choose one of {', '.join(PROTOCOL_FILES)}")
     if min(m.embed_dim, m.grid, m.text_hidden, m.stem_stride) < 1 or not m.channels or not m.audio_channels:
         raise ConfigError("model: embed_dim, grid, text_hidden and stem_stride must be >= 1, channels non-empty")
+    if m.item not in ITEM_TOWERS:
+        raise ConfigError(f"model.item: unknown {m.item!r}; choose one of {', '.join(ITEM_TOWERS)}")
+    if m.item == "sprite_encoder" and (m.item_input < 16 or m.item_hidden < 1):
+        raise ConfigError(f"model.item_input must be >= 16 and model.item_hidden >= 1, got {m.item_input} and "
+                          f"{m.item_hidden}")
+    if m.item == "sprite_encoder" and PROTOCOL_FILES[d.protocol].modality == "audio":
+        raise ConfigError(f"model.item: sprite_encoder encodes images and frames; {d.protocol} items are sounds")
     if m.text not in TEXT_TOWERS:
         raise ConfigError(f"model.text: unknown {m.text!r}; choose one of {', '.join(TEXT_TOWERS)}")
-    if min(m.text_layers, m.text_heads, d.max_tokens) < 1:
-        raise ConfigError("model.text_layers, model.text_heads and data.max_tokens must be >= 1")
-    if m.text == "transformer" and m.text_hidden % m.text_heads:
+    if min(m.text_layers, m.text_heads, d.max_tokens, d.captions_per_item) < 1:
+        raise ConfigError("model.text_layers, model.text_heads, data.max_tokens and data.captions_per_item must "
+                          "be >= 1")
+    if m.text in ("transformer", "hybrid") and m.text_hidden % m.text_heads:
         raise ConfigError(f"model.text_heads: {m.text_heads} must divide model.text_hidden ({m.text_hidden})")
 
 
@@ -186,27 +205,31 @@ class RetrievalModel(nn.Module):
     against every item."""
 
     def __init__(self, modality: str, m: ModelConfig, n_mels: int, text_dim: int = MINILM_DIM,
-                 max_tokens: int = 32) -> None:
+                 max_tokens: int = 32, vocabulary: int = 0) -> None:
         super().__init__()
         from xmodal.nn.objectives import LogitScale
 
         self.modality = modality
         # text_dim: 384 (MiniLM) or the TF-IDF vocabulary's size (bag_of_words)
         self.text = build_text_tower(m.text, in_dim=text_dim, hidden=m.text_hidden, dropout=m.dropout,
-                                     layers=m.text_layers, heads=m.text_heads, max_tokens=max_tokens)
+                                     layers=m.text_layers, heads=m.text_heads, max_tokens=max_tokens,
+                                     vocabulary=vocabulary)  # vocabulary: model.text: hybrid's TF-IDF width
         self.logit_scale = LogitScale(m.init_temperature)
         d = m.embed_dim
+        # model.item: sprite_encoder reads the frozen features the data carries, not the pixels
+        self.frozen_items = m.item == "sprite_encoder"
+        look: nn.Module = (build_item_tower(m.item_input, m.item_hidden, d, m.dropout) if self.frozen_items
+                           else GridImageTower(m.channels, m.stem_stride, m.grid, d))
         if modality == "video":
             from xmodal.nn.vl import MEE
 
             self.experts = nn.ModuleDict({
-                "appearance": GridImageTower(m.channels, m.stem_stride, m.grid, d),
+                "appearance": look,
                 "motion": MotionTower(m.motion_channels, d),
                 "audio": GridAudioTower(n_mels, m.audio_channels, m.grid, d)})
             self.mee = MEE({name: d for name in self.experts}, m.text_hidden, d)
         else:
-            self.item = (GridImageTower(m.channels, m.stem_stride, m.grid, d) if modality == "image"
-                         else GridAudioTower(n_mels, m.audio_channels, m.grid, d))
+            self.item = (look if modality == "image" else GridAudioTower(n_mels, m.audio_channels, m.grid, d))
             self.text_out = nn.Linear(m.text_hidden, d)
 
     def encode_items(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -214,10 +237,12 @@ class RetrievalModel(nn.Module):
         if self.modality == "video":
             frames = batch["frames"]  # (b, T, 3, H, W)
             b, t = frames.shape[:2]
-            look = self.experts["appearance"](frames.flatten(0, 1)).view(b, t, -1).mean(1)
+            per_frame = batch["frame_features"] if self.frozen_items else frames  # (b, T, C, g, g) | pixels
+            look = self.experts["appearance"](per_frame.flatten(0, 1)).view(b, t, -1).mean(1)
             return {"appearance": look, "motion": self.experts["motion"](frames),
                     "audio": self.experts["audio"](batch["audio"])}
-        return {"item": F.normalize(self.item(batch[self.modality]), dim=-1)}
+        key = "image_features" if self.frozen_items and self.modality == "image" else self.modality
+        return {"item": F.normalize(self.item(batch[key]), dim=-1)}
 
     def encode_text(self, text: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """The text tower's inputs (``(n, 384)`` MiniLM embeddings, ``(n, vocabulary)`` TF-IDF rows, or
@@ -233,22 +258,55 @@ class RetrievalModel(nn.Module):
         return text @ items["item"].T
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        items, text = self.encode_items(batch), self.encode_text(batch["text"], batch.get("text_mask"))
+        text_in, mask = batch["text"], batch.get("text_mask")
+        b = len(batch["id"]) if "id" in batch else None
+        if b is not None and text_in.shape[0] == b and text_in.ndim == (4 if mask is not None else 3):
+            # data.captions_per_item: (b, k, ...) -> (b * k, ...), captions of item i at rows i * k .. i * k + k - 1
+            text_in = text_in.flatten(0, 1)
+            mask = None if mask is None else mask.flatten(0, 1)
+        items, text = self.encode_items(batch), self.encode_text(text_in, mask)
         if self.modality == "video":
             return {"sim": self.similarity(text, items), "logit_scale": self.logit_scale()}
         return {"item_emb": items["item"], "text_emb": text, "logit_scale": self.logit_scale()}
 
 
+def multi_positive_nce(logits: torch.Tensor, k: int, item_offset: int = 0, text_offset: int = 0,
+                       logits_items: torch.Tensor | None = None) -> torch.Tensor:
+    """Symmetric InfoNCE with ``k`` captions per item, all of them positives.
+
+    ``logits`` ``(n * k, N)``: this rank's captions (item ``i``'s at rows ``i * k .. i * k + k - 1``) against
+    every item; its caption-to-item term is the cross-entropy with label ``item_offset + row // k``.
+    ``logits_items`` ``(n, N * k)``: this rank's items against every caption (default ``logits.T``, one rank);
+    the item-to-caption term is ``-log`` of the softmax mass on the item's ``k`` captions (from column
+    ``text_offset + i * k``), the training form of the any-of-k retrieval the protocols score. With ``k = 1``
+    both terms are CLIP's."""
+    n_text = logits.shape[0]
+    labels = item_offset + torch.arange(n_text, device=logits.device) // k
+    t2i = F.cross_entropy(logits, labels)
+    li = logits.T if logits_items is None else logits_items  # (n, N * k)
+    n = li.shape[0]
+    cols = text_offset + torch.arange(n, device=li.device)[:, None] * k + torch.arange(k, device=li.device)
+    i2t = (torch.logsumexp(li, dim=1) - torch.logsumexp(li.gather(1, cols), dim=1)).mean()
+    return (t2i + i2t) / 2
+
+
 def loss(outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
-    """Symmetric InfoNCE: text-to-item and item-to-text cross-entropy with the pair on the diagonal."""
-    from xmodal.nn.objectives import info_nce
+    """Symmetric InfoNCE: text-to-item and item-to-text cross-entropy with the pair on the diagonal; with
+    ``data.captions_per_item`` k > 1, :func:`multi_positive_nce` (gathered over ranks for two towers)."""
+    from xmodal.nn.objectives import gather_with_grad, info_nce
 
     scale = outputs["logit_scale"]
     if "sim" in outputs:
         logits = scale * outputs["sim"]  # (text, video)
-        labels = torch.arange(logits.shape[0], device=logits.device)
-        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
-    return info_nce(outputs["item_emb"], outputs["text_emb"], scale)
+        return multi_positive_nce(logits, logits.shape[0] // logits.shape[1])
+    items, text = outputs["item_emb"], outputs["text_emb"]
+    if text.shape[0] == items.shape[0]:
+        return info_nce(items, text, scale)
+    k = text.shape[0] // items.shape[0]
+    all_items, item_offset = gather_with_grad(items)
+    all_text, text_offset = gather_with_grad(text)
+    return multi_positive_nce(scale * text @ all_items.T, k, item_offset, text_offset,
+                              scale * items @ all_text.T)
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
@@ -426,8 +484,14 @@ def _dataset(d: DataConfig, m: ModelConfig, root: Path, file: str, media: str, t
     settings = MediaSettings(d.image_size, d.frames, d.frame_size, d.sample_rate, d.n_mels, d.n_fft, d.hop_length,
                              d.max_seconds)
     text, mask = text_inputs(m.text, listing.captions, train_captions or listing.captions, cache, d.max_tokens)
-    ds = RetrievalSet(listing, decode_items(files.modality, listing.paths, settings, cache), text, train, d.shift,
-                      mask)
+    pixels = decode_items(files.modality, listing.paths, settings, cache)
+    if m.item == "sprite_encoder" and files.modality == "image":  # the frozen trunk's grid replaces the pixels
+        pixels = {"image_features": sprite_grid_features(pixels["image"], m.item_input, cache)}
+    elif m.item == "sprite_encoder":  # video: per-frame grids for the appearance expert; motion keeps the frames
+        n, t = pixels["frames"].shape[:2]
+        grids = sprite_grid_features(pixels["frames"].flatten(0, 1), m.item_input, cache)
+        pixels = {**pixels, "frame_features": grids.view(n, t, *grids.shape[1:])}
+    ds = RetrievalSet(listing, pixels, text, train, d.shift, mask, d.captions_per_item)
     if not train:
         ds.layout = read_layout(root / file, d.protocol)
         if ds.layout.caption_item != listing.caption_item or ds.layout.n_items != len(listing.keys):
@@ -451,7 +515,11 @@ def build(cfg: dict[str, Any]) -> TaskBundle:
     train_set = _dataset(d, m, root, train_file, d.media if d.media is not None else files.train_media, True, cache)
     val_set = _dataset(d, m, root, eval_file, d.eval_media if d.eval_media is not None else files.eval_media, False,
                        cache, train_set.listing.captions)
-    model = RetrievalModel(files.modality, m, d.n_mels, text_dim=train_set.text.shape[-1], max_tokens=d.max_tokens)
+    vocabulary = 0  # model.text: hybrid: the TF-IDF width over the training captions
+    if m.text == "hybrid":
+        vocabulary = tfidf(train_set.listing.captions, train_set.listing.captions[:1]).shape[1]
+    model = RetrievalModel(files.modality, m, d.n_mels, text_dim=train_set.text.shape[-1], max_tokens=d.max_tokens,
+                           vocabulary=vocabulary)
     bs = pipeline.eval_batch_size(cfg)
     bow = BowBaseline(files.modality, m, d.n_mels, cfg.get("train"), d.twin_batches)
     return TaskBundle(model=model, loss=loss, train_set=TwinBatches(train_set) if d.twin_batches else train_set,

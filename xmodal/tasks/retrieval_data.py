@@ -216,10 +216,12 @@ class RetrievalSet(Dataset):
     A sample is one item: ``{"id", <media fields>, "text"}`` with the text tower's input for one of its captions
     (``text[c]``: the MiniLM embedding ``(384,)``, TF-IDF row or token states; with ``text_mask``, also
     ``"text_mask"``), drawn afresh each time in training (so an epoch sees every item once and a batch never
-    holds two captions of one item, which would be false negatives) and the first one otherwise."""
+    holds two captions of one item, which would be false negatives) and the first one otherwise. With
+    ``captions_per_item`` k > 1 a training sample holds k distinct captions of its item (``text`` ``(k, ...)``),
+    all positives of the item in the multi-positive loss."""
 
     def __init__(self, listing: Listing, media: dict[str, torch.Tensor], text: torch.Tensor, train: bool,
-                 shift: int = 0, text_mask: torch.Tensor | None = None) -> None:
+                 shift: int = 0, text_mask: torch.Tensor | None = None, captions_per_item: int = 1) -> None:
         if not listing.keys:
             raise DataError("no items", source="retrieval data")
         if len(text) != len(listing.captions) or (text_mask is not None and len(text_mask) != len(text)):
@@ -232,6 +234,12 @@ class RetrievalSet(Dataset):
         self.captions_of: list[list[int]] = [[] for _ in listing.keys]
         for c, i in enumerate(listing.caption_item):
             self.captions_of[i].append(c)
+        # data.captions_per_item: a training sample carries k distinct captions of its item (multi-positive loss)
+        self.captions_per_item = captions_per_item if train else 1
+        fewest = min(len(c) for c in self.captions_of)
+        if self.captions_per_item > fewest:
+            raise DataError(f"data.captions_per_item: {captions_per_item} captions per training item asked, but "
+                            f"an item has only {fewest}", source="retrieval data")
 
     def __len__(self) -> int:
         return len(self.listing.keys)
@@ -246,6 +254,12 @@ class RetrievalSet(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         caps = self.captions_of[i]
+        if self.captions_per_item > 1:  # k distinct captions: text (k, ...), mask (k, L)
+            picks = [caps[int(j)] for j in torch.randperm(len(caps))[: self.captions_per_item]]
+            out = {**self.item(i), "text": self.text[picks].float()}
+            if self.text_mask is not None:
+                out["text_mask"] = self.text_mask[picks]
+            return out
         c = caps[int(torch.randint(len(caps), ()))] if self.train else caps[0]
         out = {**self.item(i), "text": self.text[c].float()}
         if self.text_mask is not None:
@@ -254,7 +268,8 @@ class RetrievalSet(Dataset):
 
     def with_text(self, text: torch.Tensor, text_mask: torch.Tensor | None = None) -> RetrievalSet:
         """The same items and captions (media shared, not copied) read by another text tower."""
-        other = RetrievalSet(self.listing, self.media, text, self.train, self.shift, text_mask)
+        other = RetrievalSet(self.listing, self.media, text, self.train, self.shift, text_mask,
+                             self.captions_per_item)
         other.layout = self.layout
         return other
 

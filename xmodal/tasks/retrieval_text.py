@@ -6,6 +6,10 @@
   pre-norm Transformer (``model.text_layers`` layers, learned positions, a CLS token that pools by attention).
   The word order reaches the trainable part: "a dog to the left of a cat" and its mirror give other inputs, and
   attention can weigh the words that tell a hard-negative twin apart.
+- ``hybrid``: both paths summed, the ``transformer`` tower over the token states and a linear map of the caption's
+  TF-IDF row (a lexical path beside the order-aware one, as sparse-plus-dense retrievers do). The TF-IDF row rides
+  in the token-state tensor, as rows after the ``data.max_tokens`` token rows (:func:`pack_tfidf`), so that every
+  caption input stays one tensor with one mask.
 - ``bag_of_words``: TF-IDF rows over the training captions' words and one trainable linear map. It sees which
   words a caption holds and nothing of their order: the trivial text tower of the ``bag_of_words`` baseline.
 """
@@ -22,7 +26,7 @@ from torch import nn
 
 from xmodal.errors import ConfigError
 
-TEXT_TOWERS = ("minilm", "transformer", "bag_of_words")
+TEXT_TOWERS = ("minilm", "transformer", "bag_of_words", "hybrid")
 MINILM_DIM = 384
 _WORDS = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token_pattern
 
@@ -85,7 +89,19 @@ def text_inputs(kind: str, texts: list[str], train_texts: list[str], cache: Any,
         return tfidf(train_texts, texts).float(), None
     if kind == "transformer":
         return token_states(texts, max_tokens, cache)
+    if kind == "hybrid":
+        tokens, mask = token_states(texts, max_tokens, cache)
+        return pack_tfidf(tokens, tfidf(train_texts, texts)), mask
     raise ConfigError(f"model.text: unknown {kind!r}; choose one of {', '.join(TEXT_TOWERS)}")
+
+
+def pack_tfidf(tokens: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``(N, L, 384)`` token states and ``(N, V)`` TF-IDF rows -> ``(N, L + ceil(V / 384), 384)``: the TF-IDF row
+    zero-padded and laid out as extra rows after the tokens (in the tokens' dtype)."""
+    extra = -(-rows.shape[1] // MINILM_DIM)
+    flat = torch.zeros(rows.shape[0], extra * MINILM_DIM, dtype=tokens.dtype)
+    flat[:, : rows.shape[1]] = rows.to(tokens.dtype)
+    return torch.cat([tokens, flat.view(rows.shape[0], extra, MINILM_DIM)], dim=1)
 
 
 class BagOfWordsTower(nn.Module):
@@ -119,8 +135,26 @@ class TokenAttentionTower(nn.Module):
         return pooled
 
 
+class HybridTower(nn.Module):
+    """``(n, L + R, 384)`` (token states, then the TF-IDF row packed by :func:`pack_tfidf`) and mask ``(n, L)`` ->
+    ``(n, hidden)``: :class:`TokenAttentionTower` of the tokens plus a linear map of the TF-IDF row."""
+
+    def __init__(self, vocabulary: int, hidden: int, layers: int, heads: int, max_tokens: int,
+                 dropout: float) -> None:
+        super().__init__()
+        self.tokens = TokenAttentionTower(hidden, layers, heads, max_tokens, dropout)
+        self.words = nn.Linear(vocabulary, hidden)
+        self.max_tokens, self.vocabulary = max_tokens, vocabulary
+        self.out_dim = hidden
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        n, length = x.shape[0], self.max_tokens
+        words = x[:, length:].reshape(n, -1)[:, : self.vocabulary]
+        return self.tokens(x[:, :length], mask) + self.words(words)
+
+
 def build_text_tower(kind: str, *, in_dim: int, hidden: int, dropout: float, layers: int = 1, heads: int = 4,
-                     max_tokens: int = 32) -> nn.Module:
+                     max_tokens: int = 32, vocabulary: int = 0) -> nn.Module:
     """The trainable caption tower ``kind`` on inputs of width ``in_dim`` (384, or the vocabulary's size)."""
     if kind == "minilm":
         from xmodal.models.adapters import TextProjection
@@ -130,4 +164,6 @@ def build_text_tower(kind: str, *, in_dim: int, hidden: int, dropout: float, lay
         return BagOfWordsTower(in_dim, hidden)
     if kind == "transformer":
         return TokenAttentionTower(hidden, layers, heads, max_tokens, dropout)
+    if kind == "hybrid":
+        return HybridTower(vocabulary, hidden, layers, heads, max_tokens, dropout)
     raise ConfigError(f"model.text: unknown {kind!r}; choose one of {', '.join(TEXT_TOWERS)}")
