@@ -20,10 +20,12 @@ question alone, of the question with the audio and of the question with the fram
 Precomputed features: ``data.features`` names a folder in the benchmark's layout (``vggish/<video_id>.npy``,
 ``res18_14x14/<video_id>.npy``: :func:`read_official_features`; :func:`write_official_features` writes it from
 the clips). Additions to AVST (switches): ``model.counting``, ``model.evidence`` (:mod:`xmodal.tasks.avqa_evidence`)
-and ``model.pointer`` (a logit per named object for the answers that name it).
+``model.pointer`` (a logit per named object for the answers that name it) and ``model.loudness`` (the
+evidence's audio stream also gets each named class's loudness unmixed from the segments' power, the segment
+level and how many classes are heard over the clip: :func:`xmodal.tasks.avqa_evidence.clip_loudness`).
 
 Recipe sections: ``data: {root, eval_split, videos, visual, features, cache}`` and ``model: {dim, heads,
-question_encoder, question_layers, question_len, acoustic, counting, evidence, pointer, match_weight}``.
+question_encoder, question_layers, question_len, acoustic, counting, evidence, pointer, loudness, match_weight}``.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class ModelConfig:
     counting: bool = True  # question-guided counting over the map's cells
     evidence: bool = True  # the encoders' class evidence for the question's named objects (avqa_evidence)
     pointer: bool = True  # answers naming one of the question's objects also get a logit per named object
+    loudness: bool = True  # the evidence's audio stream also gets the clip's loudness (avqa_evidence.clip_loudness)
     match_weight: float = 0.5
 
 
@@ -191,6 +194,16 @@ def write_official_features(root: Path, cache_dir: str | None = None, videos: st
     return out
 
 
+def _loudness(clip: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """:func:`xmodal.tasks.avqa_evidence.clip_loudness` of an unscaled clip with class evidence (the first
+    ``MELS`` audio channels are the mid channel's mean log-mel); nothing for a clip without."""
+    from xmodal.tasks.avqa_evidence import clip_loudness
+
+    if "audio_classes" not in clip:
+        return {}
+    return clip_loudness(clip["audio_classes"].numpy(), clip["audio"][:, :avqa_features.MELS].numpy())
+
+
 def build_data(cfg: dict[str, Any]) -> tuple[QuestionDataset, QuestionDataset, dict[str, Any]]:
     """The training and held-out datasets, and the vocabularies ``{"words": [...], "answers": [...]}``."""
     d, m = _configs(cfg)
@@ -204,7 +217,9 @@ def build_data(cfg: dict[str, Any]) -> tuple[QuestionDataset, QuestionDataset, d
     def dataset(split: str) -> QuestionDataset:
         records, videos, clips = splits[split]
         where = {v: i for i, v in enumerate(videos)}
-        return QuestionDataset(records, [scaler(c) for c in clips], [where[r.video_id] for r in records],
+        # the loudness comes from the unscaled log-mel (powers add up), so it joins after scaling
+        return QuestionDataset(records, [{**scaler(c), **_loudness(c)} for c in clips],
+                               [where[r.video_id] for r in records],
                                _encode(records, vocab, m.question_len, Path(d.root) / f"avqa-{split}.json"),
                                torch.tensor([answer_index.get(r.anser, -1) for r in records]))
 
@@ -253,13 +268,14 @@ class AVQAModel(nn.Module):
         from xmodal.tasks import avqa_evidence as ev
         from xmodal.tasks.models.avst import AVST
 
-        self.acoustic, self.evidence, self.dim = m.acoustic, m.evidence, m.dim
+        self.acoustic, self.evidence, self.loudness, self.dim = m.acoustic, m.evidence, m.loudness, m.dim
         self.stem = nn.Sequential(nn.Conv2d(visual_dim, m.dim, 3, padding=1), nn.ReLU(),
                                   nn.Conv2d(m.dim, m.dim, 3, padding=1), nn.ReLU())
         self.net = AVST(vocab_size, len(answers), audio_dim, m.dim, m.dim, m.heads,
                         avqa_features.ACOUSTIC_DIM if m.acoustic else 0,
                         question_encoder(m.question_encoder, vocab_size, m), counting=m.counting,
-                        evidence_dim=ev.AUDIO_DIM + ev.VISUAL_DIM + ev.JOINT_DIM if m.evidence else 0)
+                        evidence_dim=ev.AUDIO_DIM + ev.VISUAL_DIM + ev.JOINT_DIM
+                        + (ev.LOUDNESS_DIM if m.loudness else 0) if m.evidence else 0)
         # the pointer: the answer index of each evidence class (-1: not an answer; the last entry is "none")
         classes = avqa_features.EVIDENCE_CLASSES
         self.pointer = nn.Linear(m.dim, ev.NAMED) if m.pointer else None
@@ -276,7 +292,8 @@ class AVQAModel(nn.Module):
         if self.evidence:
             from xmodal.tasks.avqa_evidence import segment_evidence
 
-            streams = segment_evidence(batch["named"], batch["audio_classes"], batch["visual_classes"])
+            loud = {k: batch[k] for k in ("audio_loudness", "audio_level")} if self.loudness else {}
+            streams = segment_evidence(batch["named"], batch["audio_classes"], batch["visual_classes"], **loud)
             evidence = torch.cat([streams["audio"], streams["visual"], streams["joint"]], dim=-1)
         out = self.net(batch["audio"], v, batch["question"], negative,
                        batch.get("acoustic") if self.acoustic else None, evidence)
@@ -355,7 +372,7 @@ def _clip_streams(rows: np.ndarray, pca: Any) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
-def _question_evidence(dataset: QuestionDataset, stream: str) -> np.ndarray | None:
+def _question_evidence(dataset: QuestionDataset, stream: str, loudness: bool = True) -> np.ndarray | None:
     """``(N, T * F + 3F)``: one modality's evidence for each question's named objects
     (:func:`xmodal.tasks.avqa_evidence.segment_evidence`, ``audio`` or ``visual``), its segments in order and
     its clip summary; None when the clips hold no class evidence."""
@@ -365,8 +382,11 @@ def _question_evidence(dataset: QuestionDataset, stream: str) -> np.ndarray | No
     key = f"{stream}_classes"
     if key not in dataset.clips[0]:
         return None
-    classes = torch.stack([c[key] for c in dataset.clips])[dataset.clip_of]
-    e = segment_evidence(dataset.named, **{key: classes})[stream]
+    # the audio stream with the clip's loudness where the clips have it, as the model's (model.loudness)
+    keys = [key, *(k for k in ("audio_loudness", "audio_level") if stream == "audio" and k in dataset.clips[0]
+                   and loudness)]
+    inputs = {k: torch.stack([c[k] for c in dataset.clips])[dataset.clip_of] for k in keys}
+    e = segment_evidence(dataset.named, **inputs)[stream]
     return torch.cat([e.flatten(1), clip_summary(e)], 1).numpy()
 
 
@@ -382,8 +402,8 @@ def _mlp_answers(x_train: np.ndarray, y_train: np.ndarray, x_eval: np.ndarray) -
         return clf.fit(x_train, y_train).predict(x_eval)
 
 
-def baselines(dataset: QuestionDataset, *, train_set: QuestionDataset, words: list[str], answers: list[str]
-              ) -> dict[str, dict[str, float]]:
+def baselines(dataset: QuestionDataset, *, train_set: QuestionDataset, words: list[str], answers: list[str],
+              loudness: bool = True) -> dict[str, dict[str, float]]:
     """Chance (a uniform guess among the training answers of the question's type: its expected accuracy),
     majority (the commonest training answer of the question's type), and MLPs of the question alone, of the
     question with the clip's audio (``audio_only``: 16 principal components of each segment's audio and
@@ -391,7 +411,8 @@ def baselines(dataset: QuestionDataset, *, train_set: QuestionDataset, words: li
     components of each grid cell, averaged over time per cell and pooled over cells per segment). Where the
     clips hold the encoders' class evidence, each single-modality baseline also gets its modality's evidence for
     the question's named objects, per segment and summarised, as the model does
-    (:mod:`xmodal.tasks.avqa_evidence`)."""
+    (:mod:`xmodal.tasks.avqa_evidence`; the audio evidence with the clip's loudness when ``loudness``, as
+    ``model.loudness`` gives it to the model)."""
     from sklearn.decomposition import PCA
 
     from xmodal.metrics.avqa import avqa_accuracy
@@ -414,7 +435,8 @@ def baselines(dataset: QuestionDataset, *, train_set: QuestionDataset, words: li
         pca = PCA(components, random_state=0).fit(rows_train.reshape(-1, rows_train.shape[-1]))
         a_train, a_eval = _clip_streams(rows_train, pca), _clip_streams(rows_eval, pca)
         parts_train, parts_eval = [q_train, a_train[train_set.clip_of]], [q_eval, a_eval[dataset.clip_of]]
-        e_train, e_eval = _question_evidence(train_set, stream), _question_evidence(dataset, stream)
+        e_train = _question_evidence(train_set, stream, loudness)
+        e_eval = _question_evidence(dataset, stream, loudness)
         if e_train is not None and e_eval is not None:
             parts_train, parts_eval = [*parts_train, e_train], [*parts_eval, e_eval]
         inputs[name] = (np.concatenate(parts_train, 1), np.concatenate(parts_eval, 1))
@@ -438,6 +460,6 @@ def build(cfg: dict[str, Any]) -> TaskBundle:
     return TaskBundle(model=model, loss=partial(avqa_objective, match_weight=m.match_weight), train_set=train_set,
                       collate=av_segments.collate, val_set=eval_set,
                       evaluate=partial(evaluate, answers=vocab["answers"]), primary="Overall",
-                      baselines=partial(baselines, train_set=train_set, **vocab),
+                      baselines=partial(baselines, train_set=train_set, loudness=m.loudness, **vocab),
                       predict=partial(write_predictions, answers=vocab["answers"]), artifacts=vocab,
                       split=d.eval_split)

@@ -7,7 +7,11 @@ names (:data:`xmodal.tasks.avqa_features.EVIDENCE_CLASSES`), in order. :func:`se
 every 1-s segment, the class evidence of ``audio_classes`` ``(B, T, K)`` (heard, sigmoid) and
 ``visual_classes`` ``(B, T, H, W, K)`` (each cell's softmax) for those classes and over all classes:
 
-- ``audio`` (3): how strongly each named class is heard, and the sum over classes (how many are heard);
+- ``audio`` (3): how strongly each named class is heard, and the sum over classes (how many are heard); with
+  the clip's loudness (:func:`clip_loudness`: ``Is the <Object> louder than the <Object>?``) 5 more: each
+  named class's loudness, their difference, the segment's level, and the sum over classes of each class's
+  maximum over the clip (how many classes are heard at some time, where the per-segment sum misses sources
+  that never sound together);
 - ``visual`` (10): for each named class its mass (the sum of its cells' probabilities: a count of cells, which
   grows with the number of instances, where a softmax-weighted mean over cells does not), its peak cell, its
   horizontal centroid (-0.5 left edge .. 0.5 right edge) and that centroid weighted by the probability that
@@ -25,16 +29,46 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from xmodal.tasks.models.avst import clip_summary
 
-__all__ = ["AUDIO_DIM", "JOINT_DIM", "VISUAL_DIM", "clip_summary", "named_classes", "segment_evidence"]
+__all__ = ["AUDIO_DIM", "JOINT_DIM", "LOUDNESS_DIM", "VISUAL_DIM", "clip_loudness", "clip_summary",
+           "named_classes", "segment_evidence"]
 
 NAMED = 2  # a MUSIC-AVQA template names at most two objects
-AUDIO_DIM, VISUAL_DIM, JOINT_DIM = NAMED + 1, 4 * NAMED + 2, NAMED + 4
+AUDIO_DIM, VISUAL_DIM, JOINT_DIM, LOUDNESS_DIM = NAMED + 1, 4 * NAMED + 2, NAMED + 4, NAMED + 3
 EPS = 1e-3
+RIDGE = 0.05  # keeps a class heard in no segment at zero power instead of soaking up the residual
+FLOOR_DB = -30.0  # loudness and level below this (relative to the clip's mean power) are clipped to it
+
+
+def clip_loudness(heard: np.ndarray, log_mel: np.ndarray) -> dict[str, torch.Tensor]:
+    """``{"audio_loudness": (K,), "audio_level": (T,)}`` of one clip from its unscaled per-segment class evidence
+    ``heard`` ``(T, K)`` and mean log-mel ``(T, M)`` (natural log of the mel power).
+
+    A segment's power is the sum over bands of ``exp(log_mel)``; divided by the clip's mean power, its dB is
+    ``audio_level``. Each class's power while it sounds solves ``power_t ~ sum_k heard_tk x_k`` with
+    ``x >= 0`` (non-negative least squares over the segments, a small ridge): sources add up in power, and the
+    segments where a class sounds alone or with different partners tell them apart. ``audio_loudness`` is
+    ``10 log10 x_k`` (dB against the clip's mean power, clipped at :data:`FLOOR_DB`), what the builder's
+    "louder" compares: each object's own stem while it sounds."""
+    from scipy.optimize import nnls
+
+    if heard.ndim != 2 or log_mel.ndim != 2 or len(heard) != len(log_mel):
+        raise ValueError(f"expected heard (T, K) and log_mel (T, M), got {heard.shape} and {log_mel.shape}")
+    power = np.exp(log_mel.astype(np.float64)).sum(1)
+    power = power / max(float(power.mean()), 1e-12)
+    k = heard.shape[1]
+    design = np.vstack([heard.astype(np.float64), RIDGE * np.eye(k)])
+    x, _ = nnls(design, np.concatenate([power, np.zeros(k)]))
+
+    def db(v: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.maximum(10 * np.log10(v + 1e-12), FLOOR_DB).astype(np.float32))
+
+    return {"audio_loudness": db(x), "audio_level": db(power)}
 
 
 def named_classes(tokens: Sequence[str], classes: Sequence[str]) -> list[int]:
@@ -65,9 +99,12 @@ def _centroid(maps: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.
 
 
 def segment_evidence(named: torch.Tensor, audio_classes: torch.Tensor | None = None,
-                     visual_classes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """``{"audio": (B, T, 3), "visual": (B, T, 8), "joint": (B, T, 5)}`` (see the module docstring); a stream
-    is present when its inputs are. ``named`` ``(B, 2)`` holds class indices, ``K`` for none."""
+                     visual_classes: torch.Tensor | None = None, audio_loudness: torch.Tensor | None = None,
+                     audio_level: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """``{"audio": (B, T, 3), "visual": (B, T, 10), "joint": (B, T, 6)}`` (see the module docstring); a stream
+    is present when its inputs are; the audio stream has 8 features when ``audio_loudness`` ``(B, K)`` and
+    ``audio_level`` ``(B, T)`` (:func:`clip_loudness`) are given. ``named`` ``(B, 2)`` holds class indices,
+    ``K`` for none."""
     k = (audio_classes if audio_classes is not None else visual_classes)
     if k is None:
         return {}
@@ -77,6 +114,11 @@ def segment_evidence(named: torch.Tensor, audio_classes: torch.Tensor | None = N
     if audio_classes is not None:
         heard = torch.einsum("btk,bjk->btj", audio_classes, chosen)
         out["audio"] = torch.cat([heard, audio_classes.sum(-1, keepdim=True)], -1)
+        if audio_loudness is not None and audio_level is not None:
+            t = audio_classes.shape[1]
+            loud = torch.einsum("bk,bjk->bj", audio_loudness, chosen)  # none: 0
+            clip = torch.cat([loud, loud[:, :1] - loud[:, 1:], audio_classes.amax(1).sum(-1, keepdim=True)], -1)
+            out["audio"] = torch.cat([out["audio"], audio_level[..., None], clip[:, None].expand(-1, t, -1)], -1)
     if visual_classes is not None:
         b, t, h, w, _ = visual_classes.shape
         cells = visual_classes.reshape(b, t, h * w, classes)

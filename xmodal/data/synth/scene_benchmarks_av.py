@@ -23,6 +23,7 @@ from xmodal.data.synth.scene_build import (
     register_scene_builder,
     run_jobs,
     scene_record,
+    split_counts,
     write_card,
     write_scenes,
 )
@@ -253,15 +254,21 @@ def _avqa_view(scene: scenes.Scene, info: dict[str, Any]) -> dict[str, Any]:
     return {**scene_record(scene, info), "questions": [{**q, "video_id": scene.id} for q in qs]}
 
 
-def build_music_avqa(root: str | Path, n: int = 100, seed: int = 0, workers: int = 1, features: bool = False
-                     ) -> Path:
+def build_music_avqa(root: str | Path, n: int = 100, seed: int = 0, workers: int = 1, features: bool = False,
+                     test_n: int | None = None) -> Path:
     """``MUSIC-AVQA-videos/<video_id>.mp4`` (stereo: every instrument panned by its position, so left and right
     can be heard) and ``avqa-{train,val,test}.json`` with answers balanced per question family within each
     split. ``features``: also the per-video ``.npy`` features in the benchmark's layout
-    (:func:`xmodal.tasks.avqa.write_official_features`)."""
+    (:func:`xmodal.tasks.avqa.write_official_features`). ``test_n``: the test split's clips, apart from ``n``
+    (a larger held-out set; the train and val splits are those of ``n`` alone, question ids included)."""
     out = Path(root)
+    counts = split_counts(n)
+    if test_n is not None:
+        if test_n < 1:
+            raise ConfigError(f"test_n must be at least 1, got {test_n}")
+        counts["test"] = int(test_n)
     counts, jobs = make_jobs(out, n, seed, AVQA_CONFIG, _avqa_view,
-                         lambda sid: {"video": f"MUSIC-AVQA-videos/{sid}.mp4", "stereo": True})
+                             lambda sid: {"video": f"MUSIC-AVQA-videos/{sid}.mp4", "stereo": True}, counts)
     results = run_jobs(jobs, workers)
     qid = 0
     for k, split in enumerate(counts):
