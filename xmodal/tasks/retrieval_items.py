@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xmodal.errors import ShapeError
+
 ITEM_TOWERS = ("cnn", "sprite_encoder")
 COLOUR_STATS = 6  # per cell: mean and standard deviation of R, G, B
 
@@ -53,7 +55,7 @@ def sprite_grid_features(images: torch.Tensor, input_size: int, cache: Any,
     from xmodal.transforms.cache import make_key
 
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"expected (N, 3, H, W) uint8 images, got {tuple(images.shape)} {images.dtype}")
+        raise ShapeError(f"expected (N, 3, H, W) uint8 images, got {tuple(images.shape)} {images.dtype}")
     content = hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()
     key = make_key(content, "retrieval_sprite_grid", {"input_size": input_size, "version": 1},
                    weights=se.weights_key())
@@ -95,7 +97,7 @@ class FrozenGridTower(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2:] != (self.side, self.side):
-            raise ValueError(f"expected a {self.side} x {self.side} feature grid, got {tuple(x.shape[-2:])}")
+            raise ShapeError(f"expected a {self.side} x {self.side} feature grid, got {tuple(x.shape[-2:])}")
         return self.proj(self.drop(self.cell(self.norm(x)).flatten(1)))
 
 
