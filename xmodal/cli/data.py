@@ -60,7 +60,9 @@ def build_cmd(name: Annotated[str, typer.Argument(help="a builder shown by `xmod
     builder = get_builder(name)
     start = time.perf_counter()
     path = builder.build(out, n=n, seed=seed, workers=workers, **extra)
-    print(f"{name}: {n} clips in {time.perf_counter() - start:.1f} s -> {path}", file=sys.stderr)
+    # with --test-n, what --n counts is the builder's (the splits other than test): say both as given
+    count = f"{n} clips" if test_n is None else f"--n {n} --test-n {test_n}"
+    print(f"{name}: {count} in {time.perf_counter() - start:.1f} s -> {path}", file=sys.stderr)
 
 
 @data_app.command("info")
