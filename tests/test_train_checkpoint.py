@@ -34,6 +34,26 @@ def _trained_pair() -> tuple[torch.nn.Module, torch.optim.Optimizer, dict]:
     return bundle.model, opt, batch
 
 
+def _fresh_pair() -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """A model of another init and its optimizer, for state to be restored into."""
+    torch.manual_seed(123)
+    fresh = synthetic_pairs.build(CFG).model
+    return fresh, torch.optim.AdamW(fresh.parameters(), lr=1e-2)
+
+
+def _assert_same_next_step(pairs: list[tuple[torch.nn.Module, torch.optim.Optimizer]], batch: dict) -> None:
+    """One more identical step on each (model, optimizer): equal weights after it mean that the optimizer
+    moments and step counts were restored exactly."""
+    for m, o in pairs:
+        torch.manual_seed(7)
+        m.train()
+        synthetic_pairs.loss(m(batch), batch).backward()
+        o.step()
+    (a, _), (b, _) = pairs
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+
+
 def test_round_trip_is_exact_and_has_no_pickle(tmp_path: Path) -> None:
     model, opt, batch = _trained_pair()
     tensors, optim_json = ckpt.gather_state(model, opt)
@@ -45,21 +65,12 @@ def test_round_trip_is_exact_and_has_no_pickle(tmp_path: Path) -> None:
     state = json.loads((path / ckpt.STATE).read_text())  # plain JSON, nothing to unpickle
     assert state["step"] == 2 and state["tensors_bytes"] == len(raw)
 
-    torch.manual_seed(123)  # a different init, then load
-    fresh = synthetic_pairs.build(CFG).model
-    fresh_opt = torch.optim.AdamW(fresh.parameters(), lr=1e-2)
+    fresh, fresh_opt = _fresh_pair()  # a different init, then load
     loaded, loaded_state = ckpt.read_checkpoint(path)
     ckpt.restore_state(fresh, fresh_opt, loaded, loaded_state["optimizer"])
     for (name, p), q in zip(model.named_parameters(), fresh.parameters()):
         assert torch.equal(p, q), name
-    # one more identical step on both: optimizer moments and step counts were restored exactly
-    for m, o in ((model, opt), (fresh, fresh_opt)):
-        torch.manual_seed(7)
-        m.train()
-        synthetic_pairs.loss(m(batch), batch).backward()
-        o.step()
-    for p, q in zip(model.parameters(), fresh.parameters()):
-        assert torch.equal(p, q)
+    _assert_same_next_step([(model, opt), (fresh, fresh_opt)], batch)
 
 
 def test_rng_state_round_trip_through_json() -> None:
@@ -229,9 +240,7 @@ def test_restored_state_sits_on_64_byte_boundaries(tmp_path: Path) -> None:
     tensors, optim_json = ckpt.gather_state(model, opt)
     shifted = {k: _off_boundary(v, 1 + i % 3) for i, (k, v) in enumerate(tensors.items())}
     assert all(v.data_ptr() % 16 for v in shifted.values())  # the test's premise: every input is off alignment
-    torch.manual_seed(123)
-    fresh = synthetic_pairs.build(CFG).model
-    fresh_opt = torch.optim.AdamW(fresh.parameters(), lr=1e-2)
+    fresh, fresh_opt = _fresh_pair()
     ckpt.restore_state(fresh, fresh_opt, shifted, optim_json)
     for name, p in fresh.named_parameters():
         assert p.data_ptr() % 64 == 0, name
@@ -240,10 +249,4 @@ def test_restored_state_sits_on_64_byte_boundaries(tmp_path: Path) -> None:
                 assert value.data_ptr() % 64 == 0, (name, slot)
                 assert not any(value.untyped_storage().data_ptr() == s.untyped_storage().data_ptr()
                                for s in shifted.values()), (name, slot)  # a copy, not the caller's buffer
-    for m, o in ((model, opt), (fresh, fresh_opt)):  # and the next step is the same, bit for bit
-        torch.manual_seed(7)
-        m.train()
-        synthetic_pairs.loss(m(batch), batch).backward()
-        o.step()
-    for p, q in zip(model.parameters(), fresh.parameters()):
-        assert torch.equal(p, q)
+    _assert_same_next_step([(model, opt), (fresh, fresh_opt)], batch)  # and the next step is the same

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from xmodal.errors import ShapeError
 from xmodal.tasks.models.avst import clip_summary
 
 __all__ = ["AUDIO_DIM", "JOINT_DIM", "LOUDNESS_DIM", "VISUAL_DIM", "clip_loudness", "clip_summary",
@@ -58,7 +59,7 @@ def clip_loudness(heard: np.ndarray, log_mel: np.ndarray) -> dict[str, torch.Ten
     from scipy.optimize import nnls
 
     if heard.ndim != 2 or log_mel.ndim != 2 or len(heard) != len(log_mel):
-        raise ValueError(f"expected heard (T, K) and log_mel (T, M), got {heard.shape} and {log_mel.shape}")
+        raise ShapeError(f"expected heard (T, K) and log_mel (T, M), got {heard.shape} and {log_mel.shape}")
     power = np.exp(log_mel.astype(np.float64)).sum(1)
     power = power / max(float(power.mean()), 1e-12)
     k = heard.shape[1]
