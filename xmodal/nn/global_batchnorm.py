@@ -51,10 +51,12 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         mean = all_reduce(input.sum(dims), group=group) / n
         centred = input - _per_channel(mean, input.dim())
         var = all_reduce(centred.pow(2).sum(dims), group=group) / n  # biased, as BatchNorm normalises
-        if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
+        tracked = self.num_batches_tracked
+        if (self.track_running_stats and self.running_mean is not None and self.running_var is not None
+                and tracked is not None):
             with torch.no_grad():
-                self.num_batches_tracked.add_(1)
-                momentum = (1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum)
+                tracked.add_(1)
+                momentum = 1.0 / float(tracked) if self.momentum is None else self.momentum
                 self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), momentum)
                 unbiased = var.detach() * (n / (n - 1))
                 self.running_var.lerp_(unbiased.to(self.running_var.dtype), momentum)
