@@ -164,28 +164,43 @@ def test_segment_evidence_reads_the_named_classes_hand_worked() -> None:
     assert j == pytest.approx([0.5 * 0.6, 0.0, 0.9 * 0.8 + 0.5 * 0.6, 1.12, centre, centre])
 
 
-def test_clip_loudness_unmixes_powers_hand_worked() -> None:
+def test_clip_loudness_unmixes_band_powers_by_template_hand_worked() -> None:
     import math
 
     import numpy as np
 
-    from xmodal.tasks.avqa_evidence import FLOOR_DB, RIDGE, clip_loudness
+    from xmodal.tasks.avqa_evidence import FLOOR_DB, clip_loudness
 
-    # three segments, one band: A alone (power 4), B alone (1), both (5); C never heard. Divided by the mean
-    # power 10/3: 1.2, 0.3, 1.5. The ridge-regularised least squares on {A, B} has the normal equations
-    # [[2 + r, 1], [1, 2 + r]] x = [1.2 + 1.5, 0.3 + 1.5] with r = RIDGE^2 (worked by hand; no bound active)
-    heard = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
-    out = clip_loudness(heard, np.log(np.array([[4.0], [1.0], [5.0]])))
-    r = RIDGE**2
-    det = (2 + r) ** 2 - 1
-    x_a, x_b = (2.7 * (2 + r) - 1.8) / det, (1.8 * (2 + r) - 2.7) / det
-    assert out["audio_loudness"].tolist() == pytest.approx([10 * math.log10(x_a), 10 * math.log10(x_b), FLOOR_DB],
-                                                           abs=1e-5)
-    assert out["audio_level"].tolist() == pytest.approx([10 * math.log10(v) for v in (1.2, 0.3, 1.5)], abs=1e-5)
-    # A is louder than B by about 6 dB (4 against 1 in power)
-    assert float(out["audio_loudness"][0] - out["audio_loudness"][1]) == pytest.approx(6.02, abs=0.05)
-    with pytest.raises(ValueError, match="heard"):
-        clip_loudness(heard, np.zeros((2, 1)))
+    # three bands of width 1; templates A [3/4, 1/4, 0], B [1/4, 3/4, 0], C [0, 0, 1]. Segments: A alone at power
+    # 4 ([3, 1, 0]), B alone at 1 ([1/4, 3/4, 0]), both ([13/4, 7/4, 0]); C never (1e-9 in its band). Divided by
+    # the mean power 10/3, the exact mixtures unmix to A (1.2, 0, 1.2) and B (0, 0.3, 0.3): A sounds in
+    # segments 0 and 2 at 1.2, B in 1 and 2 at 0.3, C at 3e-10 (below the floor). Worked by hand.
+    templates = np.array([[0.75, 0.25, 0.0], [0.25, 0.75, 0.0], [0.0, 0.0, 1.0]])
+    bands = np.array([[3.0, 1.0, 1e-9], [0.25, 0.75, 1e-9], [3.25, 1.75, 1e-9]])
+    out = clip_loudness(np.log(bands), templates, band_width=np.ones(3))
+    assert out["audio_loudness"].tolist() == pytest.approx([10 * math.log10(1.2), 10 * math.log10(0.3), FLOOR_DB],
+                                                           abs=1e-4)
+    assert out["audio_level"].tolist() == pytest.approx([10 * math.log10(v) for v in (1.2, 0.3, 1.5)], abs=1e-4)
+    # A is louder than B by 6.02 dB (4 against 1 in power), though the two always share segment 2's bands
+    assert float(out["audio_loudness"][0] - out["audio_loudness"][1]) == pytest.approx(6.02, abs=0.01)
+    with pytest.raises(ValueError, match="templates"):
+        clip_loudness(np.zeros((2, 4)), templates)
+
+
+def test_mel_band_widths_undo_librosas_slaney_normalisation() -> None:
+    import librosa
+    import numpy as np
+
+    from xmodal.tasks.avqa_features import MELS, N_FFT, SAMPLE_RATE, mel_band_widths
+
+    # librosa's own filters times the widths: neighbouring triangles of peak one, so every FFT bin between the
+    # first and the last filter's peak is covered with total weight one (mel power times width = spectrum power)
+    fb = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=MELS) * mel_band_widths()[:, None]
+    freqs = librosa.fft_frequencies(sr=SAMPLE_RATE, n_fft=N_FFT)
+    peaks = librosa.mel_frequencies(MELS + 2, fmin=0.0, fmax=SAMPLE_RATE / 2)[1:-1]
+    inside = (freqs >= peaks[0]) & (freqs <= peaks[-1])
+    assert fb.max() == pytest.approx(1.0, abs=0.02)
+    assert fb.sum(0)[inside] == pytest.approx(np.ones(inside.sum()), abs=1e-4)
 
 
 def test_segment_evidence_audio_stream_with_loudness_hand_worked() -> None:

@@ -195,13 +195,19 @@ def write_official_features(root: Path, cache_dir: str | None = None, videos: st
 
 
 def _loudness(clip: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """:func:`xmodal.tasks.avqa_evidence.clip_loudness` of an unscaled clip with class evidence (the first
-    ``MELS`` audio channels are the mid channel's mean log-mel); nothing for a clip without."""
-    from xmodal.tasks.avqa_evidence import clip_loudness
+    """:func:`xmodal.tasks.avqa_evidence.clip_loudness` of a clip with class evidence and band power
+    (``audio_power``, unscaled: powers add up), with the classes' templates
+    (:func:`xmodal.tasks.avqa_evidence.class_templates`); nothing for a clip without."""
+    from xmodal.tasks.avqa_evidence import class_templates, clip_loudness
 
-    if "audio_classes" not in clip:
+    if "audio_classes" not in clip or "audio_power" not in clip:
         return {}
-    return clip_loudness(clip["audio_classes"].numpy(), clip["audio"][:, :avqa_features.MELS].numpy())
+    return clip_loudness(clip["audio_power"].numpy(), class_templates())
+
+
+def _without_power(clip: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The clip less ``audio_power``: only the loudness reads it, and it is not a model input."""
+    return {k: v for k, v in clip.items() if k != "audio_power"}
 
 
 def build_data(cfg: dict[str, Any]) -> tuple[QuestionDataset, QuestionDataset, dict[str, Any]]:
@@ -212,13 +218,13 @@ def build_data(cfg: dict[str, Any]) -> tuple[QuestionDataset, QuestionDataset, d
     words = [PAD, UNK, *sorted({w for r in train_records for w in r.question_tokens()})]
     answers = sorted({r.anser for r in train_records})
     vocab, answer_index = {w: i for i, w in enumerate(words)}, {a: i for i, a in enumerate(answers)}
-    scaler = av_segments.Scaler.fit(splits["train"][2])
+    scaler = av_segments.Scaler.fit([_without_power(c) for c in splits["train"][2]])
 
     def dataset(split: str) -> QuestionDataset:
         records, videos, clips = splits[split]
         where = {v: i for i, v in enumerate(videos)}
-        # the loudness comes from the unscaled log-mel (powers add up), so it joins after scaling
-        return QuestionDataset(records, [{**scaler(c), **_loudness(c)} for c in clips],
+        # the loudness comes from the unscaled band power (powers add up), so it joins after scaling
+        return QuestionDataset(records, [{**scaler(_without_power(c)), **_loudness(c)} for c in clips],
                                [where[r.video_id] for r in records],
                                _encode(records, vocab, m.question_len, Path(d.root) / f"avqa-{split}.json"),
                                torch.tensor([answer_index.get(r.anser, -1) for r in records]))
