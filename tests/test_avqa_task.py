@@ -203,6 +203,45 @@ def test_mel_band_widths_undo_librosas_slaney_normalisation() -> None:
     assert fb.sum(0)[inside] == pytest.approx(np.ones(inside.sum()), abs=1e-4)
 
 
+def test_louder_head_adds_the_gated_difference_to_yes_and_takes_it_from_no_hand_worked() -> None:
+    from xmodal.tasks.avqa import LouderHead, named_difference
+
+    loudness = torch.tensor([[-2.0, -30.0, 4.0], [1.0, 2.0, 3.0]])
+    named = torch.tensor([[2, 0], [1, 3]])  # the second question names one class only: no difference
+    difference = named_difference(loudness, named)
+    assert difference.tolist() == pytest.approx([6.0, 0.0])
+    head = LouderHead(2, yes=2, no=0)
+    assert head(torch.zeros(2, 3), torch.ones(2, 2), difference).abs().sum() == 0  # zero until trained
+    with torch.no_grad():
+        head.gate.weight.copy_(torch.tensor([[1.0, 0.0]]))
+        head.gate.bias.fill_(0.5)
+    # gate 1.5 + 0.5 = 2 on the first question: 2 * 6 dB / 10 = 1.2 on "yes", -1.2 on "no", "one" untouched
+    out = head(torch.zeros(2, 3), torch.tensor([[1.5, 9.0], [-0.5, 2.0]]), difference)
+    assert out.flatten().tolist() == pytest.approx([-1.2, 0.0, 1.2, 0.0, 0.0, 0.0])
+
+
+def test_avqa_model_adds_the_louder_logit_when_model_louder() -> None:
+    from xmodal.tasks.avqa import AVQAModel, ModelConfig
+
+    torch.manual_seed(0)
+    b, t, k = 2, 10, 8
+    batch = {"visual": torch.randn(b, t, 7, 7, 4), "audio": torch.randn(b, t, 6),
+             "question": torch.randint(1, 5, (b, 16)), "named": torch.tensor([[0, 1], [2, 8]]),
+             "audio_classes": torch.rand(b, t, k), "visual_classes": torch.rand(b, t, 7, 7, k).softmax(-1),
+             "audio_loudness": torch.tensor([[3.0, -5.0, 0, 0, 0, 0, 0, 0], [1.0] * k]),
+             "audio_level": torch.randn(b, t)}
+    m = ModelConfig(dim=8, heads=2, acoustic=False, louder=True)
+    model = AVQAModel(5, ["no", "one", "yes"], 6, 4, m).eval()
+    before = model(batch)["answer_logits"]
+    with torch.no_grad():
+        model.louder.gate.bias.fill_(1.0)  # type: ignore[union-attr]
+    after = model(batch)["answer_logits"]
+    # the first question's difference 3 - (-5) = 8 dB: +0.8 on "yes", -0.8 on "no"; the second names one class
+    assert (after - before).flatten().tolist() == pytest.approx([-0.8, 0.0, 0.8, 0.0, 0.0, 0.0], abs=1e-5)
+    with pytest.raises(ConfigError, match="louder"):
+        AVQAModel(5, ["one", "two"], 6, 4, m)
+
+
 def test_segment_evidence_audio_stream_with_loudness_hand_worked() -> None:
     import torch
 
