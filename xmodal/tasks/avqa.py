@@ -74,6 +74,7 @@ class ModelConfig:
     pointer: bool = True  # answers naming one of the question's objects also get a logit per named object
     loudness: bool = True  # the evidence's audio stream also gets the clip's loudness (avqa_evidence.clip_loudness)
     louder: bool = False  # with loudness: "yes" and "no" get a question-gated logit of the named classes' difference
+    louder_db: float = 10.0  # the loudness difference (dB) that gives the louder logit 1 at gate 1
     match_weight: float = 0.5
 
 
@@ -266,22 +267,22 @@ def question_encoder(kind: str, vocab_size: int, m: ModelConfig) -> nn.Module:
 
 
 class LouderHead(nn.Module):
-    """``Is the <A> louder than the <B>?`` read straight off the unmixed loudness: ``s = g(q) * (L_A - L_B) / 10``
-    (dB over 10) is added to the "yes" logit and subtracted from the "no" logit, where ``g`` is a linear map of
-    the question vector, zero at the start. Why: the difference enters the evidence stream too, but through
-    batch norm, projections and attention 52 training questions do not teach the fusion to read its sign; one
-    gate per question template does (and learns to stay at zero for the questions the difference does not
-    answer)."""
+    """``Is the <A> louder than the <B>?`` read straight off the unmixed loudness: ``s = g(q) * (L_A - L_B) / db``
+    (``db``: ``model.louder_db``) is added to the "yes" logit and subtracted from the "no" logit, where ``g`` is a
+    linear map of the question vector, zero at the start. Why: the difference enters the evidence stream too, but
+    through batch norm, projections and attention 52 training questions do not teach the fusion to read its
+    sign; one gate per question template does (and learns to stay near zero for the questions the difference
+    does not answer)."""
 
-    def __init__(self, dim: int, yes: int, no: int) -> None:
+    def __init__(self, dim: int, yes: int, no: int, db: float = 10.0) -> None:
         super().__init__()
-        self.yes, self.no = yes, no
+        self.yes, self.no, self.db = yes, no, db
         self.gate = nn.Linear(dim, 1)
         nn.init.zeros_(self.gate.weight)
         nn.init.zeros_(self.gate.bias)
 
     def forward(self, logits: torch.Tensor, question: torch.Tensor, difference: torch.Tensor) -> torch.Tensor:
-        s = self.gate(question)[:, 0] * difference / 10.0
+        s = self.gate(question)[:, 0] * difference / self.db
         sign = torch.zeros_like(logits[0])
         sign[self.yes], sign[self.no] = 1.0, -1.0
         return logits + s[:, None] * sign
@@ -322,7 +323,8 @@ class AVQAModel(nn.Module):
             [answers.index(c) if c in answers else -1 for c in classes] + [-1], dtype=torch.long))
         if m.louder and not (m.loudness and m.evidence and {"yes", "no"} <= set(answers)):
             raise ConfigError("model.louder needs model.loudness, model.evidence and the answers yes and no")
-        self.louder = LouderHead(m.dim, answers.index("yes"), answers.index("no")) if m.louder else None
+        self.louder = (LouderHead(m.dim, answers.index("yes"), answers.index("no"), m.louder_db) if m.louder
+                       else None)
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         v = batch["visual"]  # (B, T, 7, 7, C)
