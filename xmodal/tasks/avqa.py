@@ -26,7 +26,8 @@ level and how many classes are heard over the clip: :func:`xmodal.tasks.avqa_evi
 
 Recipe sections: ``data: {root, eval_split, videos, visual, features, cache}`` and ``model: {dim, heads,
 question_encoder, question_layers, question_len, acoustic, counting, evidence, pointer, loudness, louder,
-match_weight}``; ``model.louder`` (with ``model.loudness``) adds :class:`LouderHead` to the answer logits.
+match_weight}``; ``model.louder`` (with ``model.evidence`` and ``model.loudness``) adds :class:`LouderHead` to the
+answer logits.
 """
 
 from __future__ import annotations
@@ -73,8 +74,8 @@ class ModelConfig:
     evidence: bool = True  # the encoders' class evidence for the question's named objects (avqa_evidence)
     pointer: bool = True  # answers naming one of the question's objects also get a logit per named object
     loudness: bool = True  # the evidence's audio stream also gets the clip's loudness (avqa_evidence.clip_loudness)
-    louder: bool = False  # with loudness: "yes" and "no" get a question-gated logit of the named classes' difference
-    louder_db: float = 10.0  # the loudness difference (dB) that gives the louder logit 1 at gate 1
+    louder: bool = False  # with evidence and loudness: "yes"/"no" get a gated logit of the named classes' difference
+    louder_db: float = 1.0  # the loudness difference (dB) that gives the louder logit 1 at gate 1 (10: too slow)
     match_weight: float = 0.5
 
 
@@ -274,7 +275,7 @@ class LouderHead(nn.Module):
     sign; one gate per question template does (and learns to stay near zero for the questions the difference
     does not answer)."""
 
-    def __init__(self, dim: int, yes: int, no: int, db: float = 10.0) -> None:
+    def __init__(self, dim: int, yes: int, no: int, db: float = 1.0) -> None:
         super().__init__()
         self.yes, self.no, self.db = yes, no, db
         self.gate = nn.Linear(dim, 1)
@@ -321,10 +322,11 @@ class AVQAModel(nn.Module):
         self.pointer = nn.Linear(m.dim, ev.NAMED) if m.pointer else None
         self.register_buffer("answer_of_class", torch.tensor(
             [answers.index(c) if c in answers else -1 for c in classes] + [-1], dtype=torch.long))
-        if m.louder and not (m.loudness and m.evidence and {"yes", "no"} <= set(answers)):
-            raise ConfigError("model.louder needs model.loudness, model.evidence and the answers yes and no")
-        self.louder = (LouderHead(m.dim, answers.index("yes"), answers.index("no"), m.louder_db) if m.louder
-                       else None)
+        # the head reads the loudness stream, which exists with the evidence only (as model.loudness does)
+        louder = m.louder and m.loudness and m.evidence
+        if louder and not {"yes", "no"} <= set(answers):
+            raise ConfigError(f"model.louder needs the answers yes and no among the training answers, got {answers}")
+        self.louder = LouderHead(m.dim, answers.index("yes"), answers.index("no"), m.louder_db) if louder else None
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         v = batch["visual"]  # (B, T, 7, 7, C)

@@ -15,7 +15,7 @@ From an MP4 with an audio track (decoded with :func:`xmodal.data.io.read_video`)
 - ``audio_power`` ``(T, 64)``: the natural log of the segment's mean over frames of the left plus the right
   mel power per band: the arithmetic power the sources add up to, whatever their pan (constant-power panning
   keeps ``left**2 + right**2`` of each source), where the mean log-mel of the mid channel is a geometric mean
-  that a percussive source's decays pull down by 9 dB and a source's pan by up to 3 dB (what
+  that a percussive source's decays pull down and a source's pan lowers by up to 3 dB (what
   :func:`xmodal.tasks.avqa_evidence.clip_loudness` unmixes);
 - ``acoustic`` ``(T, 9)``: :func:`xmodal.data.acoustic.segment_acoustic_features` of the mid channel (pitch,
   spectral shape, onsets);
