@@ -25,7 +25,9 @@ evidence's audio stream also gets each named class's loudness unmixed from the s
 level and how many classes are heard over the clip: :func:`xmodal.tasks.avqa_evidence.clip_loudness`).
 
 Recipe sections: ``data: {root, eval_split, videos, visual, features, cache}`` and ``model: {dim, heads,
-question_encoder, question_layers, question_len, acoustic, counting, evidence, pointer, loudness, match_weight}``.
+question_encoder, question_layers, question_len, acoustic, counting, evidence, pointer, loudness, louder,
+match_weight}``; ``model.louder`` (with ``model.evidence`` and ``model.loudness``) adds :class:`LouderHead` to the
+answer logits.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ class ModelConfig:
     evidence: bool = True  # the encoders' class evidence for the question's named objects (avqa_evidence)
     pointer: bool = True  # answers naming one of the question's objects also get a logit per named object
     loudness: bool = True  # the evidence's audio stream also gets the clip's loudness (avqa_evidence.clip_loudness)
+    louder: bool = False  # with evidence and loudness: "yes"/"no" get a gated logit of the named classes' difference
+    louder_db: float = 1.0  # the loudness difference (dB) that gives the louder logit 1 at gate 1 (10: too slow)
     match_weight: float = 0.5
 
 
@@ -195,13 +199,19 @@ def write_official_features(root: Path, cache_dir: str | None = None, videos: st
 
 
 def _loudness(clip: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """:func:`xmodal.tasks.avqa_evidence.clip_loudness` of an unscaled clip with class evidence (the first
-    ``MELS`` audio channels are the mid channel's mean log-mel); nothing for a clip without."""
-    from xmodal.tasks.avqa_evidence import clip_loudness
+    """:func:`xmodal.tasks.avqa_evidence.clip_loudness` of a clip with class evidence and band power
+    (``audio_power``, unscaled: powers add up), with the classes' templates
+    (:func:`xmodal.tasks.avqa_evidence.class_templates`); nothing for a clip without."""
+    from xmodal.tasks.avqa_evidence import class_templates, clip_loudness
 
-    if "audio_classes" not in clip:
+    if "audio_classes" not in clip or "audio_power" not in clip:
         return {}
-    return clip_loudness(clip["audio_classes"].numpy(), clip["audio"][:, :avqa_features.MELS].numpy())
+    return clip_loudness(clip["audio_power"].numpy(), class_templates())
+
+
+def _without_power(clip: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The clip less ``audio_power``: only the loudness reads it, and it is not a model input."""
+    return {k: v for k, v in clip.items() if k != "audio_power"}
 
 
 def build_data(cfg: dict[str, Any]) -> tuple[QuestionDataset, QuestionDataset, dict[str, Any]]:
@@ -212,13 +222,13 @@ def build_data(cfg: dict[str, Any]) -> tuple[QuestionDataset, QuestionDataset, d
     words = [PAD, UNK, *sorted({w for r in train_records for w in r.question_tokens()})]
     answers = sorted({r.anser for r in train_records})
     vocab, answer_index = {w: i for i, w in enumerate(words)}, {a: i for i, a in enumerate(answers)}
-    scaler = av_segments.Scaler.fit(splits["train"][2])
+    scaler = av_segments.Scaler.fit([_without_power(c) for c in splits["train"][2]])
 
     def dataset(split: str) -> QuestionDataset:
         records, videos, clips = splits[split]
         where = {v: i for i, v in enumerate(videos)}
-        # the loudness comes from the unscaled log-mel (powers add up), so it joins after scaling
-        return QuestionDataset(records, [{**scaler(c), **_loudness(c)} for c in clips],
+        # the loudness comes from the unscaled band power (powers add up), so it joins after scaling
+        return QuestionDataset(records, [{**scaler(_without_power(c)), **_loudness(c)} for c in clips],
                                [where[r.video_id] for r in records],
                                _encode(records, vocab, m.question_len, Path(d.root) / f"avqa-{split}.json"),
                                torch.tensor([answer_index.get(r.anser, -1) for r in records]))
@@ -257,6 +267,37 @@ def question_encoder(kind: str, vocab_size: int, m: ModelConfig) -> nn.Module:
     raise ConfigError(f"model.question_encoder: no question encoder for family {kind!r}; use transformer or lstm")
 
 
+class LouderHead(nn.Module):
+    """``Is the <A> louder than the <B>?`` read straight off the unmixed loudness: ``s = g(q) * (L_A - L_B) / db``
+    (``db``: ``model.louder_db``) is added to the "yes" logit and subtracted from the "no" logit, where ``g`` is a
+    linear map of the question vector, zero at the start. Why: the difference enters the evidence stream too, but
+    through batch norm, projections and attention 52 training questions do not teach the fusion to read its
+    sign; one gate per question template does (and learns to stay near zero for the questions the difference
+    does not answer)."""
+
+    def __init__(self, dim: int, yes: int, no: int, db: float = 1.0) -> None:
+        super().__init__()
+        self.yes, self.no, self.db = yes, no, db
+        self.gate = nn.Linear(dim, 1)
+        nn.init.zeros_(self.gate.weight)
+        nn.init.zeros_(self.gate.bias)
+
+    def forward(self, logits: torch.Tensor, question: torch.Tensor, difference: torch.Tensor) -> torch.Tensor:
+        s = self.gate(question)[:, 0] * difference / self.db
+        sign = torch.zeros_like(logits[0])
+        sign[self.yes], sign[self.no] = 1.0, -1.0
+        return logits + s[:, None] * sign
+
+
+def named_difference(loudness: torch.Tensor, named: torch.Tensor) -> torch.Tensor:
+    """``(B,)``: the first named class's loudness minus the second's from ``(B, K)`` loudness and ``(B, 2)``
+    named class indices (``K``: none); 0 where either is missing."""
+    k = loudness.shape[1]
+    known = (named < k).all(1)
+    picked = loudness.gather(1, named.clamp_max(k - 1))
+    return (picked[:, 0] - picked[:, 1]) * known
+
+
 class AVQAModel(nn.Module):
     """``batch -> AVST outputs`` with a two-layer CNN over each segment's ``(7, 7, C)`` grid first."""
 
@@ -281,6 +322,11 @@ class AVQAModel(nn.Module):
         self.pointer = nn.Linear(m.dim, ev.NAMED) if m.pointer else None
         self.register_buffer("answer_of_class", torch.tensor(
             [answers.index(c) if c in answers else -1 for c in classes] + [-1], dtype=torch.long))
+        # the head reads the loudness stream, which exists with the evidence only (as model.loudness does)
+        louder = m.louder and m.loudness and m.evidence
+        if louder and not {"yes", "no"} <= set(answers):
+            raise ConfigError(f"model.louder needs the answers yes and no among the training answers, got {answers}")
+        self.louder = LouderHead(m.dim, answers.index("yes"), answers.index("no"), m.louder_db) if louder else None
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         v = batch["visual"]  # (B, T, 7, 7, C)
@@ -301,6 +347,9 @@ class AVQAModel(nn.Module):
             target = self.answer_of_class[batch["named"]]  # (B, 2) answer indices or -1
             scores = self.pointer(out["joint"]) * (target >= 0)
             out["answer_logits"] = out["answer_logits"].scatter_add(1, target.clamp_min(0), scores)
+        if self.louder is not None:
+            difference = named_difference(batch["audio_loudness"], batch["named"])
+            out["answer_logits"] = self.louder(out["answer_logits"], out["question"], difference)
         return out
 
 

@@ -12,6 +12,11 @@ From an MP4 with an audio track (decoded with :func:`xmodal.data.io.read_video`)
   (``visual="sprite_encoder"``) ``(T, 7, 7, 64)``, the segment's mean of the 7 x 7 maps of
   :mod:`xmodal.data.synth.sprite_encoder`, a frame CNN trained here on the vocabulary's sprites (the stand-in
   for the ImageNet CNN whose maps the benchmark distributes: no pretrained weights can be downloaded here);
+- ``audio_power`` ``(T, 64)``: the natural log of the segment's mean over frames of the left plus the right
+  mel power per band: the arithmetic power the sources add up to, whatever their pan (constant-power panning
+  keeps ``left**2 + right**2`` of each source), where the mean log-mel of the mid channel is a geometric mean
+  that a percussive source's decays pull down and a source's pan lowers by up to 3 dB (what
+  :func:`xmodal.tasks.avqa_evidence.clip_loudness` unmixes);
 - ``acoustic`` ``(T, 9)``: :func:`xmodal.data.acoustic.segment_acoustic_features` of the mid channel (pitch,
   spectral shape, onsets);
 - with ``visual="sprite_encoder"``, the encoders' class evidence over :data:`EVIDENCE_CLASSES` (the
@@ -48,27 +53,43 @@ Encoders = tuple["SoundEncoder", "SpriteEncoder"]
 
 SAMPLE_RATE = 16000
 GRID, CELL, MELS, N_FFT, HOP, SEGMENTS = 7, 8, 64, 1024, 256, 10
-PARAMS: dict[str, Any] = {"version": 2, "segments": SEGMENTS, "sample_rate": SAMPLE_RATE, "n_mels": MELS,
+PARAMS: dict[str, Any] = {"version": 3, "segments": SEGMENTS, "sample_rate": SAMPLE_RATE, "n_mels": MELS,
                           "n_fft": N_FFT, "hop": HOP, "grid": GRID, "cell": CELL, "stereo": "mid+ild"}
 AUDIO_DIM, VISUAL_DIM, ACOUSTIC_DIM = 3 * MELS, 3 * CELL * CELL, 9
 EVIDENCE_CLASSES: tuple[str, ...] = vocabulary.INSTRUMENTS
 
 
-def _log_mel(y: np.ndarray) -> np.ndarray:
+def mel_power(y: np.ndarray) -> np.ndarray:
+    """``(frames, MELS)``: librosa's mel power spectrogram of a 16-kHz waveform (Slaney filters)."""
     import librosa
 
-    mel = librosa.feature.melspectrogram(y=y, sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP,
-                                         n_mels=MELS)
-    return np.log(mel + 1e-6).T  # (frames, mels)
+    return librosa.feature.melspectrogram(y=y, sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP, n_mels=MELS).T
 
 
-def audio_segments(stereo: np.ndarray, segments: int = 10) -> np.ndarray:
-    """``(segments, 192)`` from ``(2, samples)`` float audio (see the module docstring)."""
+def _log_mel(y: np.ndarray) -> np.ndarray:
+    return np.log(mel_power(y) + 1e-6)  # (frames, mels)
+
+
+def mel_band_widths(bands: int = MELS) -> np.ndarray:
+    """``(bands,)``: half the width in Hz of each of librosa's Slaney mel filters (0 to 8 kHz), the inverse of
+    the area normalisation that divides each filter by it. Neighbouring triangles sum to one over the spectrum,
+    so the mel powers times these widths sum to the spectrum's power."""
+    import librosa
+
+    edges = librosa.mel_frequencies(bands + 2, fmin=0.0, fmax=SAMPLE_RATE / 2)
+    return (edges[2:] - edges[:-2]) / 2
+
+
+def audio_segments(stereo: np.ndarray, segments: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """``(segments, 192)`` audio and ``(segments, 64)`` audio power from ``(2, samples)`` float audio (see the
+    module docstring)."""
     mid = _log_mel(stereo.mean(axis=0))
-    ild = _log_mel(stereo[0]) - _log_mel(stereo[1])
+    left, right = _log_mel(stereo[0]), _log_mel(stereo[1])
+    ild, power = left - right, np.exp(left) + np.exp(right)
     edges = np.linspace(0, mid.shape[0], segments + 1).round().astype(int)
-    return np.stack([np.concatenate([mid[a:b].mean(0), mid[a:b].std(0), ild[a:b].mean(0)])
-                     for a, b in pairwise(edges)]).astype(np.float32)
+    audio = np.stack([np.concatenate([mid[a:b].mean(0), mid[a:b].std(0), ild[a:b].mean(0)])
+                      for a, b in pairwise(edges)]).astype(np.float32)
+    return audio, np.log(np.stack([power[a:b].mean(0) for a, b in pairwise(edges)])).astype(np.float32)
 
 
 def visual_segments(frames: np.ndarray, segments: int = 10) -> np.ndarray:
@@ -116,7 +137,7 @@ def load_encoders() -> Encoders:
 
 def extract_clip(path: Path, segments: int = 10, encoders: Encoders | None = None
                  ) -> dict[str, torch.Tensor]:
-    """``{"audio", "visual", "acoustic"}`` of one clip, with ``{"audio_classes", "visual_classes"}`` when
+    """``{"audio", "audio_power", "visual", "acoustic"}`` of one clip, with ``{"audio_classes", "visual_classes"}`` when
     ``encoders`` (sound, sprite) are given: the sprite encoder's maps are then the visual stream, else the
     pixel cells are."""
     from xmodal.data.acoustic import segment_acoustic_features
@@ -135,7 +156,8 @@ def extract_clip(path: Path, segments: int = 10, encoders: Encoders | None = Non
     assert clip.sample_rate is not None  # read_video sets it with the audio
     stereo = np.stack([resample(ch, int(clip.sample_rate), SAMPLE_RATE) for ch in audio]).astype(np.float32)
     mid = stereo.mean(axis=0)
-    out = {"audio": torch.from_numpy(audio_segments(stereo, segments)),
+    audio_feature, power = audio_segments(stereo, segments)
+    out = {"audio": torch.from_numpy(audio_feature), "audio_power": torch.from_numpy(power),
            "acoustic": torch.from_numpy(segment_acoustic_features(mid, SAMPLE_RATE, segments))}
     if encoders is None:
         return {**out, "visual": torch.from_numpy(visual_segments(clip.frames, segments))}

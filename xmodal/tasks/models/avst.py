@@ -69,7 +69,7 @@ class AVST(nn.Module):
     """``forward(audio (B, T, audio_dim), visual (B, T, C, H, W), question (B, L), visual_negative=None,
     acoustic=None, evidence=None)`` ->
     (``question_encoder`` replaces the reference's LSTM by any ``(B, L) ids -> (B, dim)`` module)
-    ``{"answer_logits": (B, num_answers), "joint": (B, dim) (what the answer layer reads),
+    ``{"answer_logits": (B, num_answers), "joint": (B, dim) (what the answer layer reads), "question": (B, dim),
     "match_positive": (B*T, 2), "match_negative": (B*T, 2),
     "spatial_attention": (B, T, H*W)}``."""
 
@@ -154,7 +154,7 @@ class AVST(nn.Module):
             parts += [self.attend_evidence(q[:, None], e)[:, 0] + e.mean(dim=1), summary]
         fused = self.fc_fusion(torch.tanh(torch.cat(parts, dim=-1)))
         joint = torch.tanh(fused * q)
-        return {"answer_logits": self.answer(joint), "joint": joint, "match_positive": match_pos,
+        return {"answer_logits": self.answer(joint), "joint": joint, "question": q, "match_positive": match_pos,
                 "match_negative": match_neg, "spatial_attention": weights.reshape(b, t, -1)}
 
 
