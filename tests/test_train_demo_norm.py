@@ -58,11 +58,13 @@ def test_unknown_norm_is_a_config_error() -> None:
         task.build_model({"model": dict(SMALL, image_norm="instance")})
 
 
-@pytest.mark.parametrize("device,synced", [("cuda", True), ("cpu", False)])
-def test_batchnorm_under_data_parallelism(device: str, synced: bool) -> None:
-    """What the README's table says of BatchNorm under torchrun: converted to SyncBatchNorm on GPUs (sharing the
-    original parameters, so optimizer and checkpoint see the same tensors), left alone with a warning on CPU,
-    where SyncBatchNorm has no kernel. The conversion itself needs no GPU, so both rows are checked here."""
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
+def test_batchnorm_under_data_parallelism(device: str) -> None:
+    """What the README's table says of BatchNorm under torchrun: converted to SyncBatchNorm on GPUs and to
+    GlobalBatchNorm on CPU (SyncBatchNorm has no CPU kernel), both sharing the original parameters, so optimizer
+    and checkpoint see the same tensors. The conversion itself needs no GPU, so both rows are checked here; that
+    GlobalBatchNorm computes the whole batch's statistics is tests/test_global_batchnorm.py."""
+    from xmodal.nn.global_batchnorm import GlobalBatchNorm
     from xmodal.train import distributed as xdist
 
     torch.manual_seed(0)
@@ -71,14 +73,10 @@ def test_batchnorm_under_data_parallelism(device: str, synced: bool) -> None:
     n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     assert n_bn > 0
     env = xdist.DistEnv(rank=0, world_size=2, local_rank=0, device=torch.device(device), owns_group=False)
-    if synced:
-        out = xdist._sync_batchnorm(model, env)
-        assert sum(isinstance(m, torch.nn.SyncBatchNorm) for m in out.modules()) == n_bn
-        assert not any(type(m) is torch.nn.BatchNorm2d for m in out.modules())
-        assert all(p is before[n] for n, p in out.named_parameters())
-    else:
-        with pytest.warns(UserWarning, match="SyncBatchNorm needs GPUs"):
-            out = xdist._sync_batchnorm(model, env)
-        assert out is model and not any(isinstance(m, torch.nn.SyncBatchNorm) for m in out.modules())
-    group = task.build_model({"model": SMALL})  # the default towers: nothing to convert, nothing to warn about
+    out = xdist._sync_batchnorm(model, env)
+    synced = torch.nn.SyncBatchNorm if device == "cuda" else GlobalBatchNorm
+    assert sum(isinstance(m, synced) for m in out.modules()) == n_bn
+    assert not any(type(m) is torch.nn.BatchNorm2d for m in out.modules())
+    assert all(p is before[n] for n, p in out.named_parameters())
+    group = task.build_model({"model": dict(SMALL, image_norm="group")})  # nothing to convert
     assert xdist._sync_batchnorm(group, env) is group

@@ -101,3 +101,15 @@ def test_nan_raises_naming_the_step(tmp_path: Path, where: str, coupled: bool) -
         train(bundle, cfg, out_dir=tmp_path)
     assert step == 3
     assert "nan" in str(info.value).lower() or "inf" in str(info.value).lower()
+
+
+def test_accumulation_with_batchnorm_warns(tmp_path: Path) -> None:
+    """GradCache cannot make BatchNorm exact (each micro-batch is normalised alone): the trainer says so."""
+    torch.manual_seed(0)
+    bundle = synthetic_pairs.build(CFG)
+    bundle.model.encoders["a"] = torch.nn.Sequential(torch.nn.BatchNorm1d(bundle.train_set.a.shape[1]),
+                                                     bundle.model.encoders["a"])
+    cfg = {"train": {"max_steps": 1, "batch_size": 32, "grad_accum": 2, "progress": False, "tensorboard": False,
+                     "evaluate": False}}
+    with pytest.warns(UserWarning, match="BatchNorm layers normalise each micro-batch alone"):
+        train(bundle, cfg, out_dir=tmp_path)

@@ -177,22 +177,16 @@ def _map_tensors(value: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
 
 
 def _sync_batchnorm(model: nn.Module, env: DistEnv) -> nn.Module:
-    """BatchNorm under data parallelism: SyncBatchNorm on GPUs (statistics over the global batch; the converted
-    layers share the original parameters and buffers). SyncBatchNorm has no CPU kernel, so on CPU each process
-    normalises its own batch, which is not the single-process computation: a warning says so."""
+    """BatchNorm under data parallelism, with statistics over the global batch: torch's SyncBatchNorm on GPUs,
+    :class:`xmodal.nn.global_batchnorm.GlobalBatchNorm` elsewhere (SyncBatchNorm has no CPU kernel). Either way
+    the converted layers share the original parameters and buffers."""
     if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         return model
     if env.device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    import warnings
+    from xmodal.nn.global_batchnorm import convert_global_batchnorm
 
-    warnings.warn(
-        "BatchNorm layers under torchrun on CPU normalise each process's batch alone (SyncBatchNorm needs "
-        "GPUs), so training differs from one process with the global batch; GroupNorm or LayerNorm (norm: "
-        "group | layer) keep it exact",
-        stacklevel=3,
-    )
-    return model
+    return convert_global_batchnorm(model)
 
 
 def reduce_replicated_grads(model: nn.Module) -> None:

@@ -455,6 +455,10 @@ def _train(
 
     model = bundle.model.to(env.device)
     model.train()
+    if tc.grad_accum > 1 and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        warnings.warn(f"train.grad_accum={tc.grad_accum}: the model's BatchNorm layers normalise each micro-batch "
+                      "alone, so the step differs from one batch of train.batch_size (GroupNorm or LayerNorm keep "
+                      "accumulation exact)", stacklevel=2)
     phases = bundle.phases
     # a phase's forward leaves the other phases' parameters without gradients (a detached generator)
     model = xdist.wrap_model(model, env, tc.strategy, find_unused=phases is not None)
