@@ -6,24 +6,18 @@ the statistics weight each rank by its count. Tolerance 1e-5 (float32 sums in an
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 
 import pytest
 import torch
 import torch.multiprocessing as mp
+from gloo_group import free_port, gloo_group
 from torch import nn
 
 from xmodal.nn.global_batchnorm import GlobalBatchNorm, convert_global_batchnorm
 
 WORLD, SHARDS = 2, ((0, 5), (5, 8))  # rank 0 holds 5 samples, rank 1 holds 3
 TOL = 1e-5
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _model() -> nn.Sequential:
@@ -52,10 +46,7 @@ def _step(model: nn.Module, x: torch.Tensor, w: torch.Tensor) -> dict[str, torch
 
 
 def _worker(rank: int, port: int, result_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=WORLD)
-    try:
-        torch.set_num_threads(1)
+    with gloo_group(rank, WORLD, port):
         lo, hi = SHARDS[rank]
         x, w = _data()
         model = convert_global_batchnorm(_model())
@@ -63,15 +54,13 @@ def _worker(rank: int, port: int, result_dir: str) -> None:
         for k in [k for k in out if k.startswith("grad.")]:
             torch.distributed.all_reduce(out[k])  # the whole batch's loss is the sum of the ranks' losses
         torch.save(out, os.path.join(result_dir, f"rank{rank}.pt"))
-    finally:
-        torch.distributed.destroy_process_group()
 
 
 @pytest.mark.distributed
 @pytest.mark.slow
 def test_two_processes_equal_one_batchnorm_on_the_whole_batch() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(_worker, args=(_free_port(), tmp), nprocs=WORLD, join=True)
+        mp.spawn(_worker, args=(free_port(), tmp), nprocs=WORLD, join=True)
         ranks = [torch.load(os.path.join(tmp, f"rank{r}.pt"), weights_only=True) for r in range(WORLD)]
     x, w = _data()
     full = _step(_model(), x, w)  # torch's BatchNorm2d, one process, the whole batch

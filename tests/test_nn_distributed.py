@@ -4,24 +4,18 @@ the gradients of a DDP-wrapped model (DDP averages gradients). Tolerance 1e-5 (f
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 
 import pytest
 import torch
 import torch.multiprocessing as mp
+from gloo_group import free_port, gloo_group
 from torch import nn
 
 from xmodal.nn.multimodal import ContrastiveModel, contrastive_loss
 from xmodal.nn.objectives import vatt_loss
 
 WORLD, PER_RANK = 2, 4
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _model() -> ContrastiveModel:
@@ -53,10 +47,7 @@ UNEQUAL = ((0, 5), (5, 2 * PER_RANK))
 
 
 def _worker(rank: int, port: int, result_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=WORLD)
-    try:
-        torch.set_num_threads(1)
+    with gloo_group(rank, WORLD, port):
         results = {}
         for name, loss_fn in CASES:
             # Unequal case: rank 0 holds 5 rows, rank 1 holds 3 (a last batch not dropped).
@@ -75,15 +66,13 @@ def _worker(rank: int, port: int, result_dir: str) -> None:
                 **{k: p.grad.clone() for k, p in model.module.named_parameters() if p.grad is not None},
             }
         torch.save(results, os.path.join(result_dir, f"rank{rank}.pt"))
-    finally:
-        torch.distributed.destroy_process_group()
 
 
 @pytest.mark.distributed
 @pytest.mark.slow
 def test_gathered_info_nce_matches_full_batch() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(_worker, args=(_free_port(), tmp), nprocs=WORLD, join=True)
+        mp.spawn(_worker, args=(free_port(), tmp), nprocs=WORLD, join=True)
         ranks = [torch.load(os.path.join(tmp, f"rank{r}.pt"), weights_only=True) for r in range(WORLD)]
     for name, loss_fn in CASES:
         model = _model()

@@ -15,22 +15,16 @@ from __future__ import annotations
 import copy
 import json
 import os
-import socket
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.multiprocessing as mp
+from gloo_group import free_port
 from torch import nn
 
 WORLD, PER_RANK = 2, 4
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _Decoder(nn.Module):
@@ -124,7 +118,7 @@ def _worker(rank: int, port: int, result_dir: str) -> None:
 
 def test_full_weights_and_weight_views_under_fsdp2() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(_worker, args=(_free_port(), tmp), nprocs=WORLD, join=True)
+        mp.spawn(_worker, args=(free_port(), tmp), nprocs=WORLD, join=True)
         results = [json.loads(Path(tmp, f"rank{r}.json").read_text()) for r in range(WORLD)]
     for res in results:
         assert res["resharded_after_forward"]
